@@ -1,0 +1,23 @@
+# The two entry points of the README. Each sets up its own venv on a fresh clone.
+PY ?= python3
+VENV ?= .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv clean-demo
+
+$(STAMP): pyproject.toml requirements.txt
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/python bin/cis490-spool demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests
+
+clean-demo:
+	rm -rf spool/* demo-data reports

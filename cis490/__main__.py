@@ -1,0 +1,5 @@
+import sys
+
+from cis490.cli import main
+
+sys.exit(main())

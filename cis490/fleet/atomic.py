@@ -1,0 +1,99 @@
+"""The project's one atomic-write helper.
+
+Invariant: a reader never sees a half-written file. Every file another process
+may read (spool state, attempt records, artifacts, parquet, reports) is written
+to a temporary file on the *same filesystem*, flushed, fsynced, renamed into
+place, and the containing directory is fsynced so the rename itself survives
+a crash.
+
+Two entry points share one implementation:
+
+- ``atomic_write(path, data)`` for bytes or text already in memory;
+- ``atomic_writer(path)`` a context manager yielding a binary file object for
+  large outputs (parquet, tensor shards, bundles) written in a stream.
+
+``tmp_dir`` lets the spool stage in its own ``tmp/`` (ignored by Syncthing);
+by default the temporary file is a hidden sibling of the destination.
+``no_clobber=True`` publishes with ``link()`` instead of ``rename()`` so an
+existing destination is never replaced (``FileExistsError`` is raised).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from pathlib import Path
+from typing import IO, Iterator
+
+__all__ = ["atomic_write", "atomic_writer", "fsync_dir"]
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync a directory so a rename inside it is durable (no-op on Windows)."""
+    if os.name == "nt":  # directories cannot be opened for fsync on Windows
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some network filesystems refuse fsync on a dir
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _tmp_path(dest: Path, tmp_dir: str | os.PathLike | None) -> Path:
+    base = Path(tmp_dir) if tmp_dir is not None else dest.parent
+    return base / f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+@contextlib.contextmanager
+def atomic_writer(
+    path: str | os.PathLike,
+    *,
+    tmp_dir: str | os.PathLike | None = None,
+    mode: int = 0o644,
+    no_clobber: bool = False,
+) -> Iterator[IO[bytes]]:
+    """Yield a binary file; on clean exit publish it atomically at ``path``.
+
+    On an exception inside the block the temporary file is removed and
+    nothing is published.
+    """
+    dest = Path(path)
+    tmp = _tmp_path(dest, tmp_dir)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, mode)
+    published = False
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        if no_clobber:
+            os.link(tmp, dest)  # FileExistsError if dest exists: never replaced
+        else:
+            os.replace(tmp, dest)
+        published = True
+        fsync_dir(dest.parent)
+    finally:
+        if no_clobber or not published:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def atomic_write(
+    path: str | os.PathLike,
+    data: bytes | str,
+    *,
+    tmp_dir: str | os.PathLike | None = None,
+    mode: int = 0o644,
+    no_clobber: bool = False,
+) -> None:
+    """Write ``data`` to ``path`` atomically and durably (see module doc)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with atomic_writer(path, tmp_dir=tmp_dir, mode=mode, no_clobber=no_clobber) as fh:
+        fh.write(data)

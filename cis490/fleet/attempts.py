@@ -1,0 +1,110 @@
+"""Attempt records, requeue markers, worker records and quarantine.
+
+    attempts/NAME/N@WORKER.json          one per attempt, written only by WORKER
+    attempts/NAME/N@WORKER.progress.json latest progress of that attempt (same writer)
+    attempts/NAME/N.requeue.json         operator's requeue: attempts <= N no longer count
+    logs/NAME/N@WORKER.log               the job's output, republished by WORKER
+    workers/WORKER.json                  capability record; mtime = liveness
+    quarantine/STATE--FILE--NONCE        a file moved aside, + .reason.json beside it
+
+Attempt numbers are derived from the directory (max + 1), never from a
+counter file. An attempt counts against ``max_attempts`` unless its outcome
+is ``released`` (SIGTERM) or it precedes the latest requeue marker; an
+attempt whose worker died still says ``running`` and counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cis490.fleet.atomic import atomic_write
+from cis490.fleet.layout import ATTEMPT_RE, MAX_JSON_BYTES, REQUEUE_RE, SpoolError, read_bounded
+
+OUTCOMES = ("running", "done", "failed", "released", "lost")
+
+
+@dataclass(frozen=True)
+class AttemptInfo:
+    number: int
+    worker: str
+    record: dict | None  # None when unreadable
+
+
+def list_attempts(attempts_dir: Path) -> tuple[list[AttemptInfo], int]:
+    """All attempt records of one job, and the latest requeue marker number."""
+    out: list[AttemptInfo] = []
+    requeued_after = 0
+    try:
+        entries = list(os.scandir(attempts_dir))
+    except FileNotFoundError:
+        return out, 0
+    for entry in entries:
+        m = ATTEMPT_RE.match(entry.name)
+        if m:
+            record = None
+            if not entry.is_symlink():
+                try:
+                    record = json.loads(read_bounded(Path(entry.path), MAX_JSON_BYTES))
+                except (OSError, ValueError, SpoolError):
+                    record = None
+            out.append(AttemptInfo(int(m.group(1)), m.group(2), record))
+            continue
+        m = REQUEUE_RE.match(entry.name)
+        if m:
+            requeued_after = max(requeued_after, int(m.group(1)))
+    out.sort(key=lambda a: (a.number, a.worker))
+    return out, requeued_after
+
+
+def counted_attempts(attempts_dir: Path) -> int:
+    """Attempts that spend the budget: since the last requeue, not released."""
+    attempts, after = list_attempts(attempts_dir)
+    return sum(
+        1 for a in attempts
+        if a.number > after and (a.record or {}).get("outcome") != "released"
+    )
+
+
+def next_attempt_number(attempts_dir: Path) -> int:
+    attempts, after = list_attempts(attempts_dir)
+    return max([after] + [a.number for a in attempts]) + 1
+
+
+def write_record(path: Path, record: dict, tmp_dir: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(record, sort_keys=True, indent=1) + "\n", tmp_dir=tmp_dir)
+
+
+def write_requeue_marker(attempts_dir: Path, tmp_dir: Path, by: str) -> int:
+    attempts, after = list_attempts(attempts_dir)
+    number = max([after] + [a.number for a in attempts])
+    attempts_dir.mkdir(parents=True, exist_ok=True)
+    write_record(attempts_dir / f"{number}.requeue.json",
+                 {"after_attempt": number, "by": by, "at": time.time()}, tmp_dir)
+    return number
+
+
+def quarantine(root: Path, path: Path, reason: str, by: str) -> Path | None:
+    """Move ``path`` (never following a symlink) aside with a one-line reason.
+
+    Returns the new path, or None if the file had already gone (someone else
+    moved it first: not an error).
+    """
+    state = path.parent.name
+    dest = root / "quarantine" / f"{state}--{path.name}--{secrets.token_hex(3)}"
+    try:
+        os.rename(path, dest)
+    except FileNotFoundError:
+        return None
+    atomic_write(
+        str(dest) + ".reason.json",
+        json.dumps({"from": f"{state}/{path.name}", "reason": reason, "by": by,
+                    "at": time.time()}, sort_keys=True) + "\n",
+        tmp_dir=root / "tmp",
+    )
+    return dest

@@ -1,0 +1,267 @@
+"""Claiming a job, and everything a claim's owner may do with it.
+
+A claim is one rename ``pending/NAME.json → claimed/NAME@W.json``. Picking
+*which* job is the expensive part at 100 000 pending jobs, so a ``Claimer``
+keeps a sorted candidate list from one directory scan and pops from it; a
+candidate that another worker took meanwhile costs one failed rename. Spec
+files are immutable, so parsed specs are cached by (name, inode). The list is
+rebuilt when empty, after ``rescan_s``, or when the daemon's watcher says
+``pending/`` changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cis490.fleet import attempts as att
+from cis490.fleet import store
+from cis490.fleet.atomic import atomic_write
+from cis490.fleet.capability import Capability, detect, eligible
+from cis490.fleet.layout import MAX_JSON_BYTES, JobState, SpoolError, is_ignored, parse_name, read_bounded
+from cis490.fleet.spec import KINDS, JobSpec, SpecError
+from cis490.fleet.spool import LeaseLost, Spool, rename_resolved
+
+LOG_PUBLISH_BYTES = 256 * 1024  # the spool keeps the tail of each attempt's log
+
+
+def make_worker_id(host_id: str) -> str:
+    """host id, pid and a short nonce, in the worker-name grammar."""
+    label = re.sub(r"[^a-z0-9-]+", "-", host_id.lower()).strip("-")[:40] or "host"
+    return f"{label}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class WorkerInfo:
+    id: str
+    capability: Capability
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def create(cls, host_id: str | None = None, capability: Capability | None = None,
+               spool_root: str | os.PathLike | None = None) -> "WorkerInfo":
+        cap = capability or detect(host_id, spool_root)
+        if host_id and cap.host_id != host_id:
+            cap = Capability(**{**cap.__dict__, "host_id": host_id})
+        return cls(make_worker_id(cap.host_id), cap)
+
+    def record(self) -> dict:
+        return {"worker": self.id, "pid": os.getpid(), "started_at": self.started_at,
+                "capability": self.capability.to_dict()}
+
+
+def register(spool: Spool, worker: WorkerInfo) -> Path:
+    path = spool.root / "workers" / f"{worker.id}.json"
+    atomic_write(path, json.dumps(worker.record(), sort_keys=True, indent=1) + "\n", tmp_dir=spool.tmp)
+    return path
+
+
+def live_workers(spool: Spool, now: float) -> list[dict]:
+    out = []
+    for entry in os.scandir(spool.root / "workers"):
+        if not entry.name.endswith(".json") or entry.is_symlink():
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            rec = json.loads(read_bounded(Path(entry.path), MAX_JSON_BYTES))
+        except (OSError, ValueError, SpoolError):
+            continue
+        if isinstance(rec, dict):
+            rec["age_s"] = age
+            rec["live"] = age <= spool.settings.stale_after_s
+            out.append(rec)
+    return out
+
+
+class Claimer:
+    def __init__(self, spool: Spool, worker: WorkerInfo, *, rescan_s: float = 2.0):
+        self.spool, self.worker, self.rescan_s = spool, worker, rescan_s
+        self._specs: dict[tuple[str, int], JobSpec | None] = {}
+        self._candidates: list[str] = []
+        self._scanned_at = float("-inf")
+        self.skipped: dict[str, str] = {}  # name → why this worker leaves it alone
+
+    def invalidate(self) -> None:
+        self._candidates = []
+
+    def _spec(self, entry: os.DirEntry) -> JobSpec | None:
+        key = (entry.name, entry.inode())
+        if key not in self._specs:
+            try:
+                self._specs[key] = self.spool.read_spec(Path(entry.path))
+            except FileNotFoundError:
+                return None
+            except SpecError as exc:
+                att.quarantine(self.spool.root, Path(entry.path), f"malformed job spec: {exc}", self.worker.id)
+                return None
+        return self._specs[key]
+
+    def _cuda_peers(self, now: float) -> list[tuple[Capability, object]]:
+        peers = []
+        for rec in live_workers(self.spool, now):
+            cap_raw = rec.get("capability")
+            if rec.get("live") and isinstance(cap_raw, dict) and cap_raw.get("cuda") and rec.get("worker") != self.worker.id:
+                try:
+                    cap = Capability.from_dict(cap_raw)
+                except (TypeError, ValueError):
+                    continue
+                peers.append((cap, self.spool.host_policy(cap.host_id)))
+        return peers
+
+    def scan(self, now: float | None = None) -> list[str]:
+        spool, cap = self.spool, self.worker.capability
+        now = spool.fs_now(self.worker.id) if now is None else now
+        policy = spool.host_policy(cap.host_id)
+        peers = None
+        ranked, seen, self.skipped = [], set(), {}
+        for entry in os.scandir(spool.state_dir(JobState.PENDING)):
+            if is_ignored(entry.name):
+                continue
+            parsed = parse_name(entry.name[:-5]) if entry.name.endswith(".json") else None
+            if parsed is None or entry.is_symlink():
+                why = "a symlink (never followed)" if parsed else "file name does not follow the name grammar"
+                att.quarantine(spool.root, Path(entry.path), why, self.worker.id)
+                continue
+            if not policy.permits(parsed[0], parsed[1]):
+                self.skipped[entry.name[:-5]] = "host policy (allow_jobs/deny_jobs) excludes it"
+                continue
+            spec = self._spec(entry)
+            if spec is None:
+                continue
+            seen.add((entry.name, entry.inode()))
+            peer_ok = False
+            if spec.constraints.prefer_cuda and not cap.cuda:
+                if peers is None:
+                    peers = self._cuda_peers(now)
+                peer_ok = any(eligible(spec, pc, pp).ok for pc, pp in peers)
+            verdict = eligible(spec, cap, policy, waited_s=now - spec.enqueued_ns / 1e9,
+                               cuda_peer_available=peer_ok,
+                               prefer_cuda_grace_s=spool.settings.prefer_cuda_grace_s)
+            if verdict.ok:
+                ranked.append((-spec.priority, spec.enqueued_ns, spec.name))
+            else:
+                self.skipped[spec.name] = verdict.reason
+        self._specs = {k: v for k, v in self._specs.items() if k in seen}
+        ranked.sort()
+        self._candidates = [name for *_k, name in reversed(ranked)]  # pop() takes the best
+        self._scanned_at = time.monotonic()
+        return [n for n in reversed(self._candidates)]
+
+    def claim(self, now: float | None = None) -> "Claim | None":
+        if not self._candidates or time.monotonic() - self._scanned_at > self.rescan_s:
+            self.scan(now)
+        spool = self.spool
+        while self._candidates:
+            name = self._candidates.pop()
+            src = spool.path_of(JobState.PENDING, name)
+            dst = spool.path_of(JobState.CLAIMED, name, self.worker.id)
+            if not rename_resolved(src, dst):
+                continue  # another worker won: not an error
+            try:
+                spec = spool.read_spec(dst)
+            except SpecError as exc:
+                att.quarantine(spool.root, dst, f"malformed job spec: {exc}", self.worker.id)
+                continue
+            if spec.model not in KINDS:  # replaced meanwhile by a kind we cannot run
+                rename_resolved(dst, src)
+                continue
+            return Claim.start(spool, spec, self.worker, dst)
+        return None
+
+
+class Claim:
+    """A job this worker owns; every method below is one of DESIGN §3's transitions."""
+
+    def __init__(self, spool: Spool, spec: JobSpec, worker: WorkerInfo, path: Path, number: int):
+        self.spool, self.spec, self.worker, self.path, self.number = spool, spec, worker, path, number
+        self.name = spec.name
+        self.record_path = spool.attempts_dir(self.name) / f"{number}@{worker.id}.json"
+        self.log_path = spool.root / "logs" / self.name / f"{number}@{worker.id}.log"
+        self.progress_path = self.record_path.with_name(f"{number}@{worker.id}.progress.json")
+        self.record: dict = {}
+
+    @classmethod
+    def start(cls, spool: Spool, spec: JobSpec, worker: WorkerInfo, path: Path) -> "Claim":
+        number = att.next_attempt_number(spool.attempts_dir(spec.name))
+        claim = cls(spool, spec, worker, path, number)
+        claim.record = {
+            "name": spec.name, "job_id": spec.id, "attempt": number, "worker": worker.id,
+            "host_id": worker.capability.host_id, "hostname": socket.gethostname(),
+            "pid": os.getpid(), "outcome": "running", "claimed_at": time.time(),
+        }
+        claim._write_record()
+        return claim
+
+    def _write_record(self, **changes) -> None:
+        self.record.update(changes)
+        att.write_record(self.record_path, self.record, self.spool.tmp)
+
+    @property
+    def alive(self) -> bool:
+        return os.path.lexists(self.path)
+
+    def heartbeat(self) -> None:
+        """Touch the claim file; LeaseLost when it is gone (cancelled or swept)."""
+        try:
+            os.utime(self.path, None)
+        except FileNotFoundError:
+            raise LeaseLost(f"lease on {self.name} lost (cancelled or swept)") from None
+
+    def progress(self, event: dict) -> None:
+        att.write_record(self.progress_path, {**event, "attempt": self.number}, self.spool.tmp)
+
+    def publish_log(self, local_log: Path) -> None:
+        """Republish the tail of the job's local log into the spool (atomic)."""
+        try:
+            with open(local_log, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - LOG_PUBLISH_BYTES))
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.log_path, data, tmp_dir=self.spool.tmp)
+
+    def _finish(self, target: JobState, **record) -> None:
+        self._write_record(ended_at=time.time(), **record)
+        if not rename_resolved(self.path, self.spool.path_of(target, self.name)):
+            self._write_record(outcome="lost", lost_after=record.get("outcome"))
+            raise LeaseLost(f"lease on {self.name} lost before it could be marked {target.value}")
+
+    def complete(self, artifact_dir: str | os.PathLike, **extra) -> store.StoredArtifact:
+        """Store the artifact, record the attempt, then claimed → done."""
+        if not self.alive:
+            self._write_record(outcome="lost", ended_at=time.time())
+            raise LeaseLost(f"lease on {self.name} lost before completion")
+        stored = store.put(self.spool.root, f"{self.spec.model}_{self.spec.mode}", artifact_dir,
+                           {"job": self.name, "job_id": self.spec.id, "spec": self.spec.to_dict()})
+        self._finish(JobState.DONE, outcome="done", digest=stored.digest,
+                     artifact_created=stored.created, **extra)
+        return stored
+
+    def fail(self, reason: str, **extra) -> None:
+        self._finish(JobState.FAILED, outcome="failed", error=reason[-4000:], **extra)
+
+    def release(self, reason: str = "worker stopping (SIGTERM)") -> None:
+        """Give the job back; this attempt does not count."""
+        self._finish(JobState.PENDING, outcome="released", error=reason)
+
+    def mark_lost(self) -> None:
+        self._write_record(outcome="lost", ended_at=time.time())
+
+
+def claim(spool: Spool, worker: WorkerInfo | str, now: float | None = None) -> Claim | None:
+    """Public API: claim the best eligible pending job for ``worker``, or None."""
+    if isinstance(worker, str):
+        worker = WorkerInfo(worker, detect(spool_root=spool.root))
+    claimers = spool.__dict__.setdefault("_claimers", {})
+    if worker.id not in claimers:
+        claimers[worker.id] = Claimer(spool, worker)
+    return claimers[worker.id].claim(now)

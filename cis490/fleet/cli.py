@@ -1,0 +1,313 @@
+"""``cis490-spool``: the operator's and the worker's entry point.
+
+This module only parses and prints. Library errors (``SpoolError`` and its
+kin) become one line on stderr here, in one place: exit 1 for operational
+errors; argparse exits 2 for usage errors. Every read verb has ``--json``.
+
+Examples:
+    cis490-spool init --heartbeat-s 30 --stale-after-s 600
+    cis490-spool reload etc/training_manifest.toml.example
+    cis490-spool status
+    cis490-spool work --drain --host-id elliott-thinkpad
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from cis490.fleet.layout import JobState, SpoolError
+
+OPERATOR_ENV = "CIS490_OPERATOR_TOKEN"
+
+
+def token_hash(token: str, salt: str | None = None) -> str:
+    salt = salt or secrets.token_hex(8)
+    return f"{salt}${hashlib.sha256((salt + token).encode()).hexdigest()}"
+
+
+def check_operator(spool) -> None:
+    recorded = spool.settings.operator_token_hash
+    if not recorded:
+        return
+    token = os.environ.get(OPERATOR_ENV)
+    if not token:
+        raise SpoolError(f"this verb needs ${OPERATOR_ENV} (set at init): run it from the operator's shell")
+    salt, _, _ = recorded.partition("$")
+    if not hmac.compare_digest(token_hash(token, salt), recorded):
+        raise SpoolError(f"${OPERATOR_ENV} does not match the token recorded at init")
+
+
+def _print(args, obj, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    else:
+        print(text)
+
+
+def _open(args):
+    from cis490.fleet.spool import Spool
+
+    return Spool.open(args.spool)
+
+
+# --- verbs -------------------------------------------------------------------------
+
+
+def cmd_init(args) -> int:
+    from cis490.fleet.spool import Spool
+
+    settings = {"heartbeat_s": args.heartbeat_s, "stale_after_s": args.stale_after_s,
+                "max_attempts": args.max_attempts, "consistency": args.consistency}
+    if args.settle_s is not None:
+        settings["settle_s"] = args.settle_s
+    token = os.environ.get(OPERATOR_ENV)
+    if token:
+        settings["operator_token_hash"] = token_hash(token)
+    spool = Spool.init(args.spool, **settings)
+    guard = "operator token recorded" if token else f"no operator token (set ${OPERATOR_ENV} at init to guard cancel/requeue/reload)"
+    print(f"spool ready at {spool.root} ({spool.settings.consistency}; heartbeat {spool.settings.heartbeat_s:g}s, "
+          f"stale after {spool.settings.stale_after_s:g}s, {spool.settings.max_attempts} attempts; {guard})")
+    return 0
+
+
+def cmd_reload(args) -> int:
+    spool = _open(args)
+    check_operator(spool)
+    result = spool.reload(args.manifest)
+    r = result.to_dict()
+    _print(args, r, f"reloaded {args.manifest}: {r['new']} new, {r['unchanged']} unchanged, "
+                    f"{r['updated']} updated, {r['orphaned']} orphaned (not in the manifest; cancel to remove)")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from cis490.fleet import snapshot, tui
+
+    spool = _open(args)
+    if args.watch:
+        tui.watch(spool, poll_s=args.poll_s)
+        return 0
+    snap = snapshot.status(spool)
+    if args.json:
+        print(json.dumps(snap, indent=1, sort_keys=True, default=str))
+        return 0
+    from rich.console import Console
+
+    Console().print(tui.render(snap))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from cis490.fleet import snapshot
+
+    rows = snapshot.list_jobs(_open(args), JobState(args.state) if args.state else None)
+    lines = [f"{r['state']:<10} {r['name']:<32} attempts {r['attempts']}"
+             + (f"  on {r['worker']}" if r["worker"] else "") for r in rows]
+    _print(args, rows, "\n".join(lines) if lines else "no jobs")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from cis490.fleet import snapshot
+
+    spool = _open(args)
+    info = snapshot.show_job(spool, spool.resolve(args.job))
+    lines = [f"{info['name']}: {info['state']}" + (f" on {info['worker']}" if info["worker"] else ""),
+             f"spec: {json.dumps(info['spec'], sort_keys=True)}"]
+    for a in info["attempts"]:
+        p = a.get("progress") or {}
+        lines.append(f"  attempt {a.get('attempt')} by {a.get('worker')}: {a.get('outcome')}"
+                     + (f", epoch {p.get('epoch')}/{p.get('epochs')}" if p else "")
+                     + (f", digest {a['digest'][:12]}" if a.get("digest") else "")
+                     + (f" — {a['error']}" if a.get("error") else ""))
+    _print(args, info, "\n".join(lines))
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from cis490.fleet import snapshot
+
+    spool = _open(args)
+    name = spool.resolve(args.job)
+    paths = snapshot.logs_of(spool, name)
+    if not paths:
+        raise SpoolError(f"{name} has no logs yet")
+    chosen = paths if args.all else paths[-1:]
+    if args.json:
+        print(json.dumps([{"file": p.name, "text": p.read_text(errors="replace")} for p in chosen], indent=1))
+        return 0
+    for p in chosen:
+        if len(chosen) > 1:
+            print(f"==> {p.name} <==")
+        sys.stdout.write(p.read_text(errors="replace"))
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    spool = _open(args)
+    check_operator(spool)
+    name = spool.resolve(args.job)
+    was = spool.cancel(name)
+    print(f"cancelled {name} (was {was.value}" + ("; its worker stops it at the next heartbeat)" if was is JobState.CLAIMED else ")"))
+    return 0
+
+
+def cmd_requeue(args) -> int:
+    spool = _open(args)
+    check_operator(spool)
+    name = spool.resolve(args.job)
+    was = spool.requeue(name)
+    print(f"requeued {name} (was {was.value}; fresh attempt budget)")
+    return 0
+
+
+def cmd_workers(args) -> int:
+    from cis490.fleet import snapshot
+
+    spool = _open(args)
+    rows = snapshot.workers(spool, spool.fs_now("cli"))
+    lines = [f"{'live ' if r['live'] else 'SILENT'} {r['worker']:<40} host {r['host_id']} cores {r['cores']} "
+             f"ram {r['ram_gib']} GiB cuda {'yes' if r['cuda'] else 'no'} (seen {r['age_s']:.0f}s ago)" for r in rows]
+    _print(args, rows, "\n".join(lines) if lines else "no workers registered")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from cis490.fleet import snapshot
+
+    rows = snapshot.models(_open(args))
+    lines = [f"{r['model_mode']:<22} {r['digest'][:16]}  {r['job']}  {r['bundle_bytes']} B" for r in rows]
+    _print(args, rows, "\n".join(lines) if lines else "no models stored")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    spool = _open(args)
+    r = spool.sweep()
+    obj = {"requeued": list(r.requeued), "failed": list(r.failed), "quarantined": list(r.quarantined),
+           "workers_removed": list(r.workers_removed)}
+    _print(args, obj, f"swept: {len(r.requeued)} requeued, {len(r.failed)} failed (attempts spent), "
+                      f"{len(r.quarantined)} quarantined, {len(r.workers_removed)} old worker records removed")
+    return 0
+
+
+def cmd_fsck(args) -> int:
+    from cis490.fleet.fsck import fsck
+
+    findings, stats = fsck(_open(args))
+    errors = [f for f in findings if f.severity == "error"]
+    obj = {"ok": not errors, "stats": stats, "findings": [f.to_dict() for f in findings]}
+    lines = [f"{f.severity}: {f.where}: {f.what}" for f in findings]
+    lines.append(f"fsck: {stats['bundles']} bundles re-hashed, {stats['jobs']} jobs checked, "
+                 f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)")
+    _print(args, obj, "\n".join(lines))
+    return 1 if errors else 0
+
+
+def cmd_work(args) -> int:
+    from cis490.fleet.claim import WorkerInfo
+    from cis490.fleet.spool import Spool
+    from cis490.fleet.worker import Worker, WorkerOptions, self_test
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    spool = Spool.open(args.spool)
+    info = WorkerInfo.create(args.host_id, spool_root=spool.root)
+    if args.self_test:
+        problems = self_test(spool, info.id)
+        for p in problems:
+            print(f"self-test: {p}", file=sys.stderr)
+        if not problems:
+            print(f"self-test ok: {info.capability.host_id} can work on {spool.root} "
+                  f"(cores {info.capability.cores}, RAM {info.capability.ram_gib} GiB, CUDA {'yes' if info.capability.cuda else 'no'})")
+        return 1 if problems else 0
+    mode = "once" if args.once else "drain" if args.drain else "daemon"
+    opts = WorkerOptions(mode=mode, slots=args.slots, poll_s=args.poll_s, max_jobs=args.max_jobs,
+                         work_root=Path(args.work_dir) if args.work_dir else None)
+    return Worker(spool, info, opts).run()
+
+
+# --- parser --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cis490-spool", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spool", default=os.environ.get("CIS490_SPOOL", "spool"),
+                   help="spool directory (default: $CIS490_SPOOL, else ./spool)")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    def verb(name, func, help, json_flag=False):
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        if json_flag:
+            sp.add_argument("--json", action="store_true", help="machine-readable output")
+        return sp
+
+    sp = verb("init", cmd_init, "create a spool (e.g. `init --stale-after-s 600`)")
+    sp.add_argument("--heartbeat-s", type=float, default=30.0)
+    sp.add_argument("--stale-after-s", type=float, default=600.0)
+    sp.add_argument("--max-attempts", type=int, default=3)
+    sp.add_argument("--consistency", choices=("atomic", "eventual"), default="atomic")
+    sp.add_argument("--settle-s", type=float, default=None, help="eventual mode: wait after a claim")
+    sp = verb("reload", cmd_reload, "enqueue a manifest's new jobs (e.g. `reload etc/training_manifest.toml.example`)", True)
+    sp.add_argument("manifest")
+    sp = verb("status", cmd_status, "counts, running jobs, workers, failures, artifacts", True)
+    sp.add_argument("--watch", action="store_true", help="live view, refreshed on changes")
+    sp.add_argument("--poll-s", type=float, default=2.0)
+    sp = verb("list", cmd_list, "list jobs (e.g. `list --state failed`)", True)
+    sp.add_argument("--state", choices=[s.value for s in JobState])
+    for name, func, help in (("show", cmd_show, "a job's spec and attempts (JOB: name or unique prefix)"),
+                             ("logs", cmd_logs, "a job's latest log (e.g. `logs gbt_real`)")):
+        sp = verb(name, func, help, True)
+        sp.add_argument("job")
+        if name == "logs":
+            sp.add_argument("--all", action="store_true", help="every attempt's log")
+    for name, func, help in (("cancel", cmd_cancel, "cancel a pending or running job (operator)"),
+                             ("requeue", cmd_requeue, "requeue a failed or cancelled job (operator)")):
+        sp = verb(name, func, help)
+        sp.add_argument("job")
+    verb("workers", cmd_workers, "registered workers and their liveness", True)
+    verb("models", cmd_models, "stored artifacts", True)
+    verb("sweep", cmd_sweep, "reclaim stale claims now; quarantine malformed files", True)
+    verb("fsck", cmd_fsck, "re-hash bundles and cross-check jobs/attempts (exit 1 on errors)", True)
+    sp = verb("work", cmd_work, "run a worker (e.g. `work --drain --slots 2`)")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--once", action="store_true", help="claim up to --slots jobs, finish them, exit (cron)")
+    g.add_argument("--drain", action="store_true", help="work until no eligible job is left")
+    g.add_argument("--self-test", action="store_true", help="check this host can work on the spool, then exit")
+    sp.add_argument("--slots", type=int, default=None, help="parallel jobs (default: manifest's hosts.NAME.slots, else 1)")
+    sp.add_argument("--host-id", default=None, help="host id used for policy (default: hostname)")
+    sp.add_argument("--poll-s", type=float, default=5.0, help="polling fallback interval")
+    sp.add_argument("--max-jobs", type=int, default=None)
+    sp.add_argument("--work-dir", default=None, help="local scratch directory for job outputs")
+    sp.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("cis490-spool: interrupted", file=sys.stderr)
+        return 130
+    except SpoolError as exc:
+        print(f"cis490-spool {args.verb}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cis490-spool {args.verb}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

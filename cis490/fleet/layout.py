@@ -1,0 +1,202 @@
+"""Spool layout, the name grammar, and ``spool.toml`` settings.
+
+State is the directory, ownership is the name, liveness is the mtime:
+
+    pending/NAME.json           claimed/NAME@WORKER.json      done|failed|cancelled/NAME.json
+    attempts/NAME/N@WORKER.json logs/NAME/N@WORKER.log        workers/WORKER.json
+    models/MODEL_MODE/DIGEST/   tmp/                          quarantine/
+
+Every name that reaches the filesystem passes through one of the validators
+here, so a hostile manifest or spool file cannot name a path outside the
+spool (no ``/``, ``\\``, ``..``, NUL, Windows-reserved names, and names are
+lower-case so they stay unique where case is ignored).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+FORMAT = 1
+SETTINGS_FILE = "spool.toml"
+MANIFEST_COPY = "manifest.toml"
+MAX_TOML_BYTES = 1 << 20  # manifests and settings are small; a bigger one is refused
+MAX_JSON_BYTES = 1 << 16  # job specs, attempt and worker records
+
+
+class SpoolError(Exception):
+    """An operational error about a spool: the message says what to do."""
+
+
+class JobState(str, enum.Enum):
+    """A job's state; the value *is* the directory name."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+STATES = tuple(JobState)
+TERMINAL = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+DIRS = tuple(s.value for s in STATES) + (
+    "attempts", "logs", "workers", "models", "tmp", "quarantine",
+)
+
+# --- the name grammar ---------------------------------------------------------
+
+_PART = r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?"
+KIND_RE = re.compile(rf"^{_PART}$")                       # model / job kind, e.g. gbt
+MODE_RE = re.compile(rf"^{_PART}$")                       # e.g. realistic
+NAME_RE = re.compile(rf"^({_PART})_({_PART})\.([0-9a-f]{{12}})$")
+WORKER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+ATTEMPT_RE = re.compile(r"^([1-9][0-9]{0,5})@([a-z0-9-]+)\.json$")
+REQUEUE_RE = re.compile(r"^([0-9]{1,6})\.requeue\.json$")
+
+# Windows reserves these base names in every directory, whatever the extension.
+WINDOWS_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul"]
+    + [f"com{i}" for i in range(10)]
+    + [f"lpt{i}" for i in range(10)]
+)
+
+
+def check_part(value: object, what: str, regex: re.Pattern = KIND_RE) -> str:
+    """Validate one name component (model, mode, host label) or raise SpoolError."""
+    if not isinstance(value, str) or not regex.match(value):
+        raise SpoolError(
+            f"invalid {what} {value!r}: use 1-32 lower-case letters, digits and '-'"
+        )
+    if value.split(".")[0] in WINDOWS_RESERVED:
+        raise SpoolError(f"invalid {what} {value!r}: a reserved name on Windows")
+    return value
+
+
+def job_name(model: str, mode: str, job_id: str) -> str:
+    check_part(model, "model")
+    check_part(mode, "mode", MODE_RE)
+    if not re.fullmatch(r"[0-9a-f]{64}", job_id):
+        raise SpoolError(f"invalid job id {job_id!r}: expected 64 hex digits")
+    return f"{model}_{mode}.{job_id[:12]}"
+
+
+def parse_name(name: str) -> tuple[str, str, str] | None:
+    """``gbt_realistic.3f9a1c2b7d4e`` → (model, mode, id prefix), or None."""
+    m = NAME_RE.match(name)
+    return (m.group(1), m.group(2), m.group(3)) if m else None
+
+
+def split_claimed(filename: str) -> tuple[str, str] | None:
+    """``NAME@WORKER.json`` → (NAME, WORKER), or None when malformed."""
+    if not filename.endswith(".json") or filename.count("@") != 1:
+        return None
+    name, worker = filename[: -len(".json")].split("@")
+    if parse_name(name) is None or not WORKER_RE.match(worker):
+        return None
+    return name, worker
+
+
+def is_ignored(filename: str) -> bool:
+    """Files that belong to no one's protocol: dotfiles (incl. our own temp
+    files and Syncthing's ``.syncthing.*.tmp``) and ``~syncthing~*``."""
+    return filename.startswith(".") or filename.startswith("~syncthing~")
+
+
+def is_sync_conflict(filename: str) -> bool:
+    return ".sync-conflict-" in filename
+
+
+# --- settings -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``spool.toml``: written once by ``init``; every worker reads it."""
+
+    format: int = FORMAT
+    consistency: str = "atomic"      # atomic | eventual
+    heartbeat_s: float = 30.0
+    stale_after_s: float = 600.0
+    max_attempts: int = 3
+    prefer_cuda_grace_s: float = 1800.0
+    settle_s: float = 0.0            # eventual mode: wait before training starts
+    operator_token_hash: str = ""    # "salt$sha256hex"; empty: no token required
+
+    def validate(self) -> "Settings":
+        if self.format != FORMAT:
+            raise SpoolError(f"spool format {self.format} is not supported (this is {FORMAT})")
+        if self.consistency not in ("atomic", "eventual"):
+            raise SpoolError(f"consistency must be 'atomic' or 'eventual', not {self.consistency!r}")
+        if not self.heartbeat_s > 0:
+            raise SpoolError("heartbeat_s must be > 0")
+        if self.stale_after_s < 10 * self.heartbeat_s:
+            raise SpoolError(
+                f"stale_after_s ({self.stale_after_s:g}) must be >= 10 x heartbeat_s "
+                f"({self.heartbeat_s:g}), or a slow heartbeat looks like a dead worker"
+            )
+        if not (isinstance(self.max_attempts, int) and self.max_attempts >= 1):
+            raise SpoolError("max_attempts must be an integer >= 1")
+        if self.prefer_cuda_grace_s < 0 or self.settle_s < 0:
+            raise SpoolError("prefer_cuda_grace_s and settle_s must be >= 0")
+        return self
+
+    def to_toml(self) -> str:
+        lines = ["# cis490 spool settings, written by `cis490-spool init`. Do not edit while workers run."]
+        for key, value in asdict(self).items():
+            if isinstance(value, bool):
+                rendered = "true" if value else "false"
+            elif isinstance(value, (int, float)):
+                rendered = repr(value)
+            else:
+                rendered = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            lines.append(f"{key} = {rendered}")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_toml(cls, text: str) -> "Settings":
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpoolError(f"{SETTINGS_FILE} is not valid TOML: {exc}") from None
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise SpoolError(f"{SETTINGS_FILE}: unknown setting(s) {', '.join(unknown)}")
+        kwargs = {}
+        for key, value in raw.items():
+            default = getattr(cls, key)
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(default):
+                raise SpoolError(
+                    f"{SETTINGS_FILE}: {key} must be {type(default).__name__}, not {type(value).__name__}"
+                )
+            kwargs[key] = value
+        return cls(**kwargs).validate()
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """Read a small file without following a symlink, refusing one over ``limit``."""
+    import os
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(limit + 1)
+    except BaseException:
+        raise
+    if len(data) > limit:
+        raise SpoolError(f"{path.name} is larger than {limit} bytes")
+    return data

@@ -1,0 +1,208 @@
+"""The training manifest: one TOML file declaring hosts' policy and the jobs.
+
+    [defaults]                      # optional defaults for every [[jobs]] entry
+    train_hosts = ["elliott-thinkpad"]
+    [data]                          # where workers find the data (relative to the spool dir)
+    validation = "../demo-data/validation_v1.parquet"
+    [hosts.elliott-thinkpad]        # per-host policy, keyed by host id
+    allow_jobs = ["gbt", "mlp"]     # fnmatch patterns on "model" or "model_mode"
+    slots = 1
+    [[jobs]]
+    model = "gbt"
+    mode = "realistic"
+    hyper = { epochs = 200 }
+    priority = 10
+
+``load_manifest`` validates *everything* before anything is written (reload
+is all-or-nothing); every error names the job index and the field.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cis490.fleet.layout import HOST_RE, MAX_TOML_BYTES, SpoolError
+from cis490.fleet.spec import JobSpec, SpecError, build_spec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ManifestError(SpoolError):
+    """The manifest is invalid; nothing was changed."""
+
+
+DATA_KEYS = ("validation", "summary", "tensors", "schema")
+JOB_KEYS = {"model", "mode", "hyper", "split_recipe", "train_hosts", "seed", "priority",
+            "require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts"}
+CONSTRAINT_KEYS = ("require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts")
+HOST_KEYS = {"allow_jobs", "deny_jobs", "slots", "data"}
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    allow_jobs: tuple[str, ...] = ("*",)
+    deny_jobs: tuple[str, ...] = ()
+    slots: int = 1
+    data: dict = field(default_factory=dict)
+
+    def permits(self, model: str, mode: str) -> bool:
+        keys = (model, f"{model}_{mode}")
+        def match(patterns: tuple[str, ...]) -> bool:
+            return any(fnmatch.fnmatchcase(k, p) for p in patterns for k in keys)
+        return match(self.allow_jobs) and not match(self.deny_jobs)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    jobs: tuple[JobSpec, ...]
+    hosts: dict[str, HostPolicy]
+    data: dict[str, str]
+    raw: bytes
+
+    def host(self, host_id: str) -> HostPolicy:
+        """Policy of a host; a host the manifest does not name gets the defaults."""
+        return self.hosts.get(host_id, HostPolicy())
+
+    def data_paths(self, host_id: str) -> dict[str, str]:
+        return {**self.data, **self.host(host_id).data}
+
+
+def _str_list(value, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value):
+        raise ManifestError(f"{where} must be a list of strings")
+    return tuple(value)
+
+
+def _data_table(value, where: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where} must be a table")
+    unknown = sorted(set(value) - set(DATA_KEYS))
+    if unknown:
+        raise ManifestError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(DATA_KEYS)}")
+    out = {}
+    for key in DATA_KEYS:
+        if key in value:
+            if not isinstance(value[key], str) or not value[key] or "\x00" in value[key]:
+                raise ManifestError(f"{where}.{key} must be a non-empty path string")
+            out[key] = value[key]
+    return out
+
+
+def _host(name: str, raw) -> HostPolicy:
+    where = f"hosts.{name}"
+    if not HOST_RE.match(name):
+        raise ManifestError(f"{where}: invalid host id (letters, digits, '.', '_', '-')")
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where} must be a table")
+    unknown = sorted(set(raw) - HOST_KEYS)
+    if unknown:
+        raise ManifestError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(HOST_KEYS))}")
+    slots = raw.get("slots", 1)
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 64:
+        raise ManifestError(f"{where}.slots must be an integer in 1..64")
+    return HostPolicy(
+        allow_jobs=_str_list(raw.get("allow_jobs", ["*"]), f"{where}.allow_jobs"),
+        deny_jobs=_str_list(raw.get("deny_jobs", []), f"{where}.deny_jobs"),
+        slots=slots,
+        data=_data_table(raw.get("data", {}), f"{where}.data"),
+    )
+
+
+def _job(index: int, entry, defaults: dict) -> JobSpec:
+    where = f"jobs[{index}]"
+    if not isinstance(entry, dict):
+        raise ManifestError(f"{where} must be a table")
+    merged = {**defaults, **entry}
+    unknown = sorted(set(merged) - JOB_KEYS)
+    if unknown:
+        raise ManifestError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(JOB_KEYS))}")
+    raw = {k: v for k, v in merged.items() if k not in CONSTRAINT_KEYS}
+    raw["constraints"] = {k: merged[k] for k in CONSTRAINT_KEYS if k in merged}
+    try:
+        return build_spec(raw)
+    except SpecError as exc:
+        field_hint = f" ({entry.get('model', '?')}/{entry.get('mode', '?')})"
+        raise ManifestError(f"{where}{field_hint}: {exc}") from None
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    if len(data) > MAX_TOML_BYTES:
+        raise ManifestError(f"manifest is larger than {MAX_TOML_BYTES} bytes")
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ManifestError("manifest is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"TOML syntax: {exc}") from None
+    except RecursionError:
+        raise ManifestError("TOML nested too deeply") from None
+    unknown = sorted(set(doc) - {"defaults", "data", "hosts", "jobs"})
+    if unknown:
+        raise ManifestError(f"unknown top-level key(s) {', '.join(unknown)}; known: data, defaults, hosts, jobs")
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ManifestError("defaults must be a table")
+    bad = sorted(set(defaults) - JOB_KEYS)
+    if bad:
+        raise ManifestError(f"defaults: unknown key(s) {', '.join(bad)}")
+    hosts_raw = doc.get("hosts", {})
+    if not isinstance(hosts_raw, dict):
+        raise ManifestError("hosts must be a table of [hosts.NAME]")
+    hosts = {name: _host(name, raw) for name, raw in hosts_raw.items()}
+    lowered = [h.lower() for h in hosts]
+    if len(set(lowered)) != len(lowered):
+        raise ManifestError("hosts: two host ids differ only by case")
+    jobs_raw = doc.get("jobs", [])
+    if not isinstance(jobs_raw, list):
+        raise ManifestError("jobs must be an array of [[jobs]] tables")
+    jobs: list[JobSpec] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(jobs_raw):
+        spec = _job(i, entry, defaults)
+        if spec.name in seen:
+            raise ManifestError(
+                f"jobs[{i}] duplicates jobs[{seen[spec.name]}] (same model, mode, hyper, "
+                f"split_recipe, train_hosts and seed)"
+            )
+        seen[spec.name] = i
+        jobs.append(spec)
+    return Manifest(tuple(jobs), hosts, _data_table(doc.get("data", {}), "data"), data)
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TOML_BYTES + 1)
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+    return parse_manifest(data)
+
+
+def pin_data_digests(manifest: Manifest, spool_root: Path) -> dict[str, str]:
+    """sha256 of the schema and validation files as the operator sees them.
+
+    Recorded into each spec so the driver refuses to train on different data.
+    Files that do not exist from here are not pinned (a worker host may have
+    them elsewhere); the driver then checks the schema hash only at load.
+    """
+    out = {}
+    for key, field_name in (("schema", "schema_sha256"), ("validation", "validation_sha256")):
+        rel = manifest.data.get(key)
+        if not rel:
+            continue
+        p = Path(rel) if Path(rel).is_absolute() else spool_root / rel
+        if p.is_file():
+            h = hashlib.sha256()
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out[field_name] = h.hexdigest()
+    return out

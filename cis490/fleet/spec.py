@@ -1,0 +1,310 @@
+"""Job specs: the immutable JSON a job's file holds, its stable id, and job kinds.
+
+A spec is created by ``reload`` from the manifest and never edited in place;
+``claimed/``, ``done/`` … hold the same bytes. ``parse_spec`` is the only way
+bytes from the spool become a ``JobSpec``: it validates every field and
+re-derives the id and the name, so a file whose content does not match its
+name is refused (and quarantined by the caller).
+
+Job kinds: the six models (hyper schema = their config dataclass in
+``cis490.models.configs``) and the built-in ``smoke`` kind. A kind knows how
+to turn a validated spec into the argv of its driver; argv is built only from
+validated values and never passes through a shell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from cis490.fleet.layout import (
+    HOST_RE,
+    MAX_JSON_BYTES,
+    MODE_RE,
+    SpoolError,
+    check_part,
+    job_name,
+)
+from cis490.models import configs as model_configs
+
+SPEC_FORMAT = 1
+SPLIT_RECIPES = ("host", "sample", "time")
+
+
+class SpecError(SpoolError):
+    """A job spec (from the manifest or a spool file) is invalid."""
+
+
+# --- hyper schemas --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmokeConfig:
+    """The built-in ``smoke`` kind: exercises the whole worker path without training."""
+
+    seconds: float = 0.2   # total run time, split over `epochs` progress lines
+    fail: bool = False     # exit non-zero after running (tests the fail path)
+    payload: str = ""      # copied into the artifact (distinct payload → distinct digest)
+    epochs: int = 2
+
+
+KINDS: dict[str, type] = {"smoke": SmokeConfig, **model_configs.CONFIGS}
+
+
+def _check_value(kind: str, key: str, value: Any, tp: Any) -> Any:
+    where = f"hyper.{key} of {kind}"
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SpecError(f"{where} must be true or false, not {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{where} must be an integer, not {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{where} must be a number, not {value!r}")
+        if not math.isfinite(value):
+            raise SpecError(f"{where} must be finite")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str) or len(value) > 256 or "\x00" in value:
+            raise SpecError(f"{where} must be a string of at most 256 characters")
+        return value
+    if origin in (tuple, list):
+        (item_tp, *_rest) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, (list, tuple)) or len(value) > 64:
+            raise SpecError(f"{where} must be a list (at most 64 items)")
+        return [_check_value(kind, f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    raise SpecError(f"{where}: unsupported schema type {tp!r}")  # a bug in a config class
+
+
+def validate_hyper(kind: str, hyper: Any) -> dict[str, Any]:
+    """Check hyper keys and value types against the kind's declared schema."""
+    if kind not in KINDS:
+        raise SpecError(f"unknown model {kind!r}; known: {', '.join(sorted(KINDS))}")
+    if not isinstance(hyper, dict):
+        raise SpecError(f"hyper of {kind} must be a table")
+    cls = KINDS[kind]
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for key in sorted(hyper):
+        if key not in names:
+            raise SpecError(
+                f"unknown hyper key {key!r} for {kind}; known: {', '.join(sorted(names))}"
+            )
+        out[key] = _check_value(kind, key, hyper[key], hints[key])
+    return out
+
+
+# --- the spec -------------------------------------------------------------------
+
+
+def canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode("ascii")
+
+
+def job_id(model: str, mode: str, hyper: dict, split_recipe: str,
+           train_hosts: list[str], seed: int) -> str:
+    """sha256 of the canonical JSON of the job's identity (as in the seed)."""
+    ident = {"model": model, "mode": mode, "hyper": hyper, "split_recipe": split_recipe,
+             "train_hosts": sorted(train_hosts), "seed": seed}
+    return hashlib.sha256(canonical_json(ident)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Constraints:
+    require_cuda: bool = False
+    prefer_cuda: bool = False
+    min_vram_gib: float = 0.0
+    min_ram_gib: float = 0.0
+    allowed_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    model: str
+    mode: str
+    hyper: dict
+    split_recipe: str = "host"
+    train_hosts: tuple[str, ...] = ()
+    seed: int = 0
+    priority: int = 0
+    constraints: Constraints = field(default_factory=Constraints)
+    data: dict = field(default_factory=dict)   # expected digests: schema_sha256, validation_sha256
+    enqueued_ns: int = 0                       # operator clock at reload; orders equal priorities
+
+    @property
+    def id(self) -> str:
+        return job_id(self.model, self.mode, self.hyper, self.split_recipe,
+                      list(self.train_hosts), self.seed)
+
+    @property
+    def name(self) -> str:
+        return job_name(self.model, self.mode, self.id)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": SPEC_FORMAT,
+            "id": self.id,
+            "name": self.name,
+            "model": self.model,
+            "mode": self.mode,
+            "hyper": self.hyper,
+            "split_recipe": self.split_recipe,
+            "train_hosts": sorted(self.train_hosts),
+            "seed": self.seed,
+            "priority": self.priority,
+            "constraints": {
+                **dataclasses.asdict(self.constraints),
+                "allowed_hosts": list(self.constraints.allowed_hosts),
+            },
+            "data": self.data,
+            "enqueued_ns": self.enqueued_ns,
+        }
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.to_dict()) + b"\n"
+
+    def same_job_content(self, other: "JobSpec") -> bool:
+        """Equal apart from the enqueue time (used by reload to detect updates)."""
+        return dataclasses.replace(self, enqueued_ns=0) == dataclasses.replace(other, enqueued_ns=0)
+
+
+def _get(raw: dict, key: str, types: tuple, default: Any = None, required: bool = False) -> Any:
+    if key not in raw:
+        if required:
+            raise SpecError(f"missing field {key!r}")
+        return default
+    value = raw[key]
+    if isinstance(value, bool) and bool not in types:
+        raise SpecError(f"field {key!r} has the wrong type ({type(value).__name__})")
+    if not isinstance(value, types):
+        raise SpecError(f"field {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _host_list(value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) > 256:
+        raise SpecError(f"{what} must be a list of host ids")
+    for h in value:
+        if not isinstance(h, str) or not HOST_RE.match(h):
+            raise SpecError(f"{what}: invalid host id {h!r}")
+    return tuple(sorted(set(value)))
+
+
+def _part(value: Any, what: str, regex=None) -> str:
+    try:
+        return check_part(value, what, regex) if regex else check_part(value, what)
+    except SpecError:
+        raise
+    except SpoolError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def build_spec(raw: dict, *, check_kind: bool = True) -> JobSpec:
+    """Validate a dict (manifest entry or parsed file) into a JobSpec."""
+    model = _part(_get(raw, "model", (str,), required=True), "model")
+    mode = _part(_get(raw, "mode", (str,), required=True), "mode", MODE_RE)
+    if check_kind:
+        if model not in KINDS:
+            raise SpecError(f"unknown model {model!r}; known: {', '.join(sorted(KINDS))}")
+        if model != "smoke" and mode not in model_configs.MODES:
+            raise SpecError(f"unknown mode {mode!r}; known: {', '.join(model_configs.MODES)}")
+        hyper = validate_hyper(model, _get(raw, "hyper", (dict,), {}))
+    else:
+        hyper = _get(raw, "hyper", (dict,), {})
+    recipe = _get(raw, "split_recipe", (str,), "host")
+    if recipe not in SPLIT_RECIPES:
+        raise SpecError(f"split_recipe must be one of {', '.join(SPLIT_RECIPES)}, not {recipe!r}")
+    train_hosts = _host_list(_get(raw, "train_hosts", (list, tuple), []), "train_hosts")
+    seed = _get(raw, "seed", (int,), 0)
+    priority = _get(raw, "priority", (int,), 0)
+    if not (0 <= seed < 2**32) or not (-1000 <= priority <= 1000):
+        raise SpecError("seed must be in [0, 2^32) and priority in [-1000, 1000]")
+    c = _get(raw, "constraints", (dict,), {})
+    unknown = set(c) - {f.name for f in dataclasses.fields(Constraints)}
+    if unknown:
+        raise SpecError(f"unknown constraint(s) {', '.join(sorted(unknown))}")
+    constraints = Constraints(
+        require_cuda=_get(c, "require_cuda", (bool,), False),
+        prefer_cuda=_get(c, "prefer_cuda", (bool,), False),
+        min_vram_gib=float(_get(c, "min_vram_gib", (int, float), 0.0)),
+        min_ram_gib=float(_get(c, "min_ram_gib", (int, float), 0.0)),
+        allowed_hosts=_host_list(_get(c, "allowed_hosts", (list, tuple), []), "allowed_hosts"),
+    )
+    data = _get(raw, "data", (dict,), {})
+    for key, value in data.items():
+        if key not in ("schema_sha256", "validation_sha256") or not (
+            isinstance(value, str) and len(value) == 64 and all(ch in "0123456789abcdef" for ch in value)
+        ):
+            raise SpecError(f"data.{key} must be one of schema_sha256/validation_sha256 = 64 hex digits")
+    enq = _get(raw, "enqueued_ns", (int,), 0)
+    return JobSpec(model, mode, hyper, recipe, train_hosts, seed, priority, constraints,
+                   dict(sorted(data.items())), enq)
+
+
+def parse_spec(data: bytes, expected_name: str | None = None) -> JobSpec:
+    """Parse a spec file's bytes; raise SpecError for anything malformed.
+
+    The kind itself is not required to be known here: a worker running older
+    code skips a job of an unknown kind rather than quarantining it.
+    """
+    if len(data) > MAX_JSON_BYTES:
+        raise SpecError(f"spec is larger than {MAX_JSON_BYTES} bytes")
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise SpecError(f"not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError("spec must be a JSON object")
+    if raw.get("format") != SPEC_FORMAT:
+        raise SpecError(f"unsupported spec format {raw.get('format')!r}")
+    known = raw.get("model") in KINDS
+    spec = build_spec(raw, check_kind=known)
+    if raw.get("id") != spec.id or raw.get("name") != spec.name:
+        raise SpecError("id/name do not match the spec's content (edited or forged)")
+    if expected_name is not None and spec.name != expected_name:
+        raise SpecError(f"file name says {expected_name} but content is {spec.name}")
+    return spec
+
+
+# --- argv of a job ----------------------------------------------------------------
+
+
+def hyper_args(hyper: dict) -> list[str]:
+    return [a for k in sorted(hyper) for a in ("--hyper", f"{k}={json.dumps(hyper[k])}")]
+
+
+def driver_argv(spec: JobSpec, out_dir: str, data_paths: dict[str, str]) -> list[str]:
+    """The driver module and its arguments (after ``python -m``), from validated values."""
+    if spec.model == "smoke":
+        return ["cis490.fleet.smoke", "--out", out_dir, *hyper_args(spec.hyper)]
+    missing = [k for k in ("validation", "summary", "tensors", "schema") if not data_paths.get(k)]
+    if missing:
+        raise SpecError(
+            f"no data path(s) {', '.join(missing)} for this host: set [data] (or "
+            f"[hosts.NAME.data]) in the manifest"
+        )
+    argv = [
+        "cis490.train.run", "--model", spec.model, "--mode", spec.mode,
+        "--validation", data_paths["validation"], "--summary", data_paths["summary"],
+        "--tensors", data_paths["tensors"], "--schema", data_paths["schema"],
+        "--split-recipe", spec.split_recipe, "--seed", str(spec.seed),
+        *hyper_args(spec.hyper), "--out", out_dir,
+    ]
+    if spec.train_hosts:
+        argv += ["--train-hosts", ",".join(spec.train_hosts)]
+    if "schema_sha256" in spec.data:
+        argv += ["--expect-schema-sha256", spec.data["schema_sha256"]]
+    if "validation_sha256" in spec.data:
+        argv += ["--expect-validation-sha256", spec.data["validation_sha256"]]
+    return argv

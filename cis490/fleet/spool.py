@@ -1,0 +1,389 @@
+"""The spool: every job transition of DESIGN §3 as one rename.
+
+Invariant (``atomic`` mode): a job name is in exactly one state directory;
+a ``claimed/NAME@W.json`` file is owned by worker W alone, which proves it is
+alive by touching the file's mtime. Nothing here keeps state outside the
+directory tree: the listing is the index.
+
+Rules every function follows:
+- a rename that loses a race (``FileNotFoundError``) is not an error;
+- an ambiguous result (a network filesystem retransmitting a rename that
+  already succeeded) is resolved by stat-ing source and destination;
+- every other errno is re-raised: looping on ENOSPC or EACCES loses jobs;
+- time comes from the filesystem's clock (``fs_now``) or is passed in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cis490.fleet import attempts as att
+from cis490.fleet.atomic import atomic_write
+from cis490.fleet.layout import (
+    DIRS, MANIFEST_COPY, MAX_JSON_BYTES, MAX_TOML_BYTES, SETTINGS_FILE, JobState, Settings,
+    SpoolError, is_ignored, parse_name, read_bounded, split_claimed,
+)
+from cis490.fleet.manifest import HostPolicy, Manifest, load_manifest, parse_manifest, pin_data_digests
+from cis490.fleet.spec import JobSpec, SpecError, parse_spec
+
+STIGNORE = "// written by cis490-spool init: never sync staging or lock files\n/tmp\n*.lock\n"
+
+
+class LeaseLost(SpoolError):
+    """Our claim file is gone: the job was cancelled or swept. Stop at once."""
+
+
+class JobNotFound(SpoolError):
+    pass
+
+
+def rename_resolved(src: Path, dst: Path) -> bool:
+    """Rename; True if it (or a retransmitted twin) happened, False if we lost.
+
+    Only FileNotFoundError is expected (another process moved ``src`` first).
+    On a network filesystem the reply can be lost and the retry report ENOENT
+    although the first try succeeded: then ``dst`` exists and ``src`` does not.
+    """
+    try:
+        os.rename(src, dst)
+        return True
+    except FileNotFoundError:
+        return os.path.lexists(dst) and not os.path.lexists(src)
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    new: int = 0
+    unchanged: int = 0
+    updated: int = 0
+    orphaned: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    requeued: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    quarantined: tuple[str, ...] = ()
+    workers_removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Location:
+    state: JobState
+    path: Path
+    worker: str | None = None
+
+
+class Spool:
+    def __init__(self, root: Path, settings: Settings):
+        self.root = root
+        self.settings = settings
+        self.tmp = root / "tmp"
+        self._manifest_cache: tuple[tuple[int, int], Manifest] | None = None
+
+    # --- opening -----------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: str | os.PathLike, **settings) -> "Spool":
+        root = Path(path).absolute()
+        s = Settings(**settings).validate()
+        root.mkdir(parents=True, exist_ok=True)
+        for d in DIRS:
+            (root / d).mkdir(exist_ok=True)
+        settings_path = root / SETTINGS_FILE
+        text = s.to_toml()
+        if settings_path.exists():
+            if settings_path.read_text() != text:
+                raise SpoolError(
+                    f"{root} is already a spool with other settings; edit nothing while "
+                    f"workers run, or init a new directory"
+                )
+        else:
+            atomic_write(settings_path, text, tmp_dir=root / "tmp")
+        if not (root / ".stignore").exists():
+            atomic_write(root / ".stignore", STIGNORE, tmp_dir=root / "tmp")
+        return cls(root, s)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Spool":
+        root = Path(path).absolute()
+        try:
+            text = read_bounded(root / SETTINGS_FILE, MAX_TOML_BYTES).decode("utf-8")
+        except FileNotFoundError:
+            raise SpoolError(f"{root} is not a spool (no {SETTINGS_FILE}): run `cis490-spool init` first") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpoolError(f"cannot read {root / SETTINGS_FILE}: {exc}") from None
+        missing = [d for d in DIRS if not (root / d).is_dir()]
+        if missing:
+            raise SpoolError(f"{root} lacks {', '.join(missing)}: run `cis490-spool init` again")
+        return cls(root, Settings.from_toml(text))
+
+    # --- paths and listing -------------------------------------------------------------
+
+    def state_dir(self, state: JobState) -> Path:
+        return self.root / state.value
+
+    def path_of(self, state: JobState, name: str, worker: str | None = None) -> Path:
+        if parse_name(name) is None:
+            raise SpoolError(f"invalid job name {name!r}")
+        fn = f"{name}@{worker}.json" if state is JobState.CLAIMED else f"{name}.json"
+        return self.state_dir(state) / fn
+
+    def attempts_dir(self, name: str) -> Path:
+        if parse_name(name) is None:
+            raise SpoolError(f"invalid job name {name!r}")
+        return self.root / "attempts" / name
+
+    def scan(self, state: JobState) -> list[Location]:
+        """Well-formed entries of one state directory (others are left for sweep)."""
+        out = []
+        for entry in os.scandir(self.state_dir(state)):
+            if is_ignored(entry.name):
+                continue
+            if state is JobState.CLAIMED:
+                parsed = split_claimed(entry.name)
+                if parsed:
+                    out.append(Location(state, Path(entry.path), parsed[1]))
+            elif entry.name.endswith(".json") and parse_name(entry.name[:-5]):
+                out.append(Location(state, Path(entry.path)))
+        return out
+
+    @staticmethod
+    def name_of(loc: Location) -> str:
+        stem = loc.path.name[: -len(".json")]
+        return stem.split("@")[0]
+
+    def locate(self, name: str) -> list[Location]:
+        """Every place a job name occurs (one in atomic mode, except mid-race)."""
+        found = []
+        for state in JobState:
+            if state is JobState.CLAIMED:
+                found += [loc for loc in self.scan(state) if self.name_of(loc) == name]
+            else:
+                p = self.path_of(state, name)
+                if os.path.lexists(p):
+                    found.append(Location(state, p))
+        return found
+
+    def all_names(self) -> dict[str, JobState]:
+        out: dict[str, JobState] = {}
+        for state in JobState:
+            for loc in self.scan(state):
+                out.setdefault(self.name_of(loc), state)
+        return out
+
+    def resolve(self, job: str) -> str:
+        """A full name, or a unique prefix of a name or of a job id → the name."""
+        names = self.all_names()
+        if job in names:
+            return job
+        matches = sorted(n for n in names if n.startswith(job))
+        if not matches and len(job) >= 4:
+            matches = sorted(n for n in names if n.split(".")[-1].startswith(job[:12]))
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise JobNotFound(f"no job matches {job!r}: see `cis490-spool list`")
+        raise JobNotFound(f"{job!r} is ambiguous ({', '.join(matches[:5])}…): give more of the name")
+
+    def read_spec(self, path: Path) -> JobSpec:
+        """Parse a state file without following symlinks; SpecError if malformed."""
+        name = path.name[: -len(".json")].split("@")[0]
+        try:
+            data = read_bounded(path, MAX_JSON_BYTES)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise SpecError(f"unreadable ({exc.strerror or exc}; a symlink is refused)") from None
+        return parse_spec(data, expected_name=name)
+
+    def counts(self) -> dict[str, int]:
+        return {state.value: len({self.name_of(l) for l in self.scan(state)}) for state in JobState}
+
+    # --- clock -----------------------------------------------------------------------
+
+    def fs_now(self, probe: str = "clock") -> float:
+        """'Now' by the filesystem's clock, with the heartbeat's own operation.
+
+        On NFS ``utime(path, None)`` is stamped by the server; on sshfs by the
+        client (then this equals the local clock, like the heartbeats).
+        """
+        p = self.tmp / f".{probe}.{os.getpid()}.probe"
+        try:
+            os.utime(p, None)
+        except FileNotFoundError:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)
+            os.close(fd)
+            os.utime(p, None)
+        return os.stat(p).st_mtime
+
+    # --- manifest and reload -----------------------------------------------------------
+
+    def manifest(self) -> Manifest | None:
+        """The last reloaded manifest (cached by inode and mtime)."""
+        p = self.root / MANIFEST_COPY
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            return None
+        key = (st.st_ino, st.st_mtime_ns)
+        if self._manifest_cache is None or self._manifest_cache[0] != key:
+            self._manifest_cache = (key, parse_manifest(read_bounded(p, MAX_TOML_BYTES)))
+        return self._manifest_cache[1]
+
+    def host_policy(self, host_id: str) -> HostPolicy:
+        m = self.manifest()
+        return m.host(host_id) if m else HostPolicy()
+
+    def reload(self, manifest_path: str | os.PathLike, *, now_ns: int | None = None) -> ReloadResult:
+        """Enqueue the manifest's new jobs; idempotent and all-or-nothing.
+
+        Everything is validated before anything is written. Existing jobs keep
+        their state; a *pending* job whose non-identity fields changed
+        (priority, constraints, data digests) is replaced, keeping its place
+        in line; jobs absent from the manifest stay (``orphaned``) until cancelled.
+        """
+        manifest = load_manifest(manifest_path)
+        digests = pin_data_digests(manifest, self.root)
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        existing = self.all_names()
+        atomic_write(self.root / MANIFEST_COPY, manifest.raw, tmp_dir=self.tmp)
+        new = unchanged = updated = 0
+        for spec in manifest.jobs:
+            spec = dataclasses.replace(spec, data={**digests, **spec.data}, enqueued_ns=now_ns)
+            state = existing.get(spec.name)
+            if state is None:
+                if self._enqueue(spec):
+                    new += 1
+                else:  # a concurrent reload enqueued it first
+                    unchanged += 1
+                continue
+            if state is JobState.PENDING and self._update_pending(spec):
+                updated += 1
+            else:
+                unchanged += 1
+        wanted = {s.name for s in manifest.jobs}
+        orphaned = sum(1 for n, st in existing.items()
+                       if n not in wanted and st is not JobState.CANCELLED)
+        return ReloadResult(new, unchanged, updated, orphaned)
+
+    def _enqueue(self, spec: JobSpec) -> bool:
+        try:
+            atomic_write(self.path_of(JobState.PENDING, spec.name), spec.to_bytes(),
+                         tmp_dir=self.tmp, no_clobber=True)
+            return True
+        except FileExistsError:
+            return False
+
+    def _update_pending(self, spec: JobSpec) -> bool:
+        path = self.path_of(JobState.PENDING, spec.name)
+        try:
+            old = self.read_spec(path)
+        except (FileNotFoundError, SpecError):
+            return False  # claimed meanwhile, or malformed (sweep quarantines it)
+        spec = dataclasses.replace(spec, enqueued_ns=old.enqueued_ns)
+        if old.same_job_content(spec):
+            return False
+        # Take the old spec out of line with a claim-like rename, so a worker
+        # can never hold a claim while a second copy reappears in pending/.
+        parked = self.tmp / f"{spec.name}.reload-{secrets.token_hex(4)}"
+        if not rename_resolved(path, parked):
+            return False
+        try:
+            atomic_write(path, spec.to_bytes(), tmp_dir=self.tmp, no_clobber=True)
+        except BaseException:
+            os.rename(parked, path)  # put the old one back: nothing lost
+            raise
+        os.unlink(parked)
+        return True
+
+    # --- operator transitions -----------------------------------------------------------
+
+    def cancel(self, name: str) -> JobState:
+        """pending/claimed → cancelled. A running job's worker sees its lease lost."""
+        for _ in range(5):
+            locs = self.locate(name)
+            if not locs:
+                raise JobNotFound(f"no job {name}")
+            for loc in locs:
+                if loc.state in (JobState.PENDING, JobState.CLAIMED):
+                    if rename_resolved(loc.path, self.path_of(JobState.CANCELLED, name)):
+                        return loc.state
+                    break  # moved meanwhile: look again
+            else:
+                raise SpoolError(f"{name} is {locs[0].state.value}: only pending or claimed jobs can be cancelled")
+        raise SpoolError(f"{name} kept moving; try again")
+
+    def requeue(self, name: str, by: str = "operator") -> JobState:
+        """failed/cancelled → pending, with a fresh attempt budget."""
+        locs = self.locate(name)
+        if not locs:
+            raise JobNotFound(f"no job {name}")
+        for loc in locs:
+            if loc.state in (JobState.FAILED, JobState.CANCELLED):
+                att.write_requeue_marker(self.attempts_dir(name), self.tmp, by)
+                if rename_resolved(loc.path, self.path_of(JobState.PENDING, name)):
+                    return loc.state
+        raise SpoolError(f"{name} is {locs[0].state.value}: only failed or cancelled jobs can be requeued")
+
+    # --- worker transitions (see claim.py for the claim itself) ---------------------------
+
+    def claim(self, worker, now: float | None = None):
+        """Claim the best eligible pending job for ``worker`` → ``Claim`` or None."""
+        from cis490.fleet.claim import claim
+
+        return claim(self, worker, now)
+
+    def sweep(self, now: float | None = None, *, by: str = "sweep", full: bool = True) -> SweepResult:
+        """Reclaim claims whose heartbeat is older than ``stale_after_s``.
+
+        → pending/, or → failed/ once ``max_attempts`` attempts are spent.
+        Also quarantines malformed files in the state directories (only
+        ``claimed/`` when not ``full``: workers sweep often) and forgets worker
+        records silent for a day.
+        """
+        now = self.fs_now(by) if now is None else now
+        requeued, failed, quarantined = [], [], []
+        for state in (JobState if full else (JobState.CLAIMED,)):
+            for entry in os.scandir(self.state_dir(state)):
+                if is_ignored(entry.name):
+                    continue
+                ok = (split_claimed(entry.name) if state is JobState.CLAIMED
+                      else entry.name.endswith(".json") and parse_name(entry.name[:-5]))
+                reason = None if ok else "file name does not follow the spool's name grammar"
+                if reason is None and entry.is_symlink():
+                    reason = "a symlink (never followed)"
+                if reason is None and state is not JobState.CLAIMED:
+                    continue  # specs are parsed where they are used (claim, fsck)
+                if reason:
+                    if att.quarantine(self.root, Path(entry.path), reason, by):
+                        quarantined.append(f"{state.value}/{entry.name}")
+                    continue
+                name, _worker = ok  # type: ignore[misc]
+                try:
+                    mtime = entry.stat(follow_symlinks=False).st_mtime
+                except FileNotFoundError:
+                    continue
+                if now - mtime <= self.settings.stale_after_s:
+                    continue
+                spent = att.counted_attempts(self.attempts_dir(name))
+                target = JobState.FAILED if spent >= self.settings.max_attempts else JobState.PENDING
+                if rename_resolved(Path(entry.path), self.path_of(target, name)):
+                    (failed if target is JobState.FAILED else requeued).append(name)
+        removed = []
+        for entry in os.scandir(self.root / "workers"):
+            try:
+                if entry.name.endswith(".json") and now - entry.stat(follow_symlinks=False).st_mtime > 86400:
+                    os.unlink(entry.path)
+                    removed.append(entry.name[:-5])
+            except FileNotFoundError:
+                continue
+        return SweepResult(tuple(requeued), tuple(failed), tuple(quarantined), tuple(removed))

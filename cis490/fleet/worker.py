@@ -1,0 +1,363 @@
+"""The worker: self-test → register → claim → spawn → heartbeat → store → done.
+
+Modes: ``daemon`` (wakes on watchdog events in ``pending/``, with a polling
+fallback because inotify never sees another NFS client's changes), ``once``
+(claim up to ``slots`` jobs, finish them, exit — for cron) and ``drain``
+(keep going until no eligible job is left). A host-local lock per slot keeps
+overlapping cron runs from oversubscribing the host.
+
+Each job runs as ``python -m cis490.fleet.child <worker pid> <driver> ...``:
+no shell, argv built from the validated spec only, its own process group,
+and it dies with the worker. Every ``heartbeat_s`` the slot touches its claim;
+a vanished claim (cancel or sweep) is a lost lease and kills the job at once.
+SIGTERM: stop claiming, stop the jobs, release their claims (not counted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from cis490.fleet.claim import Claim, Claimer, WorkerInfo, register
+from cis490.fleet.layout import SpoolError
+from cis490.fleet.spec import SpecError, driver_argv
+from cis490.fleet.spool import LeaseLost, Spool
+
+log = logging.getLogger("cis490.worker")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class WorkerOptions:
+    mode: str = "daemon"             # daemon | once | drain
+    slots: int | None = None         # None: the host's manifest policy (default 1)
+    poll_s: float = 5.0              # polling fallback for network filesystems
+    release_grace_s: float = 10.0    # SIGTERM → SIGKILL of a job when stopping
+    max_jobs: int | None = None      # stop after this many jobs (tests, benchmarks)
+    work_root: Path | None = None    # local scratch for job outputs
+    lock_dir: Path | None = None     # host-local slot locks
+    watch: bool = True               # use watchdog in daemon mode
+
+
+def self_test(spool: Spool, worker_id: str) -> list[str]:
+    """Problems that make this host unfit to work on the spool (empty: fit)."""
+    problems = []
+    probe = spool.tmp / f".selftest-{worker_id}"
+    moved = spool.tmp / f".selftest-{worker_id}.renamed"
+    try:
+        t0 = time.time()
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, b"probe")
+        os.fsync(fd)
+        os.close(fd)
+        created = os.stat(probe).st_mtime          # stamped by the file server
+        os.rename(probe, moved)
+        if not moved.exists() or probe.exists():
+            problems.append("rename did not move the probe file")
+        os.utime(moved, None)                      # the heartbeat's own operation
+        touched = os.stat(moved).st_mtime
+        t1 = time.time()
+        bound = spool.settings.stale_after_s / 4
+        for what, stamp in (("file creation", created), ("utime (heartbeat)", touched)):
+            # the true skew lies within [stamp - t1, stamp - t0]; allow 2 s of mtime granularity
+            skew = min(abs(stamp - t0), abs(stamp - t1))
+            if skew > bound + 2:
+                problems.append(
+                    f"clock skew {skew:.0f} s between this host and the spool ({what}) exceeds "
+                    f"stale_after_s/4 = {bound:.0f} s: fix NTP on this host or the server"
+                )
+    except OSError as exc:
+        problems.append(f"spool not usable: {exc.strerror or exc} ({exc.filename})")
+    finally:
+        for p in (probe, moved):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                pass
+    return problems
+
+
+class Worker:
+    def __init__(self, spool: Spool, info: WorkerInfo, options: WorkerOptions | None = None):
+        self.spool, self.info = spool, info
+        self.opts = options or WorkerOptions()
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self.claimer = Claimer(spool, info)
+        self.running: dict[str, threading.Thread] = {}
+        self.completed = 0
+        self.outcomes: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._locks: list[FileLock] = []
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def _acquire_slots(self, wanted: int) -> int:
+        lock_dir = self.opts.lock_dir or Path(tempfile.gettempdir()) / "cis490-locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha256(f"{self.spool.root}|{self.info.capability.host_id}".encode()).hexdigest()[:16]
+        for k in range(wanted):
+            lock = FileLock(str(lock_dir / f"{key}-slot{k}.lock"))
+            try:
+                lock.acquire(timeout=0)
+                self._locks.append(lock)
+            except Timeout:
+                continue
+        return len(self._locks)
+
+    def stop(self, *_args) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run(self) -> int:
+        problems = self_test(self.spool, self.info.id)
+        if problems:
+            for p in problems:
+                log.error("self-test failed: %s", p)
+            return 1
+        wanted = self.opts.slots or self.spool.host_policy(self.info.capability.host_id).slots
+        slots = self._acquire_slots(wanted)
+        if slots == 0:
+            log.warning("all %d slot(s) of this host are held by another worker run; exiting", wanted)
+            return 0
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        record = register(self.spool, self.info)
+        observer = self._start_watch() if self.opts.mode == "daemon" and self.opts.watch else None
+        log.info("worker %s up: %d slot(s), mode %s, spool %s", self.info.id, slots,
+                 self.opts.mode, self.spool.root)
+        try:
+            self._loop(slots, record)
+        finally:
+            self.stopping.set()
+            for t in list(self.running.values()):
+                t.join()
+            if observer is not None:
+                observer.stop()
+            try:
+                os.unlink(record)
+            except FileNotFoundError:
+                pass
+            for lock in self._locks:
+                lock.release()
+        log.info("worker %s stopped after %d job(s)", self.info.id, self.completed)
+        return 0
+
+    def _start_watch(self):
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:  # polling alone still works
+            return None
+        worker = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event):
+                worker.claimer.invalidate()
+                worker.wake.set()
+
+        observer = Observer()
+        observer.schedule(Handler(), str(self.spool.root / "pending"), recursive=False)
+        observer.daemon = True
+        observer.start()
+        return observer
+
+    def _budget_left(self) -> bool:
+        return self.opts.max_jobs is None or self.completed + len(self.running) < self.opts.max_jobs
+
+    def _loop(self, slots: int, record: Path) -> None:
+        hb = self.spool.settings.heartbeat_s
+        next_sweep = 0.0
+        claiming = True  # `once` stops claiming after its first fill
+        while not self.stopping.is_set():
+            if time.monotonic() >= next_sweep:
+                os.utime(record, None)  # worker liveness
+                swept = self.spool.sweep(by=self.info.id, full=False)
+                if swept.requeued or swept.failed or swept.quarantined:
+                    log.warning("swept stale claims: requeued %s, failed %s, quarantined %s",
+                                list(swept.requeued), list(swept.failed), list(swept.quarantined))
+                    self.claimer.invalidate()
+                next_sweep = time.monotonic() + hb
+            self._reap()
+            if claiming and len(self.running) < slots and self._budget_left():
+                got = self.claimer.claim()  # None only after a fresh scan found nothing
+                if got is not None:
+                    self._start(got)
+                    continue
+                if self.opts.mode == "once":
+                    claiming = False
+            elif self.opts.mode == "once" and len(self.running) >= slots:
+                claiming = False
+            if not self.running and (self.opts.mode != "daemon" or not self._budget_left()):
+                return
+            self.wake.wait(timeout=min(self.opts.poll_s, hb) if self.running else self.opts.poll_s)
+            self.wake.clear()
+
+    def _reap(self) -> None:
+        with self._lock:
+            for name, t in list(self.running.items()):
+                if not t.is_alive():
+                    del self.running[name]
+
+    def _start(self, claim: Claim) -> None:
+        log.info("claimed %s (attempt %d)", claim.name, claim.number)
+        t = threading.Thread(target=self._run_job, args=(claim,), name=f"job-{claim.name}", daemon=True)
+        with self._lock:
+            self.running[claim.name] = t
+        t.start()
+
+    # --- one job ------------------------------------------------------------------------
+
+    def _data_paths(self) -> dict[str, str]:
+        m = self.spool.manifest()
+        paths = m.data_paths(self.info.capability.host_id) if m else {}
+        return {k: str(Path(v) if Path(v).is_absolute() else (self.spool.root / v).resolve())
+                for k, v in paths.items()}
+
+    def _run_job(self, claim: Claim) -> None:
+        outcome = "failed"
+        try:
+            outcome = self._execute(claim)
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+            outcome = "lost"
+        except Exception as exc:  # never let one job take the worker down
+            log.exception("job %s crashed in the worker", claim.name)
+            try:
+                claim.fail(f"worker error: {type(exc).__name__}: {exc}")
+            except (LeaseLost, OSError):
+                pass
+        finally:
+            with self._lock:
+                self.outcomes[claim.name] = outcome
+                self.completed += 1
+            self.wake.set()
+
+    def _execute(self, claim: Claim) -> str:
+        t_claim = time.monotonic()
+        base = self.opts.work_root or Path(tempfile.gettempdir()) / "cis490-work"
+        base.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix=f"{claim.name}.{claim.number}.", dir=base))
+        try:
+            out_dir = workdir / "out"
+            local_log = workdir / "job.log"
+            try:
+                argv = driver_argv(claim.spec, str(out_dir), self._data_paths())
+            except SpecError as exc:
+                claim.fail(f"cannot build the job's command: {exc}")
+                return "failed"
+            return self._supervise(claim, argv, workdir, out_dir, local_log, t_claim)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _spawn(self, claim: Claim, argv: list[str], workdir: Path, logfh) -> tuple[subprocess.Popen, int]:
+        r, w = os.pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env.update(CIS490_JOB=claim.name, CIS490_ATTEMPT=str(claim.number), PYTHONUNBUFFERED="1")
+        cmd = [sys.executable, "-m", "cis490.fleet.child", str(os.getpid()), *argv,
+               "--progress-fd", str(w)]
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfh, stderr=subprocess.STDOUT,
+                                    cwd=workdir, env=env, pass_fds=(w,), start_new_session=True)
+        finally:
+            os.close(w)
+        return proc, r
+
+    def _relay_progress(self, claim: Claim, fd: int) -> None:
+        with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(event, dict):
+                    try:
+                        claim.progress({k: event[k] for k in ("epoch", "epochs", "loss", "val_macro_f1") if k in event})
+                    except OSError:
+                        pass
+
+    def _kill(self, proc: subprocess.Popen, grace: float) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+    def _supervise(self, claim, argv, workdir, out_dir, local_log, t_claim) -> str:
+        hb = self.spool.settings.heartbeat_s
+        with open(local_log, "wb") as logfh:
+            proc, rfd = self._spawn(claim, argv, workdir, logfh)
+        t_start = time.monotonic()
+        relay = threading.Thread(target=self._relay_progress, args=(claim, rfd), daemon=True)
+        relay.start()
+        while True:
+            try:
+                code = proc.wait(timeout=hb)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                claim.heartbeat()
+            except LeaseLost:
+                self._kill(proc, 0)  # lost lease: stop at once
+                relay.join(timeout=5)
+                claim.publish_log(local_log)
+                claim.mark_lost()
+                raise
+            claim.publish_log(local_log)
+            if self.stopping.is_set():
+                self._kill(proc, self.opts.release_grace_s)
+                relay.join(timeout=5)
+                claim.publish_log(local_log)
+                claim.release()
+                log.info("released %s", claim.name)
+                return "released"
+        t_end = time.monotonic()
+        relay.join(timeout=5)
+        claim.publish_log(local_log)
+        timings = {"claim_to_start_s": round(t_start - t_claim, 4),
+                   "run_s": round(t_end - t_start, 4)}
+        if code != 0:
+            tail = local_log.read_bytes()[-2000:].decode("utf-8", "replace").strip()
+            claim.fail(f"exit status {code}: {tail.splitlines()[-1] if tail else '(no output)'}",
+                       exit_code=code, log_tail=tail, timings=timings)
+            log.warning("failed %s (exit %d)", claim.name, code)
+            return "failed"
+        if not out_dir.is_dir():
+            claim.fail("the job exited 0 but wrote no output", exit_code=0, timings=timings)
+            return "failed"
+        timings["exited_at"] = time.time()  # ended_at - exited_at = store + record overhead
+        stored = claim.complete(out_dir, exit_code=0, timings=timings)
+        log.info("done %s → %s%s", claim.name, stored.digest[:12],
+                 "" if stored.created else " (identical artifact already stored)")
+        return "done"
+
+
+def run_worker(spool_path: str | os.PathLike, *, host_id: str | None = None, **opts) -> int:
+    spool = Spool.open(spool_path)
+    info = WorkerInfo.create(host_id, spool_root=spool.root)
+    return Worker(spool, info, WorkerOptions(**opts)).run()

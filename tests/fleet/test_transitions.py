@@ -1,0 +1,204 @@
+"""Every transition of DESIGN §3, driven through the public Python API."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from cis490.fleet import JobState, LeaseLost, Spool, SpoolError
+from cis490.fleet.attempts import counted_attempts
+from cis490.fleet.spool import rename_resolved
+
+from .conftest import artifact_dir, smoke_manifest, worker_info
+
+
+def only(spool: Spool, state: JobState) -> list[str]:
+    return sorted(spool.name_of(l) for l in spool.scan(state))
+
+
+def test_init_then_open_round_trips_settings(tmp_path):
+    s = Spool.init(tmp_path / "s", heartbeat_s=1, stale_after_s=20, max_attempts=5)
+    again = Spool.open(tmp_path / "s")
+    assert again.settings == s.settings
+    assert again.settings.max_attempts == 5
+    for d in ("pending", "claimed", "done", "failed", "cancelled", "attempts", "logs", "workers",
+              "models", "tmp", "quarantine"):
+        assert (tmp_path / "s" / d).is_dir()
+
+
+def test_init_refuses_a_stale_after_below_ten_heartbeats(tmp_path):
+    with pytest.raises(SpoolError, match="10 x heartbeat_s"):
+        Spool.init(tmp_path / "s", heartbeat_s=30, stale_after_s=60)
+
+
+def test_open_of_a_plain_directory_says_run_init(tmp_path):
+    with pytest.raises(SpoolError, match="cis490-spool init"):
+        Spool.open(tmp_path)
+
+
+def test_enqueue_claim_heartbeat_complete(spool, tmp_path):
+    smoke_manifest(tmp_path / "m.toml", 1)
+    assert spool.reload(tmp_path / "m.toml").new == 1
+    [name] = only(spool, JobState.PENDING)
+    w = worker_info()
+    claim = spool.claim(w)
+    assert claim is not None and claim.name == name
+    assert only(spool, JobState.PENDING) == []
+    assert claim.path == spool.root / "claimed" / f"{name}@{w.id}.json"
+    # same bytes in claimed/ as were enqueued
+    assert json.loads(claim.path.read_bytes())["name"] == name
+    os.utime(claim.path, (1, 1))
+    claim.heartbeat()
+    assert claim.path.stat().st_mtime > 1000
+    stored = claim.complete(artifact_dir(tmp_path))
+    assert only(spool, JobState.DONE) == [name] and only(spool, JobState.CLAIMED) == []
+    assert (stored.path / "bundle.tar.zst").is_file() and (stored.path / "record.json").is_file()
+    rec = json.loads(claim.record_path.read_text())
+    assert rec["outcome"] == "done" and rec["digest"] == stored.digest
+
+
+def test_fail_moves_to_failed_with_reason(spool, tmp_path):
+    smoke_manifest(tmp_path / "m.toml", 1)
+    spool.reload(tmp_path / "m.toml")
+    claim = spool.claim(worker_info())
+    claim.fail("boom: exit 3")
+    assert only(spool, JobState.FAILED) == [claim.name]
+    assert json.loads(claim.record_path.read_text())["error"] == "boom: exit 3"
+
+
+def test_release_returns_to_pending_without_spending_an_attempt(spool, tmp_path):
+    smoke_manifest(tmp_path / "m.toml", 1)
+    spool.reload(tmp_path / "m.toml")
+    claim = spool.claim(worker_info())
+    claim.release()
+    assert only(spool, JobState.PENDING) == [claim.name]
+    assert counted_attempts(spool.attempts_dir(claim.name)) == 0
+    again = spool.claim(worker_info("other"))
+    assert again.name == claim.name and again.number == 2
+
+
+def test_lost_race_claim_returns_none(spool, tmp_path):
+    smoke_manifest(tmp_path / "m.toml", 1)
+    spool.reload(tmp_path / "m.toml")
+    a, b = worker_info("a"), worker_info("b")
+    from cis490.fleet.claim import Claimer
+
+    ca, cb = Claimer(spool, a), Claimer(spool, b)
+    ca.scan()
+    cb.scan()  # both saw the same single candidate
+    assert ca.claim() is not None
+    assert cb.claim() is None  # FileNotFoundError on its rename: not an error
+
+
+def test_rename_resolved_treats_retransmitted_success_as_success(tmp_path):
+    src, dst = tmp_path / "a", tmp_path / "b"
+    dst.write_text("x")  # the first (lost-reply) rename already happened
+    assert rename_resolved(src, dst) is True
+    src.write_text("y")
+    other = tmp_path / "c"
+    os.rename(src, tmp_path / "elsewhere")  # someone else took src
+    assert rename_resolved(src, other) is False
+
+
+def test_stale_sweep_uses_injected_now(spool, tmp_path):
+    smoke_manifest(tmp_path / "m.toml", 1)
+    spool.reload(tmp_path / "m.toml")
+    claim = spool.claim(worker_info())
+    mtime = claim.path.stat().st_mtime
+    assert spool.sweep(now=mtime + 1.0).requeued == ()  # fresh heartbeat: left alone
+    result = spool.sweep(now=mtime + spool.settings.stale_after_s + 0.5)
+    assert result.requeued == (claim.name,)
+    assert only(spool, JobState.PENDING) == [claim.name]
+    with pytest.raises(LeaseLost):
+        claim.heartbeat()  # the dead-looking worker finds out at its next heartbeat
+
+
+def test_max_attempts_spent_goes_to_failed(spool, tmp_path):
+    smoke_manifest(tmp_path / "m.toml", 1)
+    spool.reload(tmp_path / "m.toml")
+    for attempt in range(1, spool.settings.max_attempts + 1):
+        claim = spool.claim(worker_info(f"h{attempt}"))
+        assert claim is not None and claim.number == attempt
+        now = claim.path.stat().st_mtime + spool.settings.stale_after_s + 1
+        result = spool.sweep(now=now)
+    assert result.failed == (claim.name,)
+    assert only(spool, JobState.FAILED) == [claim.name]
+    assert spool.claim(worker_info("late")) is None
+
+
+def test_cancel_pending_and_claimed(spool, tmp_path):
+    smoke_manifest(tmp_path / "m.toml", 2)
+    spool.reload(tmp_path / "m.toml")
+    first, second = only(spool, JobState.PENDING)
+    claim = spool.claim(worker_info())
+    running = claim.name
+    idle = second if running == first else first
+    assert spool.cancel(idle) is JobState.PENDING
+    assert spool.cancel(running) is JobState.CLAIMED
+    assert only(spool, JobState.CANCELLED) == sorted([first, second])
+    with pytest.raises(LeaseLost):
+        claim.heartbeat()
+    with pytest.raises(SpoolError, match="only pending or claimed"):
+        spool.cancel(running)
+
+
+def test_requeue_gives_a_fresh_attempt_budget(spool, tmp_path):
+    smoke_manifest(tmp_path / "m.toml", 1)
+    spool.reload(tmp_path / "m.toml")
+    for i in range(spool.settings.max_attempts):
+        claim = spool.claim(worker_info(f"h{i}"))
+        spool.sweep(now=claim.path.stat().st_mtime + 100)
+    name = claim.name
+    assert only(spool, JobState.FAILED) == [name]
+    assert counted_attempts(spool.attempts_dir(name)) == 3
+    assert spool.requeue(name) is JobState.FAILED
+    assert only(spool, JobState.PENDING) == [name]
+    assert counted_attempts(spool.attempts_dir(name)) == 0
+    claim = spool.claim(worker_info("again"))
+    assert claim.number == 4  # numbering continues; the budget is fresh
+    with pytest.raises(SpoolError, match="only failed or cancelled"):
+        spool.requeue(name)
+
+
+def test_complete_after_lease_loss_raises_and_records_lost(spool, tmp_path):
+    smoke_manifest(tmp_path / "m.toml", 1)
+    spool.reload(tmp_path / "m.toml")
+    claim = spool.claim(worker_info())
+    spool.cancel(claim.name)
+    with pytest.raises(LeaseLost):
+        claim.complete(artifact_dir(tmp_path))
+    assert only(spool, JobState.DONE) == []
+    assert json.loads(claim.record_path.read_text())["outcome"] == "lost"
+
+
+def test_counts_and_resolve_by_prefix(spool, tmp_path):
+    smoke_manifest(tmp_path / "m.toml", 3)
+    spool.reload(tmp_path / "m.toml")
+    assert spool.counts() == {"pending": 3, "claimed": 0, "done": 0, "failed": 0, "cancelled": 0}
+    name = only(spool, JobState.PENDING)[0]
+    assert spool.resolve(name[:-3]) == name
+    with pytest.raises(SpoolError, match="ambiguous"):
+        spool.resolve("smoke_check")
+    with pytest.raises(SpoolError, match="no job matches"):
+        spool.resolve("nope")
+
+
+def test_claim_prefers_priority_then_age(spool, tmp_path):
+    m = tmp_path / "m.toml"
+    m.write_text(
+        '[[jobs]]\nmodel = "smoke"\nmode = "low"\npriority = -5\n'
+        '[[jobs]]\nmodel = "smoke"\nmode = "high"\npriority = 50\n'
+    )
+    spool.reload(m, now_ns=1)
+    smoke_manifest(tmp_path / "m2.toml", 1, prefix="later")
+    m2 = tmp_path / "m2.toml"
+    m2.write_text(m.read_text() + m2.read_text())
+    spool.reload(m2, now_ns=2)  # the priority-0 job is newer
+    w = worker_info()
+    order = []
+    while (c := spool.claim(w)) is not None:
+        order.append(c.spec.mode if c.spec.mode != "check" else "mid")
+        c.complete(artifact_dir(tmp_path, c.name))
+    assert order == ["high", "mid", "low"]
