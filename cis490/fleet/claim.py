@@ -25,7 +25,7 @@ from cis490.fleet import store
 from cis490.fleet.atomic import atomic_write
 from cis490.fleet.capability import Capability, detect, eligible
 from cis490.fleet.layout import MAX_JSON_BYTES, JobState, SpoolError, is_ignored, parse_name, read_bounded
-from cis490.fleet.spec import KINDS, JobSpec, SpecError
+from cis490.fleet.spec import KINDS, JobSpec, SpecError, SpecTooNew
 from cis490.fleet.spool import LeaseLost, Spool, rename_resolved
 
 LOG_PUBLISH_BYTES = 256 * 1024  # the spool keeps the tail of each attempt's log
@@ -97,6 +97,9 @@ class Claimer:
                 self._specs[key] = self.spool.read_spec(Path(entry.path))
             except FileNotFoundError:
                 return None
+            except SpecTooNew as exc:
+                self.skipped[entry.name[:-5]] = str(exc)
+                return None
             except SpecError as exc:
                 att.quarantine(self.spool.root, Path(entry.path), f"malformed job spec: {exc}", self.worker.id)
                 return None
@@ -165,6 +168,9 @@ class Claimer:
                 continue  # another worker won: not an error
             try:
                 spec = spool.read_spec(dst)
+            except SpecTooNew:
+                rename_resolved(dst, src)
+                continue
             except SpecError as exc:
                 att.quarantine(spool.root, dst, f"malformed job spec: {exc}", self.worker.id)
                 continue

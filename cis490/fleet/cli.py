@@ -173,7 +173,7 @@ def cmd_workers(args) -> int:
     from cis490.fleet import snapshot
 
     spool = _open(args)
-    rows = snapshot.workers(spool, spool.fs_now("cli"))
+    rows = snapshot.workers(spool, spool.fs_now("cli", keep=False))
     lines = [f"{'live ' if r['live'] else 'SILENT'} {r['worker']:<40} host {r['host_id']} cores {r['cores']} "
              f"ram {r['ram_gib']} GiB cuda {'yes' if r['cuda'] else 'no'} (seen {r['age_s']:.0f}s ago)" for r in rows]
     _print(args, rows, "\n".join(lines) if lines else "no workers registered")

@@ -142,7 +142,7 @@ def recent_failures(spool: Spool, limit: int = 5) -> list[dict]:
 def status(spool: Spool, now: float | None = None) -> dict:
     if now is None:
         try:
-            now = spool.fs_now("status")
+            now = spool.fs_now("status", keep=False)
         except OSError:  # a read-only operator: the local clock will do for display
             import time
 

@@ -40,6 +40,10 @@ class SpecError(SpoolError):
     """A job spec (from the manifest or a spool file) is invalid."""
 
 
+class SpecTooNew(SpecError):
+    """Written by a newer cis490: this worker leaves it alone (never quarantines it)."""
+
+
 # --- hyper schemas --------------------------------------------------------------
 
 
@@ -266,8 +270,11 @@ def parse_spec(data: bytes, expected_name: str | None = None) -> JobSpec:
         raise SpecError(f"not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError("spec must be a JSON object")
-    if raw.get("format") != SPEC_FORMAT:
-        raise SpecError(f"unsupported spec format {raw.get('format')!r}")
+    fmt = raw.get("format")
+    if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > SPEC_FORMAT:
+        raise SpecTooNew(f"spec format {fmt} is newer than this worker's ({SPEC_FORMAT}): upgrade cis490")
+    if fmt != SPEC_FORMAT:
+        raise SpecError(f"unsupported spec format {fmt!r}")
     known = raw.get("model") in KINDS
     spec = build_spec(raw, check_kind=known)
     if raw.get("id") != spec.id or raw.get("name") != spec.name:

@@ -210,11 +210,12 @@ class Spool:
 
     # --- clock -----------------------------------------------------------------------
 
-    def fs_now(self, probe: str = "clock") -> float:
+    def fs_now(self, probe: str = "clock", *, keep: bool = True) -> float:
         """'Now' by the filesystem's clock, with the heartbeat's own operation.
 
         On NFS ``utime(path, None)`` is stamped by the server; on sshfs by the
-        client (then this equals the local clock, like the heartbeats).
+        client (then this equals the local clock, like the heartbeats). Long-
+        lived callers (workers) keep their probe file; one-shot verbs remove it.
         """
         p = self.tmp / f".{probe}.{os.getpid()}.probe"
         try:
@@ -223,7 +224,10 @@ class Spool:
             fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)
             os.close(fd)
             os.utime(p, None)
-        return os.stat(p).st_mtime
+        now = os.stat(p).st_mtime
+        if not keep:
+            os.unlink(p)
+        return now
 
     # --- manifest and reload -----------------------------------------------------------
 
@@ -350,7 +354,7 @@ class Spool:
         ``claimed/`` when not ``full``: workers sweep often) and forgets worker
         records silent for a day.
         """
-        now = self.fs_now(by) if now is None else now
+        now = self.fs_now(by, keep=by != "sweep") if now is None else now
         requeued, failed, quarantined = [], [], []
         for state in (JobState if full else (JobState.CLAIMED,)):
             for entry in os.scandir(self.state_dir(state)):
@@ -378,6 +382,13 @@ class Spool:
                 target = JobState.FAILED if spent >= self.settings.max_attempts else JobState.PENDING
                 if rename_resolved(Path(entry.path), self.path_of(target, name)):
                     (failed if target is JobState.FAILED else requeued).append(name)
+        if full:  # temp files of writers that crashed mid-write, a day ago or more
+            for entry in os.scandir(self.tmp):
+                try:
+                    if now - entry.stat(follow_symlinks=False).st_mtime > 86400 and entry.is_file(follow_symlinks=False):
+                        os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
         removed = []
         for entry in os.scandir(self.root / "workers"):
             try:

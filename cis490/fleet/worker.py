@@ -150,10 +150,11 @@ class Worker:
                 t.join()
             if observer is not None:
                 observer.stop()
-            try:
-                os.unlink(record)
-            except FileNotFoundError:
-                pass
+            for leftover in (record, *self.spool.tmp.glob(f".{self.info.id}.*.probe")):
+                try:
+                    os.unlink(leftover)
+                except FileNotFoundError:
+                    pass
             for lock in self._locks:
                 lock.release()
         log.info("worker %s stopped after %d job(s)", self.info.id, self.completed)

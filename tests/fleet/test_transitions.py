@@ -202,3 +202,25 @@ def test_claim_prefers_priority_then_age(spool, tmp_path):
         order.append(c.spec.mode if c.spec.mode != "check" else "mid")
         c.complete(artifact_dir(tmp_path, c.name))
     assert order == ["high", "mid", "low"]
+
+
+def test_spec_from_a_newer_version_is_left_alone_not_quarantined(spool, tmp_path):
+    smoke_manifest(tmp_path / "m.toml", 1)
+    spool.reload(tmp_path / "m.toml")
+    [loc] = spool.scan(JobState.PENDING)
+    raw = json.loads(loc.path.read_text())
+    raw["format"] = 99
+    loc.path.write_text(json.dumps(raw))
+    from cis490.fleet.claim import Claimer
+
+    c = Claimer(spool, worker_info())
+    assert c.scan() == [] and "newer" in c.skipped[spool.name_of(loc)]
+    assert loc.path.exists() and list((spool.root / "quarantine").iterdir()) == []
+
+
+def test_status_and_cli_clock_probes_leave_nothing_behind(spool):
+    from cis490.fleet.snapshot import status
+
+    status(spool)
+    spool.fs_now("cli", keep=False)
+    assert list(spool.tmp.iterdir()) == []
