@@ -9,7 +9,8 @@
 
 Attempt numbers are derived from the directory (max + 1), never from a
 counter file. An attempt counts against ``max_attempts`` unless its outcome
-is ``released`` (SIGTERM) or it precedes the latest requeue marker; an
+is ``released`` (SIGTERM) or ``withdrawn`` (lost a rival-claim tie-break in
+eventual mode), or it precedes the latest requeue marker; an
 attempt whose worker died still says ``running`` and counts.
 """
 
@@ -25,7 +26,8 @@ from pathlib import Path
 from cis490.fleet.atomic import atomic_write
 from cis490.fleet.layout import ATTEMPT_RE, MAX_JSON_BYTES, REQUEUE_RE, SpoolError, read_bounded
 
-OUTCOMES = ("running", "done", "failed", "released", "lost")
+OUTCOMES = ("running", "done", "failed", "released", "lost", "withdrawn")
+NOT_COUNTED = ("released", "withdrawn")
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,11 @@ def list_attempts(attempts_dir: Path) -> tuple[list[AttemptInfo], int]:
 
 
 def counted_attempts(attempts_dir: Path) -> int:
-    """Attempts that spend the budget: since the last requeue, not released."""
+    """Attempts that spend the budget: since the last requeue, not released/withdrawn."""
     attempts, after = list_attempts(attempts_dir)
     return sum(
         1 for a in attempts
-        if a.number > after and (a.record or {}).get("outcome") != "released"
+        if a.number > after and (a.record or {}).get("outcome") not in NOT_COUNTED
     )
 
 

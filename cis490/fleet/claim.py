@@ -11,6 +11,7 @@ rebuilt when empty, after ``rescan_s``, or when the daemon's watcher says
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,7 +25,9 @@ from cis490.fleet import attempts as att
 from cis490.fleet import store
 from cis490.fleet.atomic import atomic_write
 from cis490.fleet.capability import Capability, detect, eligible
-from cis490.fleet.layout import MAX_JSON_BYTES, JobState, SpoolError, is_ignored, parse_name, read_bounded
+from cis490.fleet.layout import (
+    MAX_JSON_BYTES, TERMINAL, JobState, SpoolError, is_ignored, is_sync_conflict, parse_name, read_bounded,
+)
 from cis490.fleet.spec import KINDS, JobSpec, SpecError, SpecTooNew
 from cis490.fleet.spool import LeaseLost, Spool, rename_resolved
 
@@ -128,7 +131,9 @@ class Claimer:
                 continue
             parsed = parse_name(entry.name[:-5]) if entry.name.endswith(".json") else None
             if parsed is None or entry.is_symlink():
-                why = "a symlink (never followed)" if parsed else "file name does not follow the name grammar"
+                why = ("a symlink (never followed)" if parsed else
+                       "a Syncthing conflict copy" if is_sync_conflict(entry.name) else
+                       "file name does not follow the name grammar")
                 att.quarantine(spool.root, Path(entry.path), why, self.worker.id)
                 continue
             if not policy.permits(parsed[0], parsed[1]):
@@ -177,7 +182,13 @@ class Claimer:
             if spec.model not in KINDS:  # replaced meanwhile by a kind we cannot run
                 rename_resolved(dst, src)
                 continue
-            return Claim.start(spool, spec, self.worker, dst)
+            claim = Claim.start(spool, spec, self.worker, dst)
+            if spool.settings.consistency == "eventual":
+                try:
+                    claim.check_rivals()  # at claim, then during settle and every heartbeat
+                except LeaseLost:
+                    continue
+            return claim
         return None
 
 
@@ -213,11 +224,56 @@ class Claim:
         return os.path.lexists(self.path)
 
     def heartbeat(self) -> None:
-        """Touch the claim file; LeaseLost when it is gone (cancelled or swept)."""
+        """Touch the claim file; LeaseLost when it is gone (cancelled or swept).
+
+        In eventual mode also look for rival claims and for the job in a
+        state of higher precedence (done elsewhere, cancelled).
+        """
         try:
             os.utime(self.path, None)
         except FileNotFoundError:
             raise LeaseLost(f"lease on {self.name} lost (cancelled or swept)") from None
+        if self.spool.settings.consistency == "eventual":
+            self.check_rivals()
+
+    @staticmethod
+    def rank(name: str, worker: str) -> str:
+        """The deterministic tie-break: the smallest sha256(NAME + WORKER) wins."""
+        return hashlib.sha256((name + worker).encode()).hexdigest()
+
+    def check_rivals(self) -> None:
+        """Eventual mode: withdraw (LeaseLost) if another claim wins or the job is settled elsewhere."""
+        for state in TERMINAL:
+            if os.path.lexists(self.spool.path_of(state, self.name)):
+                self.withdraw(f"{self.name} is already {state.value} (seen beside our claim)")
+        prefix = self.name + "@"
+        rivals = [e.name[len(prefix):-5] for e in os.scandir(self.spool.state_dir(JobState.CLAIMED))
+                  if e.name.startswith(prefix) and e.name.endswith(".json") and e.name != self.path.name]
+        if rivals:
+            winner = min([self.worker.id, *rivals], key=lambda w: self.rank(self.name, w))
+            if winner != self.worker.id:
+                self.withdraw(f"rival claim by {winner} wins the tie-break")
+
+    def withdraw(self, reason: str) -> None:
+        """Give up a claim that lost (eventual mode); the attempt does not count."""
+        self._write_record(outcome="withdrawn", error=reason, ended_at=time.time())
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        raise LeaseLost(f"withdrew from {self.name}: {reason}")
+
+    def settle(self, stop=None) -> None:
+        """Eventual mode: wait ``settle_s`` watching for rival claims before starting."""
+        settle = self.spool.settings.settle_s
+        if self.spool.settings.consistency != "eventual" or settle <= 0:
+            return
+        deadline = time.monotonic() + settle
+        while (left := deadline - time.monotonic()) > 0:
+            if stop is not None and stop.is_set():
+                return
+            time.sleep(min(left, max(0.05, settle / 10)))
+            self.heartbeat()
 
     def progress(self, event: dict) -> None:
         att.write_record(self.progress_path, {**event, "attempt": self.number}, self.spool.tmp)
@@ -260,7 +316,8 @@ class Claim:
         self._finish(JobState.PENDING, outcome="released", error=reason)
 
     def mark_lost(self) -> None:
-        self._write_record(outcome="lost", ended_at=time.time())
+        if self.record.get("outcome") == "running":  # a withdrawal already said why
+            self._write_record(outcome="lost", ended_at=time.time())
 
 
 def claim(spool: Spool, worker: WorkerInfo | str, now: float | None = None) -> Claim | None:

@@ -68,6 +68,8 @@ def cmd_init(args) -> int:
                 "max_attempts": args.max_attempts, "consistency": args.consistency}
     if args.settle_s is not None:
         settings["settle_s"] = args.settle_s
+    elif args.consistency == "eventual":
+        settings["settle_s"] = min(30.0, args.stale_after_s / 4)
     token = os.environ.get(OPERATOR_ENV)
     if token:
         settings["operator_token_hash"] = token_hash(token)
@@ -258,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stale-after-s", type=float, default=600.0)
     sp.add_argument("--max-attempts", type=int, default=3)
     sp.add_argument("--consistency", choices=("atomic", "eventual"), default="atomic")
-    sp.add_argument("--settle-s", type=float, default=None, help="eventual mode: wait after a claim")
+    sp.add_argument("--settle-s", type=float, default=None, help="eventual mode: wait after a claim before training (default min(30, stale-after/4))")
     sp = verb("reload", cmd_reload, "enqueue a manifest's new jobs (e.g. `reload etc/training_manifest.toml.example`)", True)
     sp.add_argument("manifest")
     sp = verb("status", cmd_status, "counts, running jobs, workers, failures, artifacts", True)

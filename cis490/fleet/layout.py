@@ -47,6 +47,8 @@ class JobState(str, enum.Enum):
 
 
 STATES = tuple(JobState)
+# eventual mode: a name seen in several states keeps the first of these
+PRECEDENCE = (JobState.DONE, JobState.CANCELLED, JobState.FAILED, JobState.CLAIMED, JobState.PENDING)
 TERMINAL = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 DIRS = tuple(s.value for s in STATES) + (
     "attempts", "logs", "workers", "models", "tmp", "quarantine",
@@ -149,6 +151,11 @@ class Settings:
             raise SpoolError("max_attempts must be an integer >= 1")
         if self.prefer_cuda_grace_s < 0 or self.settle_s < 0:
             raise SpoolError("prefer_cuda_grace_s and settle_s must be >= 0")
+        if self.consistency == "eventual" and not 0 < self.settle_s <= self.stale_after_s / 2:
+            raise SpoolError(
+                "eventual mode needs 0 < settle_s <= stale_after_s/2 (a claim must settle, "
+                "then heartbeat, well before it could look stale)"
+            )
         return self
 
     def to_toml(self) -> str:

@@ -25,8 +25,8 @@ from pathlib import Path
 from cis490.fleet import attempts as att
 from cis490.fleet.atomic import atomic_write
 from cis490.fleet.layout import (
-    DIRS, MANIFEST_COPY, MAX_JSON_BYTES, MAX_TOML_BYTES, SETTINGS_FILE, JobState, Settings,
-    SpoolError, is_ignored, parse_name, read_bounded, split_claimed,
+    DIRS, MANIFEST_COPY, MAX_JSON_BYTES, MAX_TOML_BYTES, PRECEDENCE, SETTINGS_FILE, JobState, Settings,
+    SpoolError, is_ignored, is_sync_conflict, parse_name, read_bounded, split_claimed,
 )
 from cis490.fleet.manifest import HostPolicy, Manifest, load_manifest, parse_manifest, pin_data_digests
 from cis490.fleet.spec import JobSpec, SpecError, parse_spec
@@ -73,6 +73,7 @@ class SweepResult:
     failed: tuple[str, ...] = ()
     quarantined: tuple[str, ...] = ()
     workers_removed: tuple[str, ...] = ()
+    reconciled: tuple[str, ...] = ()  # eventual mode: lower-precedence copies removed
 
 
 @dataclass(frozen=True)
@@ -355,6 +356,7 @@ class Spool:
         records silent for a day.
         """
         now = self.fs_now(by, keep=by != "sweep") if now is None else now
+        reconciled = self.reconcile(now) if self.settings.consistency == "eventual" else []
         requeued, failed, quarantined = [], [], []
         for state in (JobState if full else (JobState.CLAIMED,)):
             for entry in os.scandir(self.state_dir(state)):
@@ -362,7 +364,8 @@ class Spool:
                     continue
                 ok = (split_claimed(entry.name) if state is JobState.CLAIMED
                       else entry.name.endswith(".json") and parse_name(entry.name[:-5]))
-                reason = None if ok else "file name does not follow the spool's name grammar"
+                reason = (None if ok else "a Syncthing conflict copy" if is_sync_conflict(entry.name)
+                          else "file name does not follow the spool's name grammar")
                 if reason is None and entry.is_symlink():
                     reason = "a symlink (never followed)"
                 if reason is None and state is not JobState.CLAIMED:
@@ -378,6 +381,10 @@ class Spool:
                     continue
                 if now - mtime <= self.settings.stale_after_s:
                     continue
+                if self.settings.consistency == "eventual" and any(
+                    self.name_of(l) == name and l.path.name != entry.name for l in self.scan(JobState.CLAIMED)
+                ):
+                    continue  # a rival claim exists: reconcile removes ours once theirs is fresh
                 spent = att.counted_attempts(self.attempts_dir(name))
                 target = JobState.FAILED if spent >= self.settings.max_attempts else JobState.PENDING
                 if rename_resolved(Path(entry.path), self.path_of(target, name)):
@@ -397,4 +404,40 @@ class Spool:
                     removed.append(entry.name[:-5])
             except FileNotFoundError:
                 continue
-        return SweepResult(tuple(requeued), tuple(failed), tuple(quarantined), tuple(removed))
+        return SweepResult(tuple(requeued), tuple(failed), tuple(quarantined), tuple(removed),
+                           tuple(reconciled))
+
+    def reconcile(self, now: float) -> list[str]:
+        """Eventual mode: a name seen in several states keeps the copy of highest
+        precedence (done > cancelled > failed > claimed > pending); the others
+        are removed — including a ``pending/NAME`` that Syncthing brought back
+        beside a live claim. Several claims are left to their owners' tie-break,
+        except stale ones beside a fresh rival, which are removed.
+        """
+        seen: dict[str, list[Location]] = {}
+        for state in JobState:
+            for loc in self.scan(state):
+                seen.setdefault(self.name_of(loc), []).append(loc)
+        removed = []
+        for name, locs in seen.items():
+            if len(locs) < 2:
+                continue
+            top = min(PRECEDENCE.index(l.state) for l in locs)
+            doomed = [l for l in locs if PRECEDENCE.index(l.state) > top]
+            claims = [l for l in locs if l.state is JobState.CLAIMED and l not in doomed]
+            if len(claims) > 1:
+                ages = {}
+                for l in claims:
+                    try:
+                        ages[l] = now - l.path.lstat().st_mtime
+                    except FileNotFoundError:
+                        continue
+                if any(a <= self.settings.stale_after_s for a in ages.values()):
+                    doomed += [l for l, a in ages.items() if a > self.settings.stale_after_s]
+            for l in doomed:
+                try:
+                    os.unlink(l.path)
+                    removed.append(f"{l.state.value}/{l.path.name}")
+                except FileNotFoundError:
+                    pass
+        return removed

@@ -237,7 +237,7 @@ class Worker:
             outcome = self._execute(claim)
         except LeaseLost as exc:
             log.warning("%s", exc)
-            outcome = "lost"
+            outcome = claim.record.get("outcome", "lost")
         except Exception as exc:  # never let one job take the worker down
             log.exception("job %s crashed in the worker", claim.name)
             try:
@@ -252,6 +252,10 @@ class Worker:
 
     def _execute(self, claim: Claim) -> str:
         t_claim = time.monotonic()
+        claim.settle(self.stopping)  # eventual mode: rival claims withdraw here (LeaseLost)
+        if self.stopping.is_set():
+            claim.release()
+            return "released"
         base = self.opts.work_root or Path(tempfile.gettempdir()) / "cis490-work"
         base.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f"{claim.name}.{claim.number}.", dir=base))
@@ -310,6 +314,7 @@ class Worker:
 
     def _supervise(self, claim, argv, workdir, out_dir, local_log, t_claim) -> str:
         hb = self.spool.settings.heartbeat_s
+        claim.record["training_started"] = True  # a later withdrawal counts as a duplicate run
         with open(local_log, "wb") as logfh:
             proc, rfd = self._spawn(claim, argv, workdir, logfh)
         t_start = time.monotonic()
@@ -324,7 +329,7 @@ class Worker:
             try:
                 claim.heartbeat()
             except LeaseLost:
-                self._kill(proc, 0)  # lost lease: stop at once
+                self._kill(proc, 0)  # lost lease or withdrawn: stop at once
                 relay.join(timeout=5)
                 claim.publish_log(local_log)
                 claim.mark_lost()
