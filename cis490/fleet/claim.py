@@ -172,6 +172,12 @@ class Claimer:
             if not rename_resolved(src, dst):
                 continue  # another worker won: not an error
             try:
+                # First heartbeat at once: a renamed file keeps its enqueue-time
+                # mtime, and a sweeper must not mistake a fresh claim for a stale one.
+                os.utime(dst, None)
+            except FileNotFoundError:
+                continue  # swept in that instant: it is pending again
+            try:
                 spec = spool.read_spec(dst)
             except SpecTooNew:
                 rename_resolved(dst, src)

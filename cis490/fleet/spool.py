@@ -31,6 +31,7 @@ from cis490.fleet.layout import (
 from cis490.fleet.manifest import HostPolicy, Manifest, load_manifest, parse_manifest, pin_data_digests
 from cis490.fleet.spec import JobSpec, SpecError, parse_spec
 
+PARKED_SWEEP, PARKED_RELOAD = "sweep", "reload"  # tmp/ names of specs held mid-transition
 STIGNORE = "// written by cis490-spool init: never sync staging or lock files\n/tmp\n*.lock\n"
 
 
@@ -299,7 +300,7 @@ class Spool:
             return False
         # Take the old spec out of line with a claim-like rename, so a worker
         # can never hold a claim while a second copy reappears in pending/.
-        parked = self.tmp / f"{spec.name}.reload-{secrets.token_hex(4)}"
+        parked = self.tmp / f"{spec.name}.json.{PARKED_RELOAD}-{secrets.token_hex(4)}"
         if not rename_resolved(path, parked):
             return False
         try:
@@ -385,10 +386,20 @@ class Spool:
                     self.name_of(l) == name and l.path.name != entry.name for l in self.scan(JobState.CLAIMED)
                 ):
                     continue  # a rival claim exists: reconcile removes ours once theirs is fresh
+                # Take the claim first, then judge it: a heartbeat that landed between
+                # our stat and our rename shows in the taken file's mtime, and the
+                # claim goes straight back (the owner never notices).
+                taken = self.tmp / f"{entry.name}.{PARKED_SWEEP}-{secrets.token_hex(4)}"
+                if not rename_resolved(Path(entry.path), taken):
+                    continue
+                if now - taken.lstat().st_mtime <= self.settings.stale_after_s:
+                    os.rename(taken, entry.path)
+                    continue
                 spent = att.counted_attempts(self.attempts_dir(name))
                 target = JobState.FAILED if spent >= self.settings.max_attempts else JobState.PENDING
-                if rename_resolved(Path(entry.path), self.path_of(target, name)):
-                    (failed if target is JobState.FAILED else requeued).append(name)
+                os.rename(taken, self.path_of(target, name))
+                (failed if target is JobState.FAILED else requeued).append(name)
+        requeued += self.recover_parked(now, older_than=60.0 if full else 3600.0)
         if full:  # temp files of writers that crashed mid-write, a day ago or more
             for entry in os.scandir(self.tmp):
                 try:
@@ -406,6 +417,32 @@ class Spool:
                 continue
         return SweepResult(tuple(requeued), tuple(failed), tuple(quarantined), tuple(removed),
                            tuple(reconciled))
+
+    def recover_parked(self, now: float, older_than: float) -> list[str]:
+        """Specs a sweeper or reload took into tmp/ and then died holding.
+
+        A job must never be lost: such a file goes back to pending/ unless the
+        name exists elsewhere by now (then it is a leftover copy and removed).
+        ``older_than`` is judged by the file's ctime (a rename updates it).
+        """
+        recovered = []
+        for entry in os.scandir(self.tmp):
+            marker = next((m for m in (PARKED_SWEEP, PARKED_RELOAD) if f".{m}-" in entry.name), None)
+            if marker is None or entry.name.startswith("."):
+                continue
+            try:
+                if now - entry.stat(follow_symlinks=False).st_ctime < older_than:
+                    continue
+            except FileNotFoundError:
+                continue
+            name = entry.name.split("@")[0].split(".json")[0]
+            if parse_name(name) is None:
+                continue
+            if self.locate(name):
+                os.unlink(entry.path)
+            elif rename_resolved(Path(entry.path), self.path_of(JobState.PENDING, name)):
+                recovered.append(name)
+        return recovered
 
     def reconcile(self, now: float) -> list[str]:
         """Eventual mode: a name seen in several states keeps the copy of highest

@@ -224,3 +224,50 @@ def test_status_and_cli_clock_probes_leave_nothing_behind(spool):
     status(spool)
     spool.fs_now("cli", keep=False)
     assert list(spool.tmp.iterdir()) == []
+
+
+def test_claim_of_a_long_pending_job_is_not_mistaken_for_stale(spool, tmp_path):
+    """Regression: a rename keeps the enqueue-time mtime, so a job that waited
+    longer than stale_after_s was swept right after being claimed."""
+    smoke_manifest(tmp_path / "m.toml", 1)
+    spool.reload(tmp_path / "m.toml")
+    [loc] = spool.scan(JobState.PENDING)
+    os.utime(loc.path, (1, 1))  # enqueued long ago
+    claim = spool.claim(worker_info())
+    assert spool.sweep().requeued == ()
+    claim.heartbeat()
+
+
+def test_sweep_puts_back_a_claim_whose_heartbeat_raced_it(spool, tmp_path, monkeypatch):
+    import cis490.fleet.spool as spool_mod
+
+    smoke_manifest(tmp_path / "m.toml", 1)
+    spool.reload(tmp_path / "m.toml")
+    claim = spool.claim(worker_info())
+    os.utime(claim.path, (1, 1))  # looks dead to the sweeper's stat…
+    real = spool_mod.rename_resolved
+
+    def heartbeat_then_rename(src, dst):
+        if src == claim.path:
+            claim.heartbeat()  # …but the owner heartbeats just before the sweeper's rename
+        return real(src, dst)
+
+    monkeypatch.setattr(spool_mod, "rename_resolved", heartbeat_then_rename)
+    result = spool.sweep()
+    assert result.requeued == () and claim.path.exists()
+    claim.heartbeat()  # the owner never noticed
+
+
+def test_a_spec_parked_by_a_crashed_sweeper_is_recovered(spool, tmp_path):
+    import time
+
+    smoke_manifest(tmp_path / "m.toml", 2)
+    spool.reload(tmp_path / "m.toml")
+    a, b = (spool.name_of(l) for l in spool.scan(JobState.PENDING))
+    # a sweeper died holding a's claim in tmp/; b is parked but also still pending (leftover copy)
+    os.rename(spool.path_of(JobState.PENDING, a), spool.tmp / f"{a}@dead-1.json.sweep-0001")
+    (spool.tmp / f"{b}.json.reload-0002").write_bytes(spool.path_of(JobState.PENDING, b).read_bytes())
+    assert spool.recover_parked(time.time(), older_than=60) == []  # too recent: maybe still in flight
+    assert spool.recover_parked(time.time() + 120, older_than=60) == [a]
+    assert sorted(spool.name_of(l) for l in spool.scan(JobState.PENDING)) == sorted([a, b])
+    assert [p.name for p in spool.tmp.iterdir()] == []
