@@ -19,6 +19,20 @@ import threading
 import time
 
 
+def _parent_alive_windows(parent: int) -> bool:
+    import ctypes
+
+    SYNCHRONIZE, WAIT_TIMEOUT = 0x00100000, 0x00000102
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(SYNCHRONIZE, False, parent)
+    if not handle:
+        return False
+    try:
+        return kernel32.WaitForSingleObject(handle, 0) == WAIT_TIMEOUT
+    finally:
+        kernel32.CloseHandle(handle)
+
+
 def _die_with_parent(parent: int) -> None:
     if sys.platform.startswith("linux"):
         import ctypes
@@ -33,7 +47,9 @@ def _die_with_parent(parent: int) -> None:
     def watch() -> None:
         while True:
             time.sleep(1.0)
-            if os.getppid() != parent:
+            # Windows never re-parents an orphan: ask whether the parent still runs
+            alive = _parent_alive_windows(parent) if os.name == "nt" else os.getppid() == parent
+            if not alive:
                 os._exit(137)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -45,7 +61,14 @@ def main() -> None:
         sys.exit(2)
     _die_with_parent(int(sys.argv[1]))
     module = sys.argv[2]
-    sys.argv = [module] + sys.argv[3:]
+    args = sys.argv[3:]
+    if os.name == "nt" and "--progress-fd" in args:
+        # the worker passed an inherited pipe *handle*; drivers expect a C fd
+        import msvcrt
+
+        i = args.index("--progress-fd") + 1
+        args[i] = str(msvcrt.open_osfhandle(int(args[i]), os.O_WRONLY))
+    sys.argv = [module] + args
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 

@@ -276,11 +276,22 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env.update(CIS490_JOB=claim.name, CIS490_ATTEMPT=str(claim.number), PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, "-m", "cis490.fleet.child", str(os.getpid()), *argv,
-               "--progress-fd", str(w)]
+        kwargs: dict = {}
+        if os.name == "nt":  # pass the pipe as an inheritable handle; the child turns it into an fd
+            import msvcrt
+
+            handle = msvcrt.get_osfhandle(w)
+            os.set_handle_inheritable(handle, True)
+            channel = str(handle)
+            kwargs["startupinfo"] = subprocess.STARTUPINFO(lpAttributeList={"handle_list": [handle]})
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        else:
+            channel = str(w)
+            kwargs.update(pass_fds=(w,), start_new_session=True)
+        cmd = [sys.executable, "-m", "cis490.fleet.child", str(os.getpid()), *argv, "--progress-fd", channel]
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfh, stderr=subprocess.STDOUT,
-                                    cwd=workdir, env=env, pass_fds=(w,), start_new_session=True)
+                                    cwd=workdir, env=env, **kwargs)
         finally:
             os.close(w)
         return proc, r
@@ -299,15 +310,21 @@ class Worker:
                         pass
 
     def _kill(self, proc: subprocess.Popen, grace: float) -> None:
+        """Stop the job's whole process group: SIGTERM, then SIGKILL after ``grace``."""
+        def signal_group(sig: int) -> None:
+            if os.name == "nt":
+                proc.terminate()  # TerminateProcess: Windows has no gentler equivalent here
+            else:
+                os.killpg(proc.pid, sig)
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
+            signal_group(signal.SIGTERM)
         except ProcessLookupError:
             return
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                signal_group(getattr(signal, "SIGKILL", signal.SIGTERM))
             except ProcessLookupError:
                 pass
             proc.wait()
