@@ -51,7 +51,11 @@ def render(snap: dict):
         fails.add_column("job")
         fails.add_column("error")
         for f in snap["failures"]:
-            fails.add_row(f["name"], Text(str(f["error"])[-300:], style="red"))
+            tail = [l for l in str(f.get("log_tail") or "").splitlines() if l.strip()][-2:]
+            body = Text(str(f["error"])[-300:], style="red")
+            for line in tail:
+                body.append("\n  " + line[-200:], style="dim")
+            fails.add_row(f["name"], body)
         parts.append(fails)
     models = Table(title=f"artifacts ({len(snap['models'])})", title_justify="left", expand=True)
     for col in ("model", "digest", "job", "size"):
