@@ -237,6 +237,13 @@ def cmd_work(args) -> int:
     return Worker(spool, info, opts).run()
 
 
+def cmd_demo(args) -> int:
+    from cis490.demo import run_demo
+
+    return run_demo(args.spool, episodes_per_host=args.episodes_per_host, duration_s=args.duration_s,
+                    seed=args.seed, quiet=args.quiet)
+
+
 # --- parser --------------------------------------------------------------------------
 
 
@@ -293,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-jobs", type=int, default=None)
     sp.add_argument("--work-dir", default=None, help="local scratch directory for job outputs")
     sp.add_argument("--quiet", action="store_true")
+    sp = verb("demo", cmd_demo, "the whole pipeline on this machine: data, two workers, evaluation (~10 min)")
+    sp.add_argument("--episodes-per-host", type=int, default=40)
+    sp.add_argument("--duration-s", type=int, default=120)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--quiet", action="store_true", help="plain progress lines instead of the live view")
     return p
 
 

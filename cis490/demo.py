@@ -1,0 +1,169 @@
+"""``cis490-spool demo``: the whole product on one machine, in one command.
+
+synthetic store → validate → features + tensors → init ./spool → reload the
+example manifest → two local workers that behave like two hosts (``pi``:
+summary models only, as in the seed's smoke run; ``lab-gpu``: everything)
+drain the queue under a live status view → evaluate → the comparison table.
+
+Re-running reuses what is already there and says so: each data stage is
+skipped when a stamp records the same inputs and its outputs still hash to
+what was recorded; trained models live in the content-addressed store, so
+jobs that are done stay done and nothing is retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cis490.fleet.atomic import atomic_write
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = REPO / "etc" / "training_manifest.toml.example"
+DEMO_HOSTS = (("pi", 1), ("lab-gpu", 1))  # (host id, slots): 2 cores, one job each
+
+
+def say(msg: str) -> None:
+    print(f"demo: {msg}", flush=True)
+
+
+def _digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for root in paths:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for p in files:
+            if p.name.startswith(".") or p.name.endswith(".stamp.json"):
+                continue
+            h.update(str(p.relative_to(root.parent)).encode())
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def stage(name: str, stamp_dir: Path, params: dict, inputs: list[Path], outputs: list[Path], args: list[str]) -> bool:
+    """Run one pipeline stage unless a stamp shows it is already built. True if it ran."""
+    stamp = stamp_dir / f".{name}.stamp.json"
+    key = {"params": params, "inputs": _digest(inputs) if inputs else None}
+    if stamp.is_file() and all(p.exists() for p in outputs):
+        recorded = json.loads(stamp.read_text())
+        if recorded.get("key") == key and recorded.get("outputs") == _digest(outputs):
+            say(f"{name}: up to date (same inputs, outputs hash to {recorded['outputs'][:12]}…), reused")
+            return False
+    say(f"{name}: cis490 {' '.join(args)}")
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "cis490", *args], check=True)
+    atomic_write(stamp, json.dumps({"key": key, "outputs": _digest(outputs)}, indent=1))
+    say(f"{name}: done in {time.monotonic() - t0:.1f} s")
+    return True
+
+
+def build_data(data: Path, episodes_per_host: int, duration_s: int, seed: int, jobs: int) -> dict[str, Path]:
+    data.mkdir(parents=True, exist_ok=True)
+    store, validation = data / "store", data / "validation_v1.parquet"
+    features, tensors = data / "features", data / "tensors"
+    stage("synth", data, {"episodes_per_host": episodes_per_host, "duration_s": duration_s, "seed": seed},
+          [], [store], ["synth", "--out", str(store), "--episodes-per-host", str(episodes_per_host),
+                             "--duration-s", str(duration_s), "--seed", str(seed), "--jobs", str(jobs)])
+    stage("validate", data, {}, [store], [validation],
+          ["validate", "--store", str(store), "--out", str(validation), "--jobs", str(jobs)])
+    stage("features", data, {}, [store, validation], [features],
+          ["features", "--validation", str(validation), "--store", str(store), "--out-dir", str(features),
+                "--jobs", str(jobs)])
+    stage("tensors", data, {}, [store, validation], [tensors],
+          ["tensors", "--validation", str(validation), "--store", str(store), "--out-dir", str(tensors),
+                "--jobs", str(jobs)])
+    return {"validation": validation, "features": features, "tensors": tensors}
+
+
+def drain(spool, bin_path: Path, quiet: bool) -> None:
+    """Two workers, two 'hosts', under a live view until both have drained."""
+    from cis490.fleet import snapshot, tui
+
+    logs = spool.root.parent / "demo-data" / "worker-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for host, slots in DEMO_HOSTS:
+        fh = open(logs / f"{host}.log", "ab")
+        procs.append((host, fh, subprocess.Popen(
+            [sys.executable, str(bin_path), "--spool", str(spool.root), "work", "--drain", "--host-id", host,
+             "--slots", str(slots), "--poll-s", "1"], stdout=fh, stderr=subprocess.STDOUT)))
+    say(f"workers: {', '.join(h for h, _ in DEMO_HOSTS)} (logs in {logs})")
+    try:
+        if quiet or not sys.stdout.isatty():
+            last = None
+            while any(p.poll() is None for _, _, p in procs):
+                counts = spool.counts()
+                if counts != last:
+                    say("queue: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+                    last = counts
+                time.sleep(2)
+        else:
+            from rich.live import Live
+
+            with Live(tui.render(snapshot.status(spool)), refresh_per_second=2) as live:
+                while any(p.poll() is None for _, _, p in procs):
+                    time.sleep(1)
+                    live.update(tui.render(snapshot.status(spool)))
+    except KeyboardInterrupt:
+        for _, _, p in procs:
+            p.terminate()  # SIGTERM: workers release their claims
+        raise
+    finally:
+        for _, fh, p in procs:
+            p.wait()
+            fh.close()
+
+
+def run_demo(spool_path: str, *, episodes_per_host: int = 40, duration_s: int = 120, seed: int = 0,
+             quiet: bool = False) -> int:
+    from cis490.fleet.layout import JobState
+    from cis490.fleet.spool import Spool
+
+    t_start = time.monotonic()
+    root = Path(spool_path).absolute()
+    data = root.parent / "demo-data"  # the example manifest's [data] paths: ../demo-data/…
+    timings = {}
+    t0 = time.monotonic()
+    build_data(data, episodes_per_host, duration_s, seed, jobs=min(2, os.cpu_count() or 1))
+    timings["data"] = time.monotonic() - t0
+
+    spool = Spool.open(root) if (root / "spool.toml").exists() else Spool.init(root)
+    result = spool.reload(MANIFEST)
+    say(f"spool {root}: reloaded {MANIFEST.name}: {result.new} new, {result.unchanged} unchanged")
+    for loc in spool.scan(JobState.FAILED):
+        name = spool.name_of(loc)
+        spool.requeue(name, by="demo")
+        say(f"requeued {name}, which failed in an earlier run")
+    before = spool.counts()
+    if before["pending"] == 0 and before["claimed"] == 0:
+        say(f"all {before['done']} jobs already done: their models are in the content-addressed store, "
+            f"nothing to retrain")
+    t0 = time.monotonic()
+    drain(spool, REPO / "bin" / "cis490-spool", quiet)
+    timings["train"] = time.monotonic() - t0
+    counts = spool.counts()
+    say("queue: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if counts["failed"]:
+        say("some jobs failed: `bin/cis490-spool status` shows their errors, `logs JOB` their output")
+
+    reports = root.parent / "reports" / "eval"
+    t0 = time.monotonic()
+    say("evaluate: scoring every model on the held-out host, 95 % CIs by episode bootstrap")
+    r = subprocess.run([sys.executable, "-m", "cis490", "eval", "--spool", str(root),
+                        "--validation", str(data / "validation_v1.parquet"),
+                        "--summary", str(data / "features" / "features_window_v1.parquet"),
+                        "--schema", str(data / "features" / "feature_schema_v1.json"),
+                        "--tensors", str(data / "tensors"), "--reports-dir", str(reports)])
+    timings["eval"] = time.monotonic() - t0
+    timings["total"] = time.monotonic() - t_start
+    say("stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    atomic_write(data / "demo-timings.json", json.dumps(timings, indent=1))
+    say(f"report: {reports / 'comparison.md'} (plots beside it)")
+    say(f"models: {root / 'models'}  (bin/cis490-spool models)")
+    return 1 if r.returncode or counts["failed"] else 0
