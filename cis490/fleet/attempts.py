@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +38,28 @@ class AttemptInfo:
     record: dict | None  # None when unreadable
 
 
+def real_dir(root: Path, path: Path, by: str = "spool") -> Path:
+    """A per-job directory (attempts/NAME, logs/NAME, models/MODEL_MODE/…) that is
+    really a directory: a symlink or file planted there is quarantined, never
+    followed, so no write can be redirected outside the spool."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        path.mkdir(exist_ok=True)
+        return real_dir(root, path, by) if path.is_symlink() else path
+    if stat.S_ISDIR(st.st_mode):
+        return path
+    quarantine(root, path, "a symlink or file where a directory belongs (never followed)", by)
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def list_attempts(attempts_dir: Path) -> tuple[list[AttemptInfo], int]:
     """All attempt records of one job, and the latest requeue marker number."""
     out: list[AttemptInfo] = []
     requeued_after = 0
+    if attempts_dir.is_symlink():
+        return out, 0
     try:
         entries = list(os.scandir(attempts_dir))
     except FileNotFoundError:
@@ -78,14 +97,13 @@ def next_attempt_number(attempts_dir: Path) -> int:
 
 
 def write_record(path: Path, record: dict, tmp_dir: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    real_dir(tmp_dir.parent, path.parent)
     atomic_write(path, json.dumps(record, sort_keys=True, indent=1) + "\n", tmp_dir=tmp_dir)
 
 
 def write_requeue_marker(attempts_dir: Path, tmp_dir: Path, by: str) -> int:
     attempts, after = list_attempts(attempts_dir)
     number = max([after] + [a.number for a in attempts])
-    attempts_dir.mkdir(parents=True, exist_ok=True)
     write_record(attempts_dir / f"{number}.requeue.json",
                  {"after_attempt": number, "by": by, "at": time.time()}, tmp_dir)
     return number

@@ -294,7 +294,7 @@ class Claim:
                 data = fh.read()
         except FileNotFoundError:
             return
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        att.real_dir(self.spool.root, self.log_path.parent, self.worker.id)
         atomic_write(self.log_path, data, tmp_dir=self.spool.tmp)
 
     def _finish(self, target: JobState, **record) -> None:

@@ -73,6 +73,15 @@ def cmd_init(args) -> int:
     token = os.environ.get(OPERATOR_ENV)
     if token:
         settings["operator_token_hash"] = token_hash(token)
+    if args.operator_group:
+        settings["operator_group"] = args.operator_group
+    if args.require_signatures:
+        from cis490.fleet.signing import load_private, public_of
+
+        keys = list(args.public_key or [])
+        if not keys:
+            keys.append(public_of(load_private(args.key)))
+        settings.update(require_signatures=True, operator_public_keys=tuple(keys))
     spool = Spool.init(args.spool, **settings)
     guard = "operator token recorded" if token else f"no operator token (set ${OPERATOR_ENV} at init to guard cancel/requeue/reload)"
     print(f"spool ready at {spool.root} ({spool.settings.consistency}; heartbeat {spool.settings.heartbeat_s:g}s, "
@@ -83,7 +92,7 @@ def cmd_init(args) -> int:
 def cmd_reload(args) -> int:
     spool = _open(args)
     check_operator(spool)
-    result = spool.reload(args.manifest)
+    result = spool.reload(args.manifest, signing_key=args.key)
     r = result.to_dict()
     _print(args, r, f"reloaded {args.manifest}: {r['new']} new, {r['unchanged']} unchanged, "
                     f"{r['updated']} updated, {r['orphaned']} orphaned (not in the manifest; cancel to remove)")
@@ -144,12 +153,12 @@ def cmd_logs(args) -> int:
         raise SpoolError(f"{name} has no logs yet")
     chosen = paths if args.all else paths[-1:]
     if args.json:
-        print(json.dumps([{"file": p.name, "text": p.read_text(errors="replace")} for p in chosen], indent=1))
+        print(json.dumps([{"file": p.name, "text": snapshot.read_log(p)} for p in chosen], indent=1))
         return 0
     for p in chosen:
         if len(chosen) > 1:
             print(f"==> {p.name} <==")
-        sys.stdout.write(p.read_text(errors="replace"))
+        sys.stdout.write(snapshot.read_log(p))
     return 0
 
 
@@ -237,6 +246,16 @@ def cmd_work(args) -> int:
     return Worker(spool, info, opts).run()
 
 
+def cmd_keygen(args) -> int:
+    from cis490.fleet.signing import DEFAULT_KEY, keygen
+
+    path = Path(args.out).expanduser() if args.out else DEFAULT_KEY
+    public = keygen(path, Path(args.spool).absolute())
+    print(f"wrote {path} (keep it secret, outside the spool)\npublic key: {public}\n"
+          f"use it: cis490-spool init --require-signatures --public-key {public}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from cis490.demo import run_demo
 
@@ -268,8 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-attempts", type=int, default=3)
     sp.add_argument("--consistency", choices=("atomic", "eventual"), default="atomic")
     sp.add_argument("--settle-s", type=float, default=None, help="eventual mode: wait after a claim before training (default min(30, stale-after/4))")
+    sp.add_argument("--operator-group", default=None, help="only this group may write cancelled/, manifest.toml, spool.toml")
+    sp.add_argument("--require-signatures", action="store_true", help="workers run only specs signed by the operator key")
+    sp.add_argument("--public-key", action="append", help="operator public key (base64; repeatable); default: from --key")
+    sp.add_argument("--key", default=None, help="operator private key (default $CIS490_OPERATOR_KEY, ~/.config/cis490/operator.key)")
     sp = verb("reload", cmd_reload, "enqueue a manifest's new jobs (e.g. `reload etc/training_manifest.toml.example`)", True)
     sp.add_argument("manifest")
+    sp.add_argument("--key", default=None, help="operator private key, when the spool requires signatures")
+    sp = verb("keygen", cmd_keygen, "create the operator's Ed25519 key (outside the spool)")
+    sp.add_argument("--out", default=None, help="where to write it (default ~/.config/cis490/operator.key)")
     sp = verb("status", cmd_status, "counts, running jobs, workers, failures, artifacts", True)
     sp.add_argument("--watch", action="store_true", help="live view, refreshed on changes")
     sp.add_argument("--poll-s", type=float, default=2.0)

@@ -134,6 +134,9 @@ class Settings:
     prefer_cuda_grace_s: float = 1800.0
     settle_s: float = 0.0            # eventual mode: wait before training starts
     operator_token_hash: str = ""    # "salt$sha256hex"; empty: no token required
+    operator_group: str = ""         # init --operator-group: owns cancelled/, manifest.toml, spool.toml
+    require_signatures: bool = False # workers run only specs signed by operator_public_keys
+    operator_public_keys: tuple[str, ...] = ()  # Ed25519, base64 of the raw 32 bytes
 
     def validate(self) -> "Settings":
         if self.format != FORMAT:
@@ -149,6 +152,8 @@ class Settings:
             )
         if not (isinstance(self.max_attempts, int) and self.max_attempts >= 1):
             raise SpoolError("max_attempts must be an integer >= 1")
+        if self.require_signatures and not self.operator_public_keys:
+            raise SpoolError("require_signatures needs at least one operator public key")
         if self.prefer_cuda_grace_s < 0 or self.settle_s < 0:
             raise SpoolError("prefer_cuda_grace_s and settle_s must be >= 0")
         if self.consistency == "eventual" and not 0 < self.settle_s <= self.stale_after_s / 2:
@@ -163,6 +168,8 @@ class Settings:
         for key, value in asdict(self).items():
             if isinstance(value, bool):
                 rendered = "true" if value else "false"
+            elif isinstance(value, tuple):
+                rendered = "[" + ", ".join('"' + str(v).replace('"', "") + '"' for v in value) + "]"
             elif isinstance(value, (int, float)):
                 rendered = repr(value)
             else:
@@ -185,6 +192,8 @@ class Settings:
             default = getattr(cls, key)
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
+            if isinstance(default, tuple) and isinstance(value, list) and all(isinstance(v, str) for v in value):
+                value = tuple(value)
             if type(value) is not type(default):
                 raise SpoolError(
                     f"{SETTINGS_FILE}: {key} must be {type(default).__name__}, not {type(value).__name__}"

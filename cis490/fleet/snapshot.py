@@ -70,14 +70,23 @@ def show_job(spool: Spool, name: str) -> dict:
             "counted_attempts": att.counted_attempts(spool.attempts_dir(name))}
 
 
+def read_log(path: Path, limit: int = 1 << 20) -> str:
+    """A log file's text, never following a symlink (bounded)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - limit))
+        return fh.read().decode("utf-8", "replace")
+
+
 def logs_of(spool: Spool, name: str) -> list[Path]:
     d = spool.root / "logs" / name
-    if not d.is_dir():
+    if d.is_symlink() or not d.is_dir():
         return []
     def key(p: Path):
         n = p.name.split("@")[0]
         return (int(n) if n.isdigit() else 0, p.name)
-    return sorted((p for p in d.iterdir() if p.name.endswith(".log")), key=key)
+    return sorted((p for p in d.iterdir() if p.name.endswith(".log") and not p.is_symlink()), key=key)
 
 
 def workers(spool: Spool, now: float) -> list[dict]:

@@ -145,6 +145,7 @@ class JobSpec:
     constraints: Constraints = field(default_factory=Constraints)
     data: dict = field(default_factory=dict)   # expected digests: schema_sha256, validation_sha256
     enqueued_ns: int = 0                       # operator clock at reload; orders equal priorities
+    signature: dict | None = field(default=None, compare=False)  # see signing.py; not part of the content
 
     @property
     def id(self) -> str:
@@ -176,7 +177,13 @@ class JobSpec:
         }
 
     def to_bytes(self) -> bytes:
-        return canonical_json(self.to_dict()) + b"\n"
+        d = self.to_dict()
+        if self.signature is not None:
+            d["signature"] = self.signature
+        return canonical_json(d) + b"\n"
+
+    def signed_message(self) -> bytes:
+        return canonical_json(self.to_dict())
 
     def same_job_content(self, other: "JobSpec") -> bool:
         """Equal apart from the enqueue time (used by reload to detect updates)."""
@@ -252,8 +259,11 @@ def build_spec(raw: dict, *, check_kind: bool = True) -> JobSpec:
         ):
             raise SpecError(f"data.{key} must be one of schema_sha256/validation_sha256 = 64 hex digits")
     enq = _get(raw, "enqueued_ns", (int,), 0)
+    signature = raw.get("signature")
+    if signature is not None and not isinstance(signature, dict):
+        raise SpecError("field 'signature' must be an object")
     return JobSpec(model, mode, hyper, recipe, train_hosts, seed, priority, constraints,
-                   dict(sorted(data.items())), enq)
+                   dict(sorted(data.items())), enq, signature)
 
 
 def parse_spec(data: bytes, expected_name: str | None = None) -> JobSpec:
@@ -275,7 +285,7 @@ def parse_spec(data: bytes, expected_name: str | None = None) -> JobSpec:
         raise SpecTooNew(f"spec format {fmt} is newer than this worker's ({SPEC_FORMAT}): upgrade cis490")
     if fmt != SPEC_FORMAT:
         raise SpecError(f"unsupported spec format {fmt!r}")
-    known = raw.get("model") in KINDS
+    known = isinstance(raw.get("model"), str) and raw["model"] in KINDS
     spec = build_spec(raw, check_kind=known)
     if raw.get("id") != spec.id or raw.get("name") != spec.name:
         raise SpecError("id/name do not match the spec's content (edited or forged)")

@@ -31,6 +31,7 @@ from cis490.fleet.layout import (
 from cis490.fleet.manifest import HostPolicy, Manifest, load_manifest, parse_manifest, pin_data_digests
 from cis490.fleet.spec import JobSpec, SpecError, parse_spec
 
+MANIFEST_SIG = "manifest.toml.sig"
 PARKED_SWEEP, PARKED_RELOAD = "sweep", "reload"  # tmp/ names of specs held mid-transition
 STIGNORE = "// written by cis490-spool init: never sync staging or lock files\n/tmp\n*.lock\n"
 
@@ -90,6 +91,7 @@ class Spool:
         self.settings = settings
         self.tmp = root / "tmp"
         self._manifest_cache: tuple[tuple[int, int], Manifest] | None = None
+        self._key = None
 
     # --- opening -----------------------------------------------------------------
 
@@ -112,7 +114,14 @@ class Spool:
             atomic_write(settings_path, text, tmp_dir=root / "tmp")
         if not (root / ".stignore").exists():
             atomic_write(root / ".stignore", STIGNORE, tmp_dir=root / "tmp")
-        return cls(root, s)
+        spool = cls(root, s)
+        if s.operator_group:
+            # only the operator group may create/rename entries at the top (spool.toml,
+            # manifest.toml) and in cancelled/; workers write the other directories.
+            spool._apply_group(root, 0o2775)
+            spool._apply_group(root / "cancelled", 0o2775)
+            spool._apply_group(settings_path, 0o664)
+        return spool
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Spool":
@@ -126,6 +135,10 @@ class Spool:
         missing = [d for d in DIRS if not (root / d).is_dir()]
         if missing:
             raise SpoolError(f"{root} lacks {', '.join(missing)}: run `cis490-spool init` again")
+        links = [d for d in DIRS if (root / d).is_symlink()]
+        if links:
+            raise SpoolError(f"{root}: {', '.join(links)} is a symlink; a spool's directories must be real "
+                             f"directories (someone may be redirecting writes outside the spool)")
         return cls(root, Settings.from_toml(text))
 
     # --- paths and listing -------------------------------------------------------------
@@ -205,7 +218,15 @@ class Spool:
             if isinstance(exc, FileNotFoundError):
                 raise
             raise SpecError(f"unreadable ({exc.strerror or exc}; a symlink is refused)") from None
-        return parse_spec(data, expected_name=name)
+        spec = parse_spec(data, expected_name=name)
+        if self.settings.require_signatures:
+            from cis490.fleet.signing import SignatureError, verify
+
+            try:
+                verify(spec.signed_message(), spec.signature, self.settings.operator_public_keys)
+            except SignatureError as exc:
+                raise SpecError(str(exc)) from None
+        return spec
 
     def counts(self) -> dict[str, int]:
         return {state.value: len({self.name_of(l) for l in self.scan(state)}) for state in JobState}
@@ -242,14 +263,31 @@ class Spool:
             return None
         key = (st.st_ino, st.st_mtime_ns)
         if self._manifest_cache is None or self._manifest_cache[0] != key:
-            self._manifest_cache = (key, parse_manifest(read_bounded(p, MAX_TOML_BYTES)))
+            raw = read_bounded(p, MAX_TOML_BYTES)
+            if self.settings.require_signatures:
+                import json
+
+                from cis490.fleet.signing import verify
+
+                try:
+                    sig = json.loads(read_bounded(self.root / MANIFEST_SIG, MAX_JSON_BYTES))
+                except (FileNotFoundError, ValueError):
+                    sig = None
+                from cis490.fleet.signing import SignatureError
+
+                try:
+                    verify(raw, sig, self.settings.operator_public_keys)
+                except SignatureError as exc:  # refuse a tampered host policy or data path
+                    raise SignatureError(f"{MANIFEST_COPY} refused: {exc}; reload it with the operator key") from None
+            self._manifest_cache = (key, parse_manifest(raw))
         return self._manifest_cache[1]
 
     def host_policy(self, host_id: str) -> HostPolicy:
         m = self.manifest()
         return m.host(host_id) if m else HostPolicy()
 
-    def reload(self, manifest_path: str | os.PathLike, *, now_ns: int | None = None) -> ReloadResult:
+    def reload(self, manifest_path: str | os.PathLike, *, now_ns: int | None = None,
+               signing_key: object = None) -> ReloadResult:
         """Enqueue the manifest's new jobs; idempotent and all-or-nothing.
 
         Everything is validated before anything is written. Existing jobs keep
@@ -258,13 +296,25 @@ class Spool:
         in line; jobs absent from the manifest stay (``orphaned``) until cancelled.
         """
         manifest = load_manifest(manifest_path)
+        key = self._signing_key(signing_key)
         digests = pin_data_digests(manifest, self.root)
         now_ns = time.time_ns() if now_ns is None else now_ns
         existing = self.all_names()
+        if key is not None:
+            import json
+
+            from cis490.fleet.signing import sign
+
+            atomic_write(self.root / MANIFEST_SIG, json.dumps(sign(key, manifest.raw)), tmp_dir=self.tmp)
         atomic_write(self.root / MANIFEST_COPY, manifest.raw, tmp_dir=self.tmp)
+        self._apply_group(self.root / MANIFEST_COPY, 0o664)
         new = unchanged = updated = 0
         for spec in manifest.jobs:
             spec = dataclasses.replace(spec, data={**digests, **spec.data}, enqueued_ns=now_ns)
+            if key is not None:
+                from cis490.fleet.signing import sign
+
+                spec = dataclasses.replace(spec, signature=sign(key, spec.signed_message()))
             state = existing.get(spec.name)
             if state is None:
                 if self._enqueue(spec):
@@ -281,6 +331,30 @@ class Spool:
                        if n not in wanted and st is not JobState.CANCELLED)
         return ReloadResult(new, unchanged, updated, orphaned)
 
+    def _signing_key(self, given: object):
+        """The operator's private key when this spool requires signatures, else None."""
+        self._key = None
+        if not self.settings.require_signatures:
+            return None
+        from cis490.fleet.signing import SignatureError, load_private, public_of
+
+        key = given if given is not None and not isinstance(given, (str, os.PathLike)) else load_private(given)
+        if public_of(key) not in self.settings.operator_public_keys:
+            raise SignatureError("this key's public half is not in spool.toml's operator_public_keys: "
+                                 "workers would refuse every spec it signs")
+        self._key = key
+        return key
+
+    def _apply_group(self, path: Path, mode: int) -> None:
+        """init --operator-group: keep operator files owned by that group (see README)."""
+        group = self.settings.operator_group
+        if not group or os.name == "nt":
+            return
+        import grp
+
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        os.chmod(path, mode)
+
     def _enqueue(self, spec: JobSpec) -> bool:
         try:
             atomic_write(self.path_of(JobState.PENDING, spec.name), spec.to_bytes(),
@@ -296,6 +370,10 @@ class Spool:
         except (FileNotFoundError, SpecError):
             return False  # claimed meanwhile, or malformed (sweep quarantines it)
         spec = dataclasses.replace(spec, enqueued_ns=old.enqueued_ns)
+        if spec.signature is not None:  # the enqueue time is part of what is signed
+            from cis490.fleet.signing import sign
+
+            spec = dataclasses.replace(spec, signature=sign(self._key, spec.signed_message()))
         if old.same_job_content(spec):
             return False
         # Take the old spec out of line with a claim-like rename, so a worker

@@ -82,10 +82,13 @@ def put(root: Path, model_mode: str, artifact_dir: str | os.PathLike, provenance
     """Store an artifact directory; a no-op when its digest is already there."""
     tar_bytes, listing = canonical_tar(artifact_dir)
     digest = hashlib.sha256(tar_bytes).hexdigest()
+    from cis490.fleet.attempts import real_dir
+
     dest = root / "models" / model_mode / digest
+    real_dir(root, dest.parent)
+    real_dir(root, dest)
     if (dest / "record.json").is_file():
         return StoredArtifact(digest, dest, False)
-    dest.mkdir(parents=True, exist_ok=True)
     tmp = root / "tmp"
     with atomic_writer(dest / "bundle.tar.zst", tmp_dir=tmp) as fh:
         fh.write(zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(tar_bytes))

@@ -197,7 +197,13 @@ class Worker:
                 next_sweep = time.monotonic() + hb
             self._reap()
             if claiming and len(self.running) < slots and self._budget_left():
-                got = self.claimer.claim()  # None only after a fresh scan found nothing
+                try:
+                    got = self.claimer.claim()  # None only after a fresh scan found nothing
+                except SpoolError as exc:  # e.g. a manifest copy whose signature fails: refuse, keep going
+                    if str(exc) != self._last_error:
+                        log.error("not claiming: %s", exc)
+                        self._last_error = str(exc)
+                    got = None
                 if got is not None:
                     self._start(got)
                     continue
@@ -209,6 +215,8 @@ class Worker:
                 return
             self.wake.wait(timeout=min(self.opts.poll_s, hb) if self.running else self.opts.poll_s)
             self.wake.clear()
+
+    _last_error = ""
 
     def _reap(self) -> None:
         with self._lock:
