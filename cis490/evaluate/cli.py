@@ -1,0 +1,95 @@
+"""``cis490 eval``: score every trained (model, mode) on the test split and write the report.
+
+Thin: parse, call ``cis490.evaluate.run``, print. Library errors
+(ValueError/OSError, including ``SchemaRefused``) propagate to
+``cis490.cli``, which prints one line on stderr and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXAMPLE = ("cis490 eval --validation demo-data/validation_v1.parquet "
+           "--summary demo-data/features/features_window_v1.parquet "
+           "--tensors demo-data/tensors --schema demo-data/features/feature_schema_v1.json "
+           "--spool spool --train-hosts elliott-thinkpad --reports-dir reports/eval")
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(v for v in (s.strip() for s in text.split(",")) if v)
+
+
+def cmd_eval(args) -> int:
+    from rich.console import Console
+
+    from .report import render_table, write_report
+    from .run import EvalSettings, run_eval
+
+    if args.n_resamples < 1000:
+        print(f"cis490 eval: warning: --n-resamples {args.n_resamples} < 1000; percentile "
+              "endpoints will be noisy (2000 is the default)", file=sys.stderr)
+    settings = EvalSettings(
+        validation=Path(args.validation), summary=Path(args.summary),
+        tensors=Path(args.tensors), schema=Path(args.schema), recipe=args.split_recipe,
+        train_hosts=_csv(args.train_hosts) if args.train_hosts else None, seed=args.seed,
+        n_resamples=args.n_resamples, confidence=args.confidence,
+        bootstrap_seed=args.bootstrap_seed, importance=args.importance,
+        importance_repeats=args.importance_repeats,
+        models=_csv(args.models) if args.models else None,
+        modes=_csv(args.modes) if args.modes else None)
+    artifacts = Path(args.artifacts) if args.artifacts else None
+    spool = None if artifacts else Path(args.spool or os.environ.get("CIS490_SPOOL") or "spool")
+
+    def note(msg: str) -> None:
+        if not args.quiet:
+            print(f"cis490 eval: {msg}", file=sys.stderr)
+
+    comp = run_eval(settings, spool=spool, artifacts=artifacts, note=note)
+    written = write_report(comp, args.reports_dir, plots=not args.no_plots)
+    Console(width=max(100, Console().width)).print(render_table(comp))
+    print(f"eval: {len(comp.models)} models, best {comp.best}; wrote {len(written)} files "
+          f"-> {args.reports_dir}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="score every checkpoint on the test split -> reports/eval",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Pick one checkpoint per (model, mode) from the artifact store (best "
+        "validation macro F1 among those trained on the split), score it on the held-out test "
+        "split, and write comparison.md, <model>_<mode>_eval.json and PNG plots with "
+        "episode-bootstrap CIs, paired tests vs the best (Holm), breakdowns and permutation "
+        f"importance.\n\nexample: {EXAMPLE}")
+    p.add_argument("--validation", required=True, metavar="VALIDATION.parquet")
+    p.add_argument("--summary", required=True, metavar="FEATURES.parquet")
+    p.add_argument("--tensors", required=True, metavar="DIR")
+    p.add_argument("--schema", required=True, metavar="SCHEMA.json",
+                   help="feature_schema_v1.json; its sha256 must match every checkpoint's")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--spool", metavar="DIR",
+                     help="spool whose models/ store holds the bundles (default $CIS490_SPOOL, "
+                     "else ./spool)")
+    src.add_argument("--artifacts", metavar="DIR",
+                     help="instead of a spool: a directory of *.ckpt.json checkpoints")
+    p.add_argument("--reports-dir", default="reports/eval", metavar="DIR")
+    p.add_argument("--split-recipe", default="host", choices=("host", "sample", "time"))
+    p.add_argument("--train-hosts", default=None, metavar="H[,H...]",
+                   help="the split's train hosts (default: the one set the checkpoints record)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="the split's seed")
+    p.add_argument("--n-resamples", type=int, default=2000, metavar="B")
+    p.add_argument("--confidence", type=float, default=0.95, metavar="C")
+    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="N",
+                   help="seed of the episode resamples and importance permutations (recorded)")
+    p.add_argument("--importance", choices=("source", "channel", "none"), default="source",
+                   help="permutation importance per source (host/netflow/proc), per channel, "
+                   "or none (default source)")
+    p.add_argument("--importance-repeats", type=int, default=1, metavar="R")
+    p.add_argument("--models", default=None, metavar="M[,M...]", help="only these models")
+    p.add_argument("--modes", default=None, metavar="MODE[,MODE...]", help="only these modes")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    p.add_argument("--quiet", action="store_true", help="no progress notes on stderr")
+    p.set_defaults(func=cmd_eval)

@@ -1,0 +1,168 @@
+"""``cis490 eval`` end to end on a tiny real store, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cis490.cli import main as cis490_main
+from cis490.evaluate.run import Candidate, SchemaRefused, select
+
+pytest.importorskip("pyarrow")
+pytest.importorskip("xgboost")
+
+
+@dataclass(frozen=True)
+class Demo:
+    root: Path
+    artifacts: Path
+    spool: Path
+
+    def argv(self, *extra: str) -> list[str]:
+        r = self.root
+        return ["eval", "--validation", str(r / "validation_v1.parquet"),
+                "--summary", str(r / "features" / "features_window_v1.parquet"),
+                "--tensors", str(r / "tensors"),
+                "--schema", str(r / "features" / "feature_schema_v1.json"),
+                "--n-resamples", "1000", "--quiet", *extra]
+
+
+def _run(main, *args: str) -> None:
+    """Run a stage in-process (no interpreter start-up: the suite runs on 2 shared cores)."""
+    rc = main(list(args))
+    if rc != 0:
+        raise RuntimeError(f"{' '.join(args)} failed with exit status {rc}")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Demo:
+    """14 episodes per host; gbt trained in both modes (3 rounds), stored in a spool."""
+    from cis490.fleet import store
+    from cis490.fleet.spool import Spool
+    from cis490.train.run import main as train_main
+
+    root = tmp_path_factory.mktemp("evaldemo")
+    st, val = root / "store", root / "validation_v1.parquet"
+    _run(cis490_main, "synth", "--out", str(st), "--episodes-per-host", "14",
+         "--duration-s", "60", "--quiet")
+    _run(cis490_main, "validate", "--store", str(st), "--out", str(val), "--quiet")
+    for verb in ("features", "tensors"):
+        _run(cis490_main, verb, "--validation", str(val), "--store", str(st),
+             "--out-dir", str(root / verb), "--quiet")
+    artifacts, spool = root / "artifacts", root / "spool"
+    Spool.init(spool)
+    for mode in ("realistic", "oracle"):
+        out = artifacts / f"gbt_{mode}"
+        _run(train_main, "--model", "gbt", "--mode", mode, "--validation", str(val),
+             "--summary", str(root / "features" / "features_window_v1.parquet"),
+             "--tensors", str(root / "tensors"),
+             "--schema", str(root / "features" / "feature_schema_v1.json"),
+             "--train-hosts", "elliott-thinkpad", "--split-recipe", "host", "--seed", "0",
+             "--hyper", "epochs=3", "--out", str(out))
+        store.put(spool, f"gbt_{mode}", out, {"spec": {"model": "gbt", "mode": mode}})
+    return Demo(root, artifacts, spool)
+
+
+def test_eval_from_the_spool_writes_the_report(demo, tmp_path, capsys):
+    reports = tmp_path / "reports"
+    rc = cis490_main(demo.argv("--spool", str(demo.spool), "--reports-dir", str(reports)))
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "gbt" in out and "realistic" in out and "oracle" in out and "majority" in out
+    md = (reports / "comparison.md").read_text()
+    assert "| gbt | realistic |" in md and "| gbt | oracle |" in md
+    assert "`scan-and-dial`: no test windows" in md           # held-out host never ran it
+    data = json.loads((reports / "gbt_realistic_eval.json").read_text())
+    digests = {p.name for p in (demo.spool / "models" / "gbt_realistic").iterdir()}
+    assert data["checkpoint_digest"] in digests               # the store's digest, recorded
+    assert data["bootstrap"]["n_resamples"] == 1000
+    assert set(data["importance"]["drop"]) == {"host", "netflow"}
+    oracle = json.loads((reports / "gbt_oracle_eval.json").read_text())
+    assert set(oracle["importance"]["drop"]) == {"host", "netflow", "proc"}
+    assert (reports / "forest_macro_f1.png").is_file()
+
+
+def test_eval_refuses_a_checkpoint_with_another_schema(demo, tmp_path, capsys):
+    from cis490.models import checkpoint
+
+    src = checkpoint.find_checkpoint(demo.artifacts / "gbt_realistic")
+    meta, sidecar = checkpoint.read_checkpoint(src)
+    meta = {k: v for k, v in meta.items() if k not in ("format", "sidecar")}
+    meta["schema_sha256"] = "0" * 64                              # trained on another schema
+    stale = tmp_path / "stale"
+    checkpoint.write_checkpoint(stale, "gbt_realistic", meta, sidecar, ".xgb.json")
+    rc = cis490_main(demo.argv("--artifacts", str(stale), "--reports-dir",
+                               str(tmp_path / "reports")))
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "schema" in err and "000000000000" in err and "refusing" in err
+    assert not (tmp_path / "reports" / "comparison.md").exists()
+
+
+def test_eval_refuses_data_built_with_another_schema(demo, tmp_path, capsys):
+    other = tmp_path / "feature_schema_v1.json"
+    shutil.copy(demo.root / "features" / "feature_schema_v1.json", other)
+    other.write_bytes(other.read_bytes() + b" ")                  # another schema hash
+    argv = demo.argv("--artifacts", str(demo.artifacts), "--reports-dir", str(tmp_path / "r"))
+    argv[argv.index("--schema") + 1] = str(other)
+    assert cis490_main(argv) == 1
+    assert "schema" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- selection
+
+
+def _cand(model="gbt", mode="realistic", digest="a" * 64, schema="s" * 64, val=0.5,
+          split=None):
+    split = {"recipe": "host", "train_hosts": ["h1"], "seed": 0} if split is None else split
+    meta = {"model": model, "mode": mode, "schema_sha256": schema,
+            "fit": {"best_val_macro_f1": val}, "data": {"split": split}}
+    return Candidate(model, mode, digest, Path(f"/nonexistent/{digest}"), meta)
+
+
+def _select(cands, **kw):
+    notes = []
+    chosen = select(cands, schema_sha256="s" * 64, recipe="host", train_hosts=["h1"], seed=0,
+                    note=notes.append, **kw)
+    return chosen, notes
+
+
+def test_selection_uses_validation_f1_never_test():
+    chosen, _ = _select([_cand(digest="a" * 64, val=0.6), _cand(digest="b" * 64, val=0.7),
+                         _cand(mode="oracle", digest="c" * 64, val=0.1)])
+    assert [(c.name, c.digest[0]) for c in chosen] == [("gbt_oracle", "c"), ("gbt_realistic", "b")]
+
+
+def test_selection_keeps_only_the_evaluated_split():
+    chosen, _ = _select([
+        _cand(digest="a" * 64, val=0.9, split={"recipe": "time", "train_hosts": ["h1"], "seed": 0}),
+        _cand(digest="b" * 64, val=0.8, split={"recipe": "host", "train_hosts": ["h2"], "seed": 0}),
+        _cand(digest="c" * 64, val=0.7, split={"recipe": "host", "train_hosts": ["h1"], "seed": 1}),
+        _cand(digest="d" * 64, val=0.1)])
+    assert [c.digest[0] for c in chosen] == ["d"]
+
+
+def test_selection_skips_a_stale_schema_when_a_current_one_exists():
+    chosen, notes = _select([_cand(digest="a" * 64, val=0.9, schema="x" * 64),
+                             _cand(digest="b" * 64, val=0.2)])
+    assert [c.digest[0] for c in chosen] == ["b"]
+    assert any("skipping" in n and "aaaaaaaaaaaa" in n for n in notes)
+
+
+def test_selection_refuses_when_only_a_stale_schema_exists():
+    with pytest.raises(SchemaRefused, match="refusing"):
+        _select([_cand(schema="x" * 64), _cand(mode="oracle")])
+
+
+def test_eval_refuses_a_corrupt_bundle(demo, tmp_path, capsys):
+    spool = tmp_path / "spool"
+    shutil.copytree(demo.spool, spool)
+    bundle = next((spool / "models" / "gbt_oracle").glob("*/bundle.tar.zst"))
+    bundle.write_bytes(bundle.read_bytes()[:-40])                 # truncated on the share
+    rc = cis490_main(demo.argv("--spool", str(spool), "--reports-dir", str(tmp_path / "r")))
+    err = capsys.readouterr().err
+    assert rc == 1 and "gbt_oracle" in err and "fsck" in err
