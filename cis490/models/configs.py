@@ -77,9 +77,13 @@ class GBTConfig(TrainConfig):
 
 @dataclass(frozen=True)
 class TorchConfig(TrainConfig):
+    """Fields of the five nets. Defaults sized for the demo store on 2 CPU cores
+    (docs/MODELS.md has the numbers); the seed's full-scale runs used
+    ``epochs = 60``, which a manifest sets as ``hyper = { epochs = 60 }``."""
+
     epochs: int = 20
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-2
     dropout: float = 0.1
     warmup_frac: float = 0.05
@@ -185,6 +189,10 @@ def _check_ranges(cfg: TrainConfig) -> None:
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:
     """Check one JSON value against a field's type hint; return it typed."""
+    if hint is str:
+        if isinstance(value, str) and len(value) <= 256 and "\x00" not in value:
+            return value
+        raise HyperError(f"hyper {key!r}: expected a string of at most 256 characters, got {value!r}")
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -199,8 +207,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         raise HyperError(f"hyper {key!r}: expected a number, got {value!r}")
     if typing.get_origin(hint) is tuple:
         (item, _ellipsis) = typing.get_args(hint)
-        if not isinstance(value, (list, tuple)):
-            raise HyperError(f"hyper {key!r}: expected a list, got {value!r}")
+        if not isinstance(value, (list, tuple)) or len(value) > 64:
+            raise HyperError(f"hyper {key!r}: expected a list (at most 64 items), got {value!r}")
         return tuple(_coerce(key, item, v) for v in value)
     raise HyperError(f"hyper {key!r}: unsupported field type {hint!r}")  # pragma: no cover
 
@@ -217,6 +225,17 @@ def validate_hyper(model: str, hyper: Mapping[str, Any]) -> TrainConfig:
         raise HyperError(
             f"unknown model {model!r}; expected one of {', '.join(CONFIGS)}"
         ) from None
+    return validate_config(cls, model, hyper)
+
+
+def validate_config(cls: type, model: str, hyper: Mapping[str, Any]):
+    """``cls`` (any config dataclass) with ``hyper`` applied over its defaults.
+
+    The one hyper validator: the driver, ``models.create`` and the manifest
+    reload (``cis490.fleet.spec``, for every job kind) all go through it.
+    """
+    if not isinstance(hyper, Mapping):
+        raise HyperError(f"hyper of {model} must be a table of key = value")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -227,7 +246,10 @@ def validate_hyper(model: str, hyper: Mapping[str, Any]) -> TrainConfig:
                 f"(known: {', '.join(names)})"
             )
         kwargs[key] = _coerce(key, hints[key], hyper[key])
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - a field without a default
+        raise HyperError(f"{model}: {exc}") from None
 
 
 def parse_hyper_args(items: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -1,0 +1,153 @@
+"""Schema-hashed checkpoints with canonical bytes (stdlib only).
+
+A checkpoint is two files in one directory, published with the project's
+``atomic_write`` (sidecar first, the JSON last, so a reader that sees the
+JSON sees a complete checkpoint):
+
+- ``<model>_<mode>.ckpt.json`` - canonical JSON (sorted keys, 2-space indent,
+  ``", "``/``": "`` separators, ASCII, floats by ``repr``, no NaN): format,
+  model, mode, input shape, classes, config, ``schema_sha256``, normalisation
+  statistics (fitted on train only), class weights, fit report, val metrics,
+  data digests, library versions, and the sidecar's name and sha256;
+- the sidecar with the weights: ``<model>_<mode>.safetensors`` (torch,
+  tensors keyed and written in sorted order, no metadata) or
+  ``<model>_<mode>.xgb.json`` (XGBoost's own JSON model).
+
+Nothing time-, host- or path-dependent is written, so the same spec on the
+same data gives byte-identical files (DESIGN §6: the store deduplicates).
+Loading against a different feature schema raises ``ValueError`` naming both
+hashes (:func:`check_schema`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from cis490.fleet.atomic import atomic_write
+
+__all__ = [
+    "FORMAT",
+    "canonical_json",
+    "check_schema",
+    "find_checkpoint",
+    "library_versions",
+    "read_checkpoint",
+    "sha256_bytes",
+    "sha256_file",
+    "write_checkpoint",
+]
+
+FORMAT = "cis490-ckpt/1"
+SUFFIX = ".ckpt.json"
+
+
+def _finite(obj: Any) -> Any:
+    """Replace non-finite floats by None (JSON has no NaN); tuples -> lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The one byte form of ``obj``: sorted keys, fixed separators, repr floats."""
+    text = json.dumps(
+        _finite(obj), sort_keys=True, indent=2, separators=(",", ": "),
+        ensure_ascii=True, allow_nan=False,
+    )
+    return (text + "\n").encode("ascii")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    """Versions of python and the named distributions (part of provenance)."""
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def check_schema(meta: dict[str, Any], expect_schema_sha256: str | None) -> None:
+    """Refuse a checkpoint trained on another feature schema than the data's."""
+    have = meta.get("schema_sha256")
+    if expect_schema_sha256 is not None and have != expect_schema_sha256:
+        raise ValueError(
+            f"schema mismatch: checkpoint {meta.get('model')}_{meta.get('mode')} was "
+            f"trained on schema {have} but the data has schema {expect_schema_sha256}; "
+            f"retrain it on the current features"
+        )
+
+
+def write_checkpoint(
+    directory: str | Path, stem: str, meta: dict[str, Any], sidecar: bytes, sidecar_ext: str
+) -> Path:
+    """Publish ``stem + sidecar_ext`` then ``stem.ckpt.json``; return the JSON path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    side_name = stem + sidecar_ext
+    meta = dict(meta, format=FORMAT,
+                sidecar={"file": side_name, "sha256": sha256_bytes(sidecar)})
+    atomic_write(directory / side_name, sidecar)
+    path = directory / (stem + SUFFIX)
+    atomic_write(path, canonical_json(meta))
+    return path
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """``path`` itself if it is a ``*.ckpt.json``, else the only one inside it."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("*" + SUFFIX))
+        if len(found) != 1:
+            names = ", ".join(p.name for p in found) or "none"
+            raise FileNotFoundError(
+                f"expected exactly one *{SUFFIX} in {path}, found {names}"
+            )
+        return found[0]
+    if not path.name.endswith(SUFFIX):
+        raise ValueError(f"{path} is not a checkpoint (*{SUFFIX})")
+    return path
+
+
+def read_checkpoint(
+    path: str | Path, expect_schema_sha256: str | None = None
+) -> tuple[dict[str, Any], bytes]:
+    """Read and verify a checkpoint: (metadata, sidecar bytes)."""
+    path = find_checkpoint(path)
+    meta = json.loads(path.read_bytes())
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path.name}: not a {FORMAT} checkpoint")
+    check_schema(meta, expect_schema_sha256)
+    side = meta["sidecar"]
+    if Path(side["file"]).name != side["file"]:
+        raise ValueError(f"{path.name}: sidecar name {side['file']!r} is not a plain file name")
+    data = (path.parent / side["file"]).read_bytes()
+    if sha256_bytes(data) != side["sha256"]:
+        raise ValueError(
+            f"{path.name}: sidecar {side['file']} has sha256 {sha256_bytes(data)}, "
+            f"expected {side['sha256']} (corrupt or mixed checkpoint)"
+        )
+    return meta, data

@@ -1,0 +1,49 @@
+"""``gbt``: gradient-boosted trees (XGBoost ``hist``) on the summary features.
+
+Trees are invariant to monotone rescaling and XGBoost learns a default
+direction for missing values, so ``gbt`` keeps NaN as NaN and records no
+normalisation statistics (``"normalisation": null`` in its checkpoint).
+The loop is :func:`cis490.train.boost.fit_xgb`; the sidecar is XGBoost's JSON
+model (``<model>_<mode>.xgb.json``) of the booster cut to its best round.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xgboost as xgb
+
+from cis490.models._array import ArrayModel
+from cis490.train import boost
+
+
+class GBTModel(ArrayModel):
+    name = "gbt"
+    kind = "summary"
+    sidecar_ext = ".xgb.json"
+    libraries = ("numpy", "xgboost")
+
+    booster: xgb.Booster | None = None
+
+    def _fit(self, X_train, y_train, X_val, y_val, seed, on_epoch):
+        self.booster, report = boost.fit_xgb(
+            np.asarray(X_train, dtype=np.float32), y_train,
+            np.asarray(X_val, dtype=np.float32), y_val,
+            cfg=self.config, class_weights=self.class_weights, n_classes=self.n_classes,
+            seed=seed, on_epoch=on_epoch,
+        )
+        return report
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        d = xgb.DMatrix(np.asarray(X, dtype=np.float32), nthread=self.config.threads)
+        p = self.booster.predict(d).reshape(-1, self.n_classes)
+        return p.astype(np.float32)
+
+    def _sidecar_bytes(self) -> bytes:
+        return bytes(self.booster.save_raw(raw_format="json"))
+
+    def _load_sidecar(self, data: bytes) -> None:
+        self.booster = xgb.Booster(params={"nthread": self.config.threads})
+        self.booster.load_model(bytearray(data))
+
+
+MODEL_CLASS = GBTModel

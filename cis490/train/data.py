@@ -1,0 +1,108 @@
+"""Train/val arrays for one (model, mode) from the data stages' files.
+
+The only place ``cis490.train`` touches issue 3's loaders
+(``cis490.data.splits.make_split``, ``cis490.data.load.load_summary`` /
+``load_tensors``). Invariants:
+
+- **the test split's episode ids are never passed to a loader**:
+  :func:`load_train_val` asks for train + val ids only
+  (``tests/train/test_train_driver.py`` spies on the loaders to prove it);
+- the data must carry the schema the job was given: the loader's
+  ``schema_sha256`` (the features file's / tensor manifest's recorded hash,
+  checked by the loader against its schema file) must equal the sha256 of
+  ``--schema``, else :class:`SchemaMismatch`;
+- rows are in the loaders' canonical order (``episode_id``, ``t_end_ns``),
+  so training sees the same row order on every host.
+
+Masks: the tensor loader writes NaN wherever ``mask == 0``; the models derive
+their mask from NaN (``cis490.models.base``), so the explicit mask array is
+not needed here. Tensor windows are materialised for the train and val rows
+(fine at demo scale; a streaming path is future work for the full store).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from cis490.models.configs import SUMMARY_MODELS
+
+__all__ = ["SchemaMismatch", "TrainValData", "episodes_digest", "load_arrays", "load_train_val"]
+
+
+class SchemaMismatch(ValueError):
+    """The data on disk was built with another feature schema than the job's."""
+
+
+@dataclass(frozen=True)
+class TrainValData:
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    train_episodes: tuple[str, ...]
+    val_episodes: tuple[str, ...]
+    train_hosts: tuple[str, ...]
+    excluded_profiles: tuple[str, ...]
+    untested_profiles: tuple[str, ...]
+
+
+def episodes_digest(ids: Iterable[str]) -> str:
+    """sha256 of the sorted episode ids, one per line (provenance of a split)."""
+    return hashlib.sha256("".join(f"{i}\n" for i in sorted(ids)).encode()).hexdigest()
+
+
+def load_arrays(model: str, mode: str, *, summary: str, tensors: str, schema: str,
+                episode_ids: Iterable[str], schema_sha256: str | None = None):
+    """``(X, y, meta)`` of the given episodes for ``model``, in canonical row order.
+
+    ``X`` is ``(n, features)`` float32 for summary models and ``(n, channels,
+    steps)`` float32 for sequence models, NaN where missing; ``meta`` is the
+    loader's per-window DataFrame. With ``schema_sha256`` the data must have
+    been built with that schema (:class:`SchemaMismatch`). Also meant for
+    ``cis490.evaluate`` (the same conversion on the test ids).
+    """
+    data_load = importlib.import_module("cis490.data.load")
+    ids = sorted(set(episode_ids))
+    if model in SUMMARY_MODELS:
+        res = data_load.load_summary(summary, mode, ids, schema=schema)
+        X = np.asarray(res.X, dtype=np.float32)
+    else:
+        res = data_load.load_tensors(tensors, mode, ids)
+        X = np.asarray(res.X, dtype=np.float32)  # WindowArray -> (n, C, L), NaN = missing
+    if schema_sha256 is not None and res.schema_sha256 != schema_sha256:
+        raise SchemaMismatch(
+            f"{'summary' if model in SUMMARY_MODELS else 'tensor'} data was built with schema "
+            f"{res.schema_sha256} but the job's schema is {schema_sha256}; rebuild the data"
+        )
+    return X, np.asarray(res.y, dtype=np.int64), res.meta
+
+
+def load_train_val(*, model: str, mode: str, validation: str, summary: str, tensors: str,
+                   schema: str, schema_sha256: str, recipe: str,
+                   train_hosts: list[str] | None, seed: int) -> TrainValData:
+    """Make the split and load the train and val windows (never the test ones)."""
+    splits = importlib.import_module("cis490.data.splits")
+    split = splits.make_split(validation, recipe, train_hosts, seed)
+    train_ids, val_ids = tuple(sorted(split.train)), tuple(sorted(split.val))
+    if not train_ids or not val_ids:
+        raise ValueError(
+            f"split {recipe!r} has {len(train_ids)} train and {len(val_ids)} val episodes")
+    X, y, meta = load_arrays(model, mode, summary=summary, tensors=tensors, schema=schema,
+                             episode_ids=train_ids + val_ids, schema_sha256=schema_sha256)
+    is_val = np.isin(np.asarray(meta["episode_id"], dtype=str), np.asarray(val_ids, dtype=str))
+    if not is_val.any() or is_val.all():
+        raise ValueError(f"no {'val' if not is_val.any() else 'train'} windows in the data "
+                         f"for split {recipe!r} (episodes shorter than one window?)")
+    excluded = split.excluded_profiles
+    return TrainValData(
+        X_train=X[~is_val], y_train=y[~is_val], X_val=X[is_val], y_val=y[is_val],
+        train_episodes=train_ids, val_episodes=val_ids,
+        train_hosts=tuple(split.train_hosts),
+        excluded_profiles=tuple(sorted(excluded)),
+        untested_profiles=tuple(split.untested_profiles),
+    )

@@ -1,0 +1,199 @@
+"""The training driver a worker spawns: one (model, mode) job -> one checkpoint.
+
+    python -m cis490.train.run --model gru --mode realistic \\
+        --validation V.parquet --summary features_window_v1.parquet \\
+        --tensors tensors/ --schema feature_schema_v1.json \\
+        --train-hosts elliott-thinkpad --split-recipe host --seed 0 \\
+        --hyper epochs=20 --hyper hidden=32 --out OUT/ --progress-fd 3
+
+Contract (docs/CONTRACTS.md): ``--hyper key=JSON`` validated against
+``cis490.models.configs.CONFIGS[model]`` (exit 2 naming the key); with
+``--expect-schema-sha256`` / ``--expect-validation-sha256`` the driver
+refuses to run (exit 1, one line on stderr) when the files' sha256 differ;
+only train and validation episodes are loaded; one JSON line per epoch on
+``--progress-fd``; ``--out`` receives exactly the checkpoint
+(``<model>_<mode>.ckpt.json`` + sidecar), byte-identical for the same spec
+and data; logs go to stderr. Exit 0 on success, 1 on an operational error,
+2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from cis490.models import configs
+
+__all__ = ["main"]
+
+PROG = "cis490.train.run"
+
+
+class DriverError(Exception):
+    """An operational refusal: one line for stderr, exit 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n" + __doc__.split("\n\n")[1],
+    )
+    p.add_argument("--model", required=True, choices=sorted(configs.CONFIGS))
+    p.add_argument("--mode", required=True, choices=configs.MODES)
+    p.add_argument("--validation", required=True, help="validation_v1.parquet")
+    p.add_argument("--summary", required=True, help="features_window_v1.parquet")
+    p.add_argument("--tensors", required=True, help="tensor shard directory")
+    p.add_argument("--schema", required=True, help="feature_schema_v1.json")
+    p.add_argument("--train-hosts", default=None,
+                   help="comma-separated train hosts (default: the split recipe's)")
+    p.add_argument("--split-recipe", default="host", choices=("host", "sample", "time"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="same as --hyper epochs=N")
+    p.add_argument("--hyper", action="append", default=[], metavar="KEY=JSON")
+    p.add_argument("--out", required=True, help="directory that receives the checkpoint")
+    p.add_argument("--progress-fd", type=int, default=None, metavar="FD")
+    p.add_argument("--expect-schema-sha256", default=None, metavar="HEX")
+    p.add_argument("--expect-validation-sha256", default=None, metavar="HEX")
+    return p
+
+
+def resolve_config(model: str, hyper_args: list[str], epochs: int | None) -> configs.TrainConfig:
+    """The job's config from ``--hyper`` and ``--epochs`` (HyperError names the key)."""
+    hyper = configs.parse_hyper_args(hyper_args)
+    if epochs is not None:
+        if "epochs" in hyper and hyper["epochs"] != epochs:
+            raise configs.HyperError(
+                f"hyper 'epochs': --epochs {epochs} contradicts --hyper epochs={hyper['epochs']}"
+            )
+        hyper["epochs"] = epochs
+    return configs.validate_hyper(model, hyper)
+
+
+def check_digests(args: argparse.Namespace) -> dict[str, str]:
+    """sha256 of the validation and schema files; refuse on a mismatch."""
+    from cis490.models.checkpoint import sha256_file
+
+    digests = {}
+    for name in ("validation", "schema"):
+        path = getattr(args, name)
+        try:
+            digests[name] = sha256_file(path)
+        except OSError as exc:
+            raise DriverError(f"cannot read --{name} {path}: {exc.strerror or exc}") from None
+        expect = getattr(args, f"expect_{name}_sha256")
+        if expect is not None and expect.lower() != digests[name]:
+            raise DriverError(
+                f"--{name} {Path(path).name} has sha256 {digests[name]} but the job expects "
+                f"{expect}; the data changed since the job was queued (rebuild or reload)"
+            )
+    return digests
+
+
+def check_window(cfg: configs.TrainConfig, schema_path: str) -> None:
+    """``window_s != 0`` pins the window length the data must have been built with."""
+    if cfg.window_s == 0:
+        return
+    schema = json.loads(Path(schema_path).read_bytes())
+    length = (schema.get("window") or {}).get("length_s")
+    if length != cfg.window_s:
+        raise DriverError(
+            f"hyper window_s={cfg.window_s} but the data was built with window length_s={length}"
+        )
+
+
+def _progress_writer(fd: int | None):
+    if fd is None:
+        return None
+
+    def emit(rec) -> None:
+        line = json.dumps({"epoch": rec.epoch, "epochs": rec.epochs, "loss": rec.loss,
+                           "val_macro_f1": rec.val_macro_f1}, sort_keys=True)
+        os.write(fd, (line + "\n").encode())
+
+    return emit
+
+
+def _log(msg: str) -> None:
+    print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+
+def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
+    """Check, load train+val, fit, save; return the checkpoint path."""
+    from cis490 import models
+    from cis490.data.channels import PHASES
+    from cis490.train import data as train_data
+
+    digests = check_digests(args)
+    check_window(cfg, args.schema)
+    hosts = [h for h in args.train_hosts.split(",") if h] if args.train_hosts else None
+    try:
+        d = train_data.load_train_val(
+            model=args.model, mode=args.mode, validation=args.validation, summary=args.summary,
+            tensors=args.tensors, schema=args.schema, schema_sha256=digests["schema"],
+            recipe=args.split_recipe, train_hosts=hosts, seed=args.seed,
+        )
+    except train_data.SchemaMismatch as exc:
+        raise DriverError(str(exc)) from None
+    _log(f"{args.model}/{args.mode}: {len(d.y_train)} train windows "
+         f"({len(d.train_episodes)} episodes), {len(d.y_val)} val windows "
+         f"({len(d.val_episodes)} episodes)")
+    if args.model in configs.SUMMARY_MODELS:
+        shape: dict[str, Any] = {"n_features": d.X_train.shape[1]}
+    else:
+        shape = {"n_channels": d.X_train.shape[1], "n_steps": d.X_train.shape[2]}
+    model = models.create(
+        args.model, n_classes=len(PHASES), classes=PHASES, mode=args.mode,
+        schema_sha256=digests["schema"], **shape, **configs.config_to_dict(cfg),
+    )
+    started, cpu_started = time.perf_counter(), time.process_time()  # logged, never stored
+    report = model.fit(d.X_train, d.y_train, d.X_val, d.y_val, seed=args.seed,
+                       on_epoch=_progress_writer(args.progress_fd))
+    secs, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    _log(f"best epoch {report.best_epoch}/{report.epochs_run}: "
+         f"val macro F1 {report.best_val_macro_f1:.4f}; fit {secs:.2f} s wall, {cpu:.2f} s CPU, "
+         f"{len(d.y_train) * report.epochs_run / max(secs, 1e-9):.0f} train windows/s")
+    provenance = {
+        "validation_sha256": digests["validation"],
+        "schema_sha256": digests["schema"],
+        "split": {
+            "recipe": args.split_recipe, "train_hosts": list(d.train_hosts), "seed": args.seed,
+            "excluded_profiles": sorted(d.excluded_profiles),
+            "untested_profiles": sorted(d.untested_profiles),
+        },
+        "train_episodes": len(d.train_episodes),
+        "train_episodes_sha256": train_data.episodes_digest(d.train_episodes),
+        "val_episodes": len(d.val_episodes),
+        "val_episodes_sha256": train_data.episodes_digest(d.val_episodes),
+    }
+    return model.save(args.out, data=provenance)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # usage errors exit 2 here
+    try:
+        cfg = resolve_config(args.model, args.hyper, args.epochs)
+    except configs.HyperError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        path = train(args, cfg)
+    except DriverError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        traceback.print_exc(file=sys.stderr)
+        print(f"{PROG}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    _log(f"wrote {path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

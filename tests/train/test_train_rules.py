@@ -1,0 +1,67 @@
+"""The loop's rules, checked numerically: class weights, macro F1, LR schedule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cis490.train import rules
+
+
+def test_class_weights_are_inverse_frequency_clipped_and_absent_class_gets_clip():
+    y = np.array([0] * 80 + [1] * 2 + [3] * 18)
+    w = rules.class_weights(y, 4, clip=10.0)
+    assert w[0] == pytest.approx(100 / (4 * 80))
+    assert w[3] == pytest.approx(100 / (4 * 18))
+    assert w[1] == 10.0  # 100 / 8 = 12.5, clipped
+    assert w[2] == 10.0  # absent from train
+
+
+def test_balanced_train_gives_unit_weights():
+    assert np.allclose(rules.class_weights(np.arange(40) % 4, 4, clip=10.0), 1.0)
+
+
+def test_macro_f1_matches_sklearn_including_absent_classes():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    for trial in range(50):
+        n = int(rng.integers(1, 60))
+        y_true = rng.integers(0, 4 if trial % 3 else 2, n)
+        y_pred = rng.integers(0, 4 if trial % 2 else 3, n)
+        want = f1_score(y_true, y_pred, average="macro", zero_division=0)
+        assert rules.macro_f1(y_true, y_pred, 4) == pytest.approx(want)
+        per = f1_score(y_true, y_pred, average=None, labels=range(4), zero_division=0)
+        assert np.allclose(rules.per_class_f1(y_true, y_pred, 4), per)
+
+
+def test_lr_warms_up_linearly_over_5_percent_then_cosine_to_zero():
+    total, base = 200, 1e-3
+    warm = rules.warmup_steps(total, 0.05)
+    assert warm == 10
+    lrs = [rules.lr_at(s, total, warm, base) for s in range(total + 1)]
+    assert lrs[0] == pytest.approx(base / 10)
+    assert lrs[:10] == pytest.approx([base * (s + 1) / 10 for s in range(10)])
+    assert lrs[9] == pytest.approx(base) and lrs[10] == pytest.approx(base)
+    assert lrs[105] == pytest.approx(base / 2)  # halfway through the cosine
+    assert lrs[10 + 190 // 4] == pytest.approx(base * (1 + math.cos(math.pi / 4)) / 2, rel=1e-2)
+    assert lrs[total] == pytest.approx(0.0, abs=1e-15)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # monotone after warmup
+    assert 0 < lrs[total - 1] < base * 1e-3
+
+
+def test_lr_schedule_with_few_steps_still_warms_up_one_step():
+    assert rules.warmup_steps(3, 0.05) == 1
+    assert rules.lr_at(0, 3, 1, 1.0) == 1.0
+    assert rules.lr_at(3, 3, 1, 1.0) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_early_stopping_needs_strict_improvement():
+    es = rules.EarlyStopping(patience=2)
+    assert es.update(1, 0.5) and not es.should_stop(1)
+    assert not es.update(2, 0.5)  # a tie is not an improvement
+    assert not es.should_stop(2)
+    assert not es.update(3, 0.4) and es.should_stop(3)
+    assert es.best_epoch == 1
