@@ -105,7 +105,12 @@ def find_candidates(*, spool: Path | None = None, artifacts: Path | None = None,
         root = Path(spool)
         if not (root / "models").is_dir():
             raise FileNotFoundError(f"{root}: no models/ directory (is this a spool?)")
+        from cis490.models.configs import CONFIGS, MODES
+
+        model_modes = {f"{m}_{mode}" for m in CONFIGS for mode in MODES}
         for model_mode, digest_dir in store.iter_artifacts(root):
+            if model_mode not in model_modes:
+                continue                      # not a model (e.g. the smoke job's artifact)
             if not (digest_dir / "record.json").is_file():
                 continue                      # still being written (record.json is last)
             dest = workdir / model_mode / digest_dir.name

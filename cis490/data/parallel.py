@@ -1,0 +1,62 @@
+"""Ordered process-parallel map and the progress bar the CLI verbs share.
+
+Invariant: ``pmap`` yields results **in input order** whatever ``jobs`` is, so
+every builder writes the same bytes with 1 or N processes. Workers are
+started with ``spawn`` (never ``fork``): the parent may hold pyarrow/numpy
+thread pools, which ``fork`` would copy in a locked state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def pmap(func: Callable[[T], R], items: Sequence[T], *, jobs: int = 1,
+         progress: Callable[[int], None] | None = None, chunksize: int = 2) -> Iterator[R]:
+    """Map ``func`` over ``items`` in ``jobs`` processes, yielding in order."""
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if jobs == 1 or len(items) <= 1:
+        for it in items:
+            r = func(it)
+            if progress:
+                progress(1)
+            yield r
+        return
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(processes=min(jobs, len(items))) as pool:
+        for r in pool.imap(func, items, chunksize=chunksize):
+            if progress:
+                progress(1)
+            yield r
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int, *, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; a no-op callable when ``quiet``."""
+    if quiet or total == 0:
+        yield lambda n=1: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as prog:
+        task = prog.add_task(description, total=total)
+        yield lambda n=1: prog.advance(task, n)
+
+
+def batched(items: Iterable[T], n: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for it in items:
+        batch.append(it)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,156 @@
+"""Wall-clock alignment, reset-safe rates, labels at window end, NaN-aware stats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cis490.data.channels import REGISTRY, WindowSpec
+from cis490.data.episode import Episode, decode_bytes
+from cis490.data.synth import SynthConfig, pack_episode, plan_store, render_episode
+from cis490.data.windows import (STATS, counter_rate, episode_grid, make_windows,
+                                 phase_per_second, summary_stats)
+
+NS = 10**9
+T0 = 1_772_000_000 * NS
+CH = {c.name: i for i, c in enumerate(REGISTRY.channels)}
+
+
+def _meta(duration=60, edges=(0, 30, 35, 40, 60)):
+    phases = [{"phase": p, "start_wall_ns": T0 + a * NS, "end_wall_ns": T0 + b * NS}
+              for p, a, b in zip(REGISTRY.phases, edges, edges[1:])]
+    return {"t0_wall_ns": T0, "duration_s": duration, "phases": phases}
+
+
+def _host_rows(n=60, **counter):
+    rows = []
+    for s in range(n):
+        r = {"t_wall_ns": T0 + s * NS + 7_000_000, "t_mono_ns": s * NS, "load1": float(s)}
+        for k, f in counter.items():
+            r[k] = f(s)
+        rows.append(r)
+    return rows
+
+
+def test_netflow_aligns_on_wall_clock():
+    """Regression (seed): netflow t_mono_ns is system uptime, only t_wall_ns aligns."""
+    uptime = 5 * 86400 * NS
+    flows = [(37.2, 100), (37.5, 50), (37.9, 10), (12.0, 7)]
+    rows = [{"t_wall_ns": T0 + int(t * NS), "t_mono_ns": uptime + int(t * NS * 1.001), "bytes": b,
+             "packets": 1, "direction": "out", "dst_port": 443, "dst_ip": "1.2.3.4"} for t, b in flows]
+    ep = Episode(meta=_meta(), streams={"host": _host_rows(), "netflow": rows})
+    g = episode_grid(ep).values
+    expected = np.zeros(60)
+    expected[37], expected[12] = 3, 1
+    np.testing.assert_array_equal(g[CH["netflow.flows"]], expected)
+    assert g[CH["netflow.bytes_out"], 37] == 160 and g[CH["netflow.bytes_in"], 37] == 0
+    # the test discriminates: binning the monotonic clock (as if episode-relative)
+    # would put every flow outside the episode
+    mono_bins = np.array([r["t_mono_ns"] for r in rows]) // NS
+    assert not np.any((mono_bins >= 0) & (mono_bins < 60))
+
+
+def test_synthetic_netflow_lands_in_its_wall_clock_second():
+    cfg = SynthConfig(episodes_per_host=1, duration_s=60, seed=11, defects=False)
+    plan = next(p for p in plan_store(cfg) if p.netflow)
+    ep = decode_bytes(pack_episode(render_episode(plan, cfg.seed)))
+    flows = ep.streams["netflow"]
+    t0 = ep.meta["t0_wall_ns"]
+    wall = np.bincount([(r["t_wall_ns"] - t0) // NS for r in flows], minlength=60)
+    first_mono = flows[0]["t_mono_ns"]
+    mono = np.bincount([min(59, (r["t_mono_ns"] - first_mono) // NS) for r in flows], minlength=60)
+    got = episode_grid(ep).values[CH["netflow.flows"]]
+    np.testing.assert_array_equal(got, wall)
+    assert not np.array_equal(got, mono)  # uptime clock drifts: rebasing it does not align either
+
+
+def test_counter_to_rate_is_reset_safe():
+    t = np.array([0, 1, 2, 3, 5]) * NS
+    v = np.array([100, 110, 130, 5, 25])  # restart between 2 s and 3 s
+    np.testing.assert_allclose(counter_rate(t, v), [np.nan, 10, 20, 5, 10], equal_nan=True)
+    assert np.isnan(counter_rate(np.array([0]), np.array([3]))).all()
+    assert np.isnan(counter_rate(np.array([0, 0]) * NS, np.array([1, 2]))[1])  # dt <= 0
+
+
+def test_counter_reset_in_an_episode_gives_no_negative_rate():
+    def ctr(s):
+        return 1_000_000 + 500 * s if s < 30 else 40 + 500 * (s - 30)
+    ep = Episode(meta=_meta(), streams={"host": _host_rows(net_tx_bytes_total=ctr)})
+    rate = episode_grid(ep).values[CH["host.net_tx_bytes_total"]]
+    assert np.isnan(rate[0])
+    assert np.all(rate[1:] >= 0)
+    np.testing.assert_allclose(rate[1:30], 500)
+    assert rate[30] == pytest.approx(40, rel=0.05)
+
+
+def test_absent_stream_is_nan_present_silent_netflow_is_zero():
+    ep = Episode(meta=_meta(), streams={"host": _host_rows()})
+    g = episode_grid(ep).values
+    assert np.isnan(g[CH["netflow.flows"]]).all() and np.isnan(g[CH["proc.cpu_pct"]]).all()
+    ep.streams["netflow"] = []
+    assert (episode_grid(ep).values[CH["netflow.flows"]] == 0).all()
+
+
+def test_missing_host_sample_is_a_nan_second():
+    rows = [r for r in _host_rows() if r["t_mono_ns"] != 20 * NS]
+    g = episode_grid(Episode(meta=_meta(), streams={"host": rows})).values
+    assert np.isnan(g[CH["host.load1"], 20]) and g[CH["host.load1"], 21] == 21
+
+
+def test_label_is_the_phase_at_window_end():
+    labels = phase_per_second(_meta(), 60)
+    assert labels[29] == 0 and labels[30] == 1 and labels[34] == 1 and labels[35] == 2
+    ep = Episode(meta=_meta(), streams={"host": _host_rows()})
+    x, y, t_end = make_windows(episode_grid(ep), WindowSpec(10, 5))
+    assert x.shape == (11, len(REGISTRY.channels), 10)
+    ends = (t_end - T0) // NS
+    assert list(ends) == list(range(10, 61, 5))
+    assert dict(zip(ends, y)) == {10: 0, 15: 0, 20: 0, 25: 0, 30: 0, 35: 1, 40: 2, 45: 3, 50: 3, 55: 3, 60: 3}
+    np.testing.assert_array_equal(x[0, CH["host.load1"]], np.arange(10))
+
+
+def test_summary_stats_match_numpy_reference():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 3, 12))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[1, 2] = np.nan  # a channel with no observation
+    got = summary_stats(x).reshape(5, 3, len(STATS))
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        ref = {"mean": np.nanmean(x, -1), "std": np.nanstd(x, -1), "min": np.nanmin(x, -1),
+               "max": np.nanmax(x, -1)}
+    for k, v in ref.items():
+        np.testing.assert_allclose(got[..., STATS.index(k)], v, rtol=1e-5, equal_nan=True)
+    for i in range(5):
+        for c in range(3):
+            ok = ~np.isnan(x[i, c])
+            s = got[i, c]
+            if ok.sum() >= 2:
+                t = np.arange(12)[ok]
+                assert s[STATS.index("slope")] == pytest.approx(np.polyfit(t, x[i, c][ok], 1)[0], rel=1e-4)
+                assert s[STATS.index("last")] == pytest.approx(x[i, c][ok][-1])
+            elif ok.sum() == 0:
+                assert np.isnan(s).all()
+
+
+def test_grid_summary_stats_equal_the_per_window_reference():
+    """The builder's running-sum statistics match the one-window-at-a-time reference."""
+    from cis490.data.windows import Grid, grid_summary_stats, window_ends
+
+    rng = np.random.default_rng(1)
+    n, spec = 90, WindowSpec(20, 3)
+    values = rng.normal(size=(6, n)) * np.array([1, 10, 1e3, 1e6, 1e9, 1])[:, None]
+    values[4] += 6e9  # a bytes-sized gauge with a large offset
+    values[rng.random(values.shape) < 0.1] = np.nan
+    values[2, 30:70] = np.nan  # windows with no or one observation
+    values[5] = np.nan  # an absent stream
+    labels = np.zeros(n, np.int64)
+    labels[40:44] = -1  # unlabelled seconds: windows ending there are dropped
+    grid = Grid(values, labels, T0)
+    x, _, _ = make_windows(grid, spec)
+    ends = window_ends(n, spec, labels)
+    fast = grid_summary_stats(values, ends, spec.length_s).reshape(len(ends), 6, len(STATS))
+    ref = summary_stats(x).reshape(len(ends), 6, len(STATS))
+    assert fast.shape == ref.shape and len(ends) < spec.n_windows(n)
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
+    scale = np.array([np.nanstd(v) if not np.isnan(v).all() else 0.0 for v in values])[None, :, None] + 1.0
+    np.testing.assert_allclose(fast / scale, ref / scale, rtol=1e-5, atol=1e-5, equal_nan=True)
