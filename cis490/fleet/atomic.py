@@ -16,6 +16,9 @@ Two entry points share one implementation:
 by default the temporary file is a hidden sibling of the destination.
 ``no_clobber=True`` publishes with ``link()`` instead of ``rename()`` so an
 existing destination is never replaced (``FileExistsError`` is raised).
+``durable=False`` keeps the atomicity but skips both fsyncs: for files that
+are rewritten often and whose loss in a power cut costs nothing (progress,
+log tails, the "running" attempt record).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ def atomic_writer(
     tmp_dir: str | os.PathLike | None = None,
     mode: int = 0o644,
     no_clobber: bool = False,
+    durable: bool = True,
 ) -> Iterator[IO[bytes]]:
     """Yield a binary file; on clean exit publish it atomically at ``path``.
 
@@ -71,13 +75,15 @@ def atomic_writer(
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         if no_clobber:
             os.link(tmp, dest)  # FileExistsError if dest exists: never replaced
         else:
             os.replace(tmp, dest)
         published = True
-        fsync_dir(dest.parent)
+        if durable:
+            fsync_dir(dest.parent)
     finally:
         if no_clobber or not published:
             with contextlib.suppress(FileNotFoundError):
@@ -91,9 +97,10 @@ def atomic_write(
     tmp_dir: str | os.PathLike | None = None,
     mode: int = 0o644,
     no_clobber: bool = False,
+    durable: bool = True,
 ) -> None:
-    """Write ``data`` to ``path`` atomically and durably (see module doc)."""
+    """Write ``data`` to ``path`` atomically and (by default) durably; see module doc."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    with atomic_writer(path, tmp_dir=tmp_dir, mode=mode, no_clobber=no_clobber) as fh:
+    with atomic_writer(path, tmp_dir=tmp_dir, mode=mode, no_clobber=no_clobber, durable=durable) as fh:
         fh.write(data)

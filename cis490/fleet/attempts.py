@@ -96,9 +96,9 @@ def next_attempt_number(attempts_dir: Path) -> int:
     return max([after] + [a.number for a in attempts]) + 1
 
 
-def write_record(path: Path, record: dict, tmp_dir: Path) -> None:
+def write_record(path: Path, record: dict, tmp_dir: Path, *, durable: bool = True) -> None:
     real_dir(tmp_dir.parent, path.parent)
-    atomic_write(path, json.dumps(record, sort_keys=True, indent=1) + "\n", tmp_dir=tmp_dir)
+    atomic_write(path, json.dumps(record, sort_keys=True, indent=1) + "\n", tmp_dir=tmp_dir, durable=durable)
 
 
 def write_requeue_marker(attempts_dir: Path, tmp_dir: Path, by: str) -> int:

@@ -132,7 +132,9 @@ def _job(index: int, entry, defaults: dict) -> JobSpec:
         raise ManifestError(f"{where}{field_hint}: {exc}") from None
 
 
-def parse_manifest(data: bytes) -> Manifest:
+def parse_manifest(data: bytes, *, jobs: bool = True) -> Manifest:
+    """Validate a manifest. ``jobs=False`` (workers reading the spool's copy, which
+    reload already validated) checks hosts and data only and skips the job list."""
     if len(data) > MAX_TOML_BYTES:
         raise ManifestError(f"manifest is larger than {MAX_TOML_BYTES} bytes")
     try:
@@ -159,10 +161,10 @@ def parse_manifest(data: bytes) -> Manifest:
     lowered = [h.lower() for h in hosts]
     if len(set(lowered)) != len(lowered):
         raise ManifestError("hosts: two host ids differ only by case")
-    jobs_raw = doc.get("jobs", [])
+    jobs_raw = doc.get("jobs", []) if jobs else []
     if not isinstance(jobs_raw, list):
         raise ManifestError("jobs must be an array of [[jobs]] tables")
-    jobs: list[JobSpec] = []
+    specs: list[JobSpec] = []
     seen: dict[str, int] = {}
     for i, entry in enumerate(jobs_raw):
         spec = _job(i, entry, defaults)
@@ -172,8 +174,8 @@ def parse_manifest(data: bytes) -> Manifest:
                 f"split_recipe, train_hosts and seed)"
             )
         seen[spec.name] = i
-        jobs.append(spec)
-    return Manifest(tuple(jobs), hosts, _data_table(doc.get("data", {}), "data"), data)
+        specs.append(spec)
+    return Manifest(tuple(specs), hosts, _data_table(doc.get("data", {}), "data"), data)
 
 
 def load_manifest(path: str | Path) -> Manifest:

@@ -15,6 +15,7 @@ validated values and never passes through a shell.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -118,12 +119,14 @@ class JobSpec:
     enqueued_ns: int = 0                       # operator clock at reload; orders equal priorities
     signature: dict | None = field(default=None, compare=False)  # see signing.py; not part of the content
 
-    @property
+    # cached: a scan of 100 000 specs would otherwise hash each one several times
+    # (cached_property writes the instance dict directly, so a frozen dataclass allows it)
+    @functools.cached_property
     def id(self) -> str:
         return job_id(self.model, self.mode, self.hyper, self.split_recipe,
                       list(self.train_hosts), self.seed)
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return job_name(self.model, self.mode, self.id)
 

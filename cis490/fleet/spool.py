@@ -255,7 +255,8 @@ class Spool:
     # --- manifest and reload -----------------------------------------------------------
 
     def manifest(self) -> Manifest | None:
-        """The last reloaded manifest (cached by inode and mtime)."""
+        """Host policy and data paths of the last reloaded manifest (cached by
+        inode and mtime; its job list is not re-validated here)."""
         p = self.root / MANIFEST_COPY
         try:
             st = os.stat(p)
@@ -279,7 +280,7 @@ class Spool:
                     verify(raw, sig, self.settings.operator_public_keys)
                 except SignatureError as exc:  # refuse a tampered host policy or data path
                     raise SignatureError(f"{MANIFEST_COPY} refused: {exc}; reload it with the operator key") from None
-            self._manifest_cache = (key, parse_manifest(raw))
+            self._manifest_cache = (key, parse_manifest(raw, jobs=False))
         return self._manifest_cache[1]
 
     def host_policy(self, host_id: str) -> HostPolicy:

@@ -18,6 +18,7 @@ field takes an integer or a float; a ``bool`` field takes only a bool; a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import typing
@@ -228,6 +229,11 @@ def validate_hyper(model: str, hyper: Mapping[str, Any]) -> TrainConfig:
     return validate_config(cls, model, hyper)
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # costly: string annotations are compiled each call
+
+
 def validate_config(cls: type, model: str, hyper: Mapping[str, Any]):
     """``cls`` (any config dataclass) with ``hyper`` applied over its defaults.
 
@@ -236,7 +242,7 @@ def validate_config(cls: type, model: str, hyper: Mapping[str, Any]):
     """
     if not isinstance(hyper, Mapping):
         raise HyperError(f"hyper of {model} must be a table of key = value")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key in sorted(hyper):
