@@ -128,7 +128,7 @@ class Claimer:
         spool, cap = self.spool, self.worker.capability
         now = spool.fs_now(self.worker.id) if now is None else now
         policy = spool.host_policy(cap.host_id)
-        if policy is not self._policy:  # a reload changed the host policy: judge everything again
+        if policy != self._policy:  # a reload changed the host policy: judge everything again
             self._cache, self._policy = {}, policy
         peers = None
         ranked, cache, self.skipped = [], {}, {}
