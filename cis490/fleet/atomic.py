@@ -78,7 +78,13 @@ def atomic_writer(
             if durable:
                 os.fsync(fh.fileno())
         if no_clobber:
-            os.link(tmp, dest)  # FileExistsError if dest exists: never replaced
+            try:
+                os.link(tmp, dest)  # FileExistsError if dest exists: never replaced
+            except PermissionError:
+                # sshfs reports a lost link() race as EPERM, not EEXIST
+                if os.path.lexists(dest):
+                    raise FileExistsError(errno.EEXIST, "exists", str(dest)) from None
+                raise
         else:
             os.replace(tmp, dest)
         published = True

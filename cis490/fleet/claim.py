@@ -201,6 +201,8 @@ class Claimer:
                 continue  # swept in that instant: it is pending again
             try:
                 spec = spool.read_spec(dst)
+            except FileNotFoundError:
+                continue  # swept or cancelled in that instant: not ours any more
             except SpecTooNew:
                 rename_resolved(dst, src)
                 continue
@@ -303,7 +305,11 @@ class Claim:
             if stop is not None and stop.is_set():
                 return
             time.sleep(min(left, max(0.05, settle / 10)))
-            self.heartbeat()
+            # look, don't touch: Syncthing holds back a file that keeps changing,
+            # and a rival must see our claim within the settle window
+            if not os.path.lexists(self.path):  # nothing ran yet: the attempt does not count
+                self.withdraw("the claim vanished while settling (cancelled, or reconciled away)")
+            self.check_rivals()
 
     def progress(self, event: dict) -> None:
         att.write_record(self.progress_path, {**event, "attempt": self.number}, self.spool.tmp, durable=False)

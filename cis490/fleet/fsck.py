@@ -75,6 +75,13 @@ def fsck(spool: Spool) -> tuple[list[Finding], dict]:
             if not is_ignored(entry.name) and entry.name not in wellformed:
                 findings.append(Finding("warning", f"{state.value}/{entry.name}",
                                         "not a job file (the next sweep quarantines it)"))
+    from cis490.fleet.spool import PARKED_RELOAD, PARKED_SWEEP
+
+    for entry in os.scandir(spool.tmp):
+        if f".{PARKED_SWEEP}-" in entry.name or f".{PARKED_RELOAD}-" in entry.name:
+            findings.append(Finding("warning", f"tmp/{entry.name}",
+                                    "a job spec held mid-transition; if its holder died, the next sweep "
+                                    "(within 30 s) puts it back in pending/"))
     quarantined = [e.name for e in os.scandir(spool.root / "quarantine") if e.name.endswith(".reason.json")]
     if quarantined:
         findings.append(Finding("warning", "quarantine/", f"{len(quarantined)} file(s) set aside; see their .reason.json"))

@@ -33,6 +33,9 @@ from cis490.fleet.spec import JobSpec, SpecError, parse_spec
 
 MANIFEST_SIG = "manifest.toml.sig"
 PARKED_SWEEP, PARKED_RELOAD = "sweep", "reload"  # tmp/ names of specs held mid-transition
+# A sweep or reload holds a spec in tmp/ for milliseconds; one held longer belongs
+# to a process that died there, and any sweep puts it back (no job is lost).
+PARKED_GRACE_S = 30.0
 STIGNORE = "// written by cis490-spool init: never sync staging or lock files\n/tmp\n*.lock\n"
 
 
@@ -471,14 +474,17 @@ class Spool:
                 taken = self.tmp / f"{entry.name}.{PARKED_SWEEP}-{secrets.token_hex(4)}"
                 if not rename_resolved(Path(entry.path), taken):
                     continue
-                if now - taken.lstat().st_mtime <= self.settings.stale_after_s:
-                    os.rename(taken, entry.path)
-                    continue
-                spent = att.counted_attempts(self.attempts_dir(name))
-                target = JobState.FAILED if spent >= self.settings.max_attempts else JobState.PENDING
-                os.rename(taken, self.path_of(target, name))
+                try:
+                    if now - taken.lstat().st_mtime <= self.settings.stale_after_s:
+                        os.rename(taken, entry.path)
+                        continue
+                    spent = att.counted_attempts(self.attempts_dir(name))
+                    target = JobState.FAILED if spent >= self.settings.max_attempts else JobState.PENDING
+                    os.rename(taken, self.path_of(target, name))
+                except FileNotFoundError:
+                    continue  # we stalled past PARKED_GRACE_S and another sweep recovered it
                 (failed if target is JobState.FAILED else requeued).append(name)
-        requeued += self.recover_parked(now, older_than=60.0 if full else 3600.0)
+        requeued += self.recover_parked(now, older_than=PARKED_GRACE_S)
         if full:  # temp files of writers that crashed mid-write, a day ago or more
             for entry in os.scandir(self.tmp):
                 try:

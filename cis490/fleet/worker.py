@@ -245,6 +245,7 @@ class Worker:
             outcome = self._execute(claim)
         except LeaseLost as exc:
             log.warning("%s", exc)
+            claim.mark_lost()  # no-op when a withdrawal already recorded why
             outcome = claim.record.get("outcome", "lost")
         except Exception as exc:  # never let one job take the worker down
             log.exception("job %s crashed in the worker", claim.name)
