@@ -34,7 +34,9 @@ def main() -> int:
     ap.add_argument("--episodes-per-host", type=int, default=40)
     ap.add_argument("--duration-s", type=int, default=120)
     args = ap.parse_args()
-    root = Path(args.dir or tempfile.mkdtemp(prefix="bench-demo-", dir=REPO / "bench"))
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(args.dir or tempfile.mkdtemp(prefix="demo-", dir=out))
     spool = root / "spool"
     print(f"bench_demo in {root}; {os.cpu_count()} CPUs; load {os.getloadavg()}")
     t0 = time.monotonic()
