@@ -294,7 +294,7 @@ class EpisodeBootstrap:
         identical numbers to ``resampled_confusions`` (tested), with about half
         the matrix product for 12 models.
         """
-        k, m = self.n_classes, len(y_preds)
+        k = self.n_classes
         per_ep = self._per_episode(y_preds, y_trues, groups)
         blocks, layout, true_at, width = [], [], {}, 0
         for i, e in enumerate(per_ep):

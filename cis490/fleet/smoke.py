@@ -19,18 +19,15 @@ import time
 
 from cis490.fleet.atomic import atomic_write
 from cis490.fleet.spec import SmokeConfig, SpecError, validate_hyper
+from cis490.models import configs as model_configs
 
 
 def parse_hyper(pairs: list[str], kind: str) -> dict:
-    raw = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SpecError(f"--hyper expects key=JSON, got {pair!r}")
-        try:
-            raw[key] = json.loads(value)
-        except json.JSONDecodeError:
-            raise SpecError(f"--hyper {key}: value is not JSON: {value!r}") from None
+    """``--hyper key=JSON`` pairs, parsed and validated like the training driver's."""
+    try:
+        raw = model_configs.parse_hyper_args(pairs)
+    except model_configs.HyperError as exc:
+        raise SpecError(str(exc)) from None
     return validate_hyper(kind, raw)
 
 

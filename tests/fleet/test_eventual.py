@@ -16,7 +16,7 @@ from cis490.fleet import JobState, LeaseLost, Spool, SpoolError
 from cis490.fleet.attempts import counted_attempts
 from cis490.fleet.claim import Claim
 
-from .conftest import artifact_dir, cli, smoke_manifest, worker_info
+from .conftest import cli, smoke_manifest, worker_info
 
 
 @pytest.fixture

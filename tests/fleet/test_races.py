@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from cis490.fleet import JobState, Spool
+from cis490.fleet import Spool
 
 from .conftest import smoke_manifest, worker_info
 
