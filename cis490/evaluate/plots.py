@@ -56,7 +56,7 @@ def forest_plot(comp: Comparison, path: str | os.PathLike) -> Path:
                   f"B={comp.n_resamples}, seed={comp.seed})")
     ax.set_xlim(0, 1)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", fontsize="small")  # the rows sort best-first: top left is empty
     ax.set_title(f"Test split: {comp.n_windows} windows, {comp.n_episodes} episodes")
     return _save(fig, path)
 
