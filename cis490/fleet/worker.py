@@ -188,7 +188,10 @@ class Worker:
         claiming = True  # `once` stops claiming after its first fill
         while not self.stopping.is_set():
             if time.monotonic() >= next_sweep:
-                os.utime(record, None)  # worker liveness
+                try:
+                    os.utime(record, None)  # worker liveness
+                except FileNotFoundError:  # removed by hand (or by a far-off sweep): register again
+                    record = register(self.spool, self.info)
                 swept = self.spool.sweep(by=self.info.id, full=False)
                 if swept.requeued or swept.failed or swept.quarantined:
                     log.warning("swept stale claims: requeued %s, failed %s, quarantined %s",

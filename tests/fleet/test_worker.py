@@ -214,3 +214,15 @@ def test_worker_keeps_serving_good_jobs_beside_bad_files(spool, tmp_path):
     assert any("name grammar" in r for r in reasons)
     assert any("do not match" in r or "file name says" in r for r in reasons)
     assert list(pending.iterdir()) == []
+
+
+def test_a_removed_worker_record_is_registered_again(spool):
+    proc = start_worker(spool.root)  # daemon
+    try:
+        record = wait_for(lambda: next((spool.root / "workers").glob("*.json"), None))
+        record.unlink()
+        wait_for(record.exists, timeout=10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
