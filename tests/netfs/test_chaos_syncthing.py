@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from tests.chaos.harness import Chaos, ChaosConfig
+from tests.chaos.harness import Chaos, ChaosConfig, assert_clean
 
 pytestmark = [pytest.mark.slow, pytest.mark.syncthing]
 
@@ -39,17 +39,6 @@ def test_syncthing_eventual_chaos_both_sides_100_jobs(syncthing_pair, tmp_path):
                       consistency="eventual", max_attempts=6, kill_every_s=(6.0, 10.0), deadline_s=300,
                       sync=lambda: pair.wait_sync(timeout=90, ignore=_not_synced))
     fig = Chaos(cfg, tmp_path / "chaos").run()
-    problems = []
-    if fig.lost or fig.not_terminal or fig.multi_state:
-        problems.append(f"lost {fig.lost}, not terminal {fig.not_terminal}, in several states {fig.multi_state}")
-    if fig.terminal != {"done": fig.jobs}:
-        problems.append(f"terminal states {fig.terminal} (on each copy), expected all done")
-    if fig.orphans:
-        problems.append(f"{fig.orphans} orphan job processes")
-    if not fig.fsck_ok:
-        problems.append(f"fsck: {fig.fsck_errors}")
-    if fig.anomalies:
-        problems.append(f"anomalies: {fig.anomalies[:10]}")
-    assert not problems, "; ".join(problems)
+    assert_clean(fig, atomic=False)  # terminal states checked on each copy by the harness
     # the guarantee is "rare and bounded", not "never": report, and bound it loosely
     assert fig.concurrent_trainings <= fig.jobs // 5, fig
