@@ -315,10 +315,6 @@ class Spool:
         new = unchanged = updated = 0
         for spec in manifest.jobs:
             spec = dataclasses.replace(spec, data={**digests, **spec.data}, enqueued_ns=now_ns)
-            if key is not None:
-                from cis490.fleet.signing import sign
-
-                spec = dataclasses.replace(spec, signature=sign(key, spec.signed_message()))
             state = existing.get(spec.name)
             if state is None:
                 if self._enqueue(spec):
@@ -359,9 +355,18 @@ class Spool:
         os.chown(path, -1, grp.getgrnam(group).gr_gid)
         os.chmod(path, mode)
 
+    def _signed(self, spec: JobSpec) -> JobSpec:
+        """The spec as it is written: signed when the spool requires it (the one
+        signing site, so only specs actually written are signed, each once)."""
+        if self._key is None:
+            return spec
+        from cis490.fleet.signing import sign
+
+        return dataclasses.replace(spec, signature=sign(self._key, spec.signed_message()))
+
     def _enqueue(self, spec: JobSpec) -> bool:
         try:
-            atomic_write(self.path_of(JobState.PENDING, spec.name), spec.to_bytes(),
+            atomic_write(self.path_of(JobState.PENDING, spec.name), self._signed(spec).to_bytes(),
                          tmp_dir=self.tmp, no_clobber=True)
             return True
         except FileExistsError:
@@ -374,10 +379,6 @@ class Spool:
         except (FileNotFoundError, SpecError):
             return False  # claimed meanwhile, or malformed (sweep quarantines it)
         spec = dataclasses.replace(spec, enqueued_ns=old.enqueued_ns)
-        if spec.signature is not None:  # the enqueue time is part of what is signed
-            from cis490.fleet.signing import sign
-
-            spec = dataclasses.replace(spec, signature=sign(self._key, spec.signed_message()))
         if old.same_job_content(spec):
             return False
         # Take the old spec out of line with a claim-like rename, so a worker
@@ -386,7 +387,7 @@ class Spool:
         if not rename_resolved(path, parked):
             return False
         try:
-            atomic_write(path, spec.to_bytes(), tmp_dir=self.tmp, no_clobber=True)
+            atomic_write(path, self._signed(spec).to_bytes(), tmp_dir=self.tmp, no_clobber=True)
         except BaseException:
             os.rename(parked, path)  # put the old one back: nothing lost
             raise

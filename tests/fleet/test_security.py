@@ -182,3 +182,17 @@ def test_operator_group_owns_the_operator_files(tmp_path):
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "Permission denied" in r.stderr
+
+
+def test_a_pending_spec_updated_by_reload_stays_validly_signed(signed, tmp_path):
+    spool, key_path = signed
+    m = tmp_path / "m.toml"
+    m.write_text('[[jobs]]\nmodel = "smoke"\nmode = "a"\npriority = 1\n')
+    spool.reload(m, signing_key=key_path)
+    [before] = spool.scan(JobState.PENDING)
+    old = spool.read_spec(before.path)
+    m.write_text('[[jobs]]\nmodel = "smoke"\nmode = "a"\npriority = 9\n')
+    assert spool.reload(m, signing_key=key_path).updated == 1
+    [after] = spool.scan(JobState.PENDING)
+    new = spool.read_spec(after.path)  # verifies the signature (SpecError if it does not)
+    assert new.priority == 9 and new.enqueued_ns == old.enqueued_ns and new.signature != old.signature
