@@ -173,6 +173,17 @@ def _check_member(m: tarfile.TarInfo, label: str, limits: Limits, seen: set[str]
     return norm
 
 
+def _json_object(data: bytes, what: str) -> dict:
+    """``data`` parsed as one JSON object, or EpisodeError naming ``what``."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EpisodeError(f"{what} is not valid JSON ({exc})") from None
+    if type(obj) is not dict:
+        raise EpisodeError(f"{what} is not a JSON object")
+    return obj
+
+
 def parse_jsonl(data: bytes, label: str, max_line_bytes: int = DEFAULT_LIMITS.max_line_bytes) -> list[dict]:
     """Parse JSON lines into dicts; blank lines are ignored.
 
@@ -190,12 +201,7 @@ def parse_jsonl(data: bytes, label: str, max_line_bytes: int = DEFAULT_LIMITS.ma
         rows = None
     if rows is None or not set(map(type, rows)) <= {dict}:
         for i, ln in enumerate(lines, 1):
-            try:
-                obj = json.loads(ln)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise EpisodeError(f"{label}: line {i} is not valid JSON ({exc})") from None
-            if type(obj) is not dict:
-                raise EpisodeError(f"{label}: line {i} is not a JSON object")
+            _json_object(ln, f"{label}: line {i}")  # raises, naming the first bad line
         raise EpisodeError(f"{label}: malformed JSON lines")  # pragma: no cover
     return rows
 
@@ -236,12 +242,7 @@ def _decode_stream(raw: IO[bytes], label: str, limits: Limits) -> Episode:
         raw_meta = payload.pop("meta.json")
         if len(raw_meta) > limits.max_meta_bytes:
             raise EpisodeError(f"{label}: meta.json larger than {limits.max_meta_bytes} bytes")
-        try:
-            meta = json.loads(raw_meta)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise EpisodeError(f"{label}: meta.json is not valid JSON ({exc})") from None
-        if type(meta) is not dict:
-            raise EpisodeError(f"{label}: meta.json is not a JSON object")
+        meta = _json_object(raw_meta, f"{label}: meta.json")
     streams = {
         name[: -len(".jsonl")]: parse_jsonl(data, f"{label}:{name}", limits.max_line_bytes)
         for name, data in sorted(payload.items())

@@ -31,7 +31,7 @@ from .schema import META_COLUMNS, SCHEMA_NAME, feature_names, schema_bytes
 from .windows import NS, episode_grid, grid_summary_stats, make_windows, window_ends
 
 __all__ = ["FEATURES_NAME", "EpisodeRef", "BuildSummary", "usable_episodes", "episode_windows",
-           "build_features", "file_sha256"]
+           "build_features", "file_sha256", "start_build"]
 
 FEATURES_NAME = "features_window_v1.parquet"
 # ~3.3 k rows (2.7 MB of features) per row group. Larger groups measured
@@ -146,6 +146,17 @@ def _batch_table(batch, schema):
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def start_build(validation: str | os.PathLike, out_dir: str | os.PathLike,
+                window: WindowSpec) -> tuple[list[EpisodeRef], Path, bytes, BuildSummary]:
+    """What every builder starts from: the usable episodes, the output directory
+    (created), the schema bytes and a summary carrying the schema hash."""
+    refs, counts = usable_episodes(validation)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sbytes = schema_bytes(REGISTRY, window)
+    return refs, out, sbytes, BuildSummary(counts=counts, schema_sha256=hashlib.sha256(sbytes).hexdigest())
+
+
 def build_features(validation: str | os.PathLike, store: str | os.PathLike, out_dir: str | os.PathLike,
                    *, jobs: int = 1, window: WindowSpec = DEFAULT_WINDOW, progress=None) -> BuildSummary:
     import pyarrow.parquet as pq
@@ -153,11 +164,7 @@ def build_features(validation: str | os.PathLike, store: str | os.PathLike, out_
     from ..fleet.atomic import atomic_write, atomic_writer
     from .parallel import batched, pmap
 
-    refs, counts = usable_episodes(validation)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sbytes = schema_bytes(REGISTRY, window)
-    summary = BuildSummary(counts=counts, schema_sha256=hashlib.sha256(sbytes).hexdigest())
+    refs, out, sbytes, summary = start_build(validation, out_dir, window)
     schema = _arrow_schema(file_sha256(validation), summary.schema_sha256)
     results = pmap(_features_one, [(os.fspath(store), r, window) for r in refs], jobs=jobs, progress=progress)
     with atomic_writer(out / FEATURES_NAME) as fh:

@@ -23,7 +23,6 @@ prefix ``[:C_mode]`` (see ``channels``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import struct
@@ -32,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .channels import DEFAULT_WINDOW, REGISTRY, WindowSpec
-from .features import BuildSummary, EpisodeRef, episode_windows, file_sha256, usable_episodes
-from .schema import SCHEMA_NAME, schema_bytes
+from .features import BuildSummary, EpisodeRef, episode_windows, file_sha256, start_build
+from .schema import SCHEMA_NAME
 
 __all__ = ["MANIFEST_NAME", "SHARD_WINDOWS", "build_tensors", "WINDOW_COLUMNS"]
 
@@ -171,11 +170,7 @@ def build_tensors(validation: str | os.PathLike, store: str | os.PathLike, out_d
     from ..fleet.atomic import atomic_write
     from .parallel import pmap
 
-    refs, counts = usable_episodes(validation)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sbytes = schema_bytes(REGISTRY, window)
-    summary = BuildSummary(counts=counts, schema_sha256=hashlib.sha256(sbytes).hexdigest())
+    refs, out, sbytes, summary = start_build(validation, out_dir, window)
     sinks: dict[str, _HostSink] = {}
     with contextlib.ExitStack() as stack:
         for host in sorted({r.host_id for r in refs}):

@@ -52,6 +52,16 @@ def require(missing: list[str], what: str, install: str) -> None:
     pytest.fail(f"{msg}; install it (.ci/run does), or set {SKIP_ENV}=1 to skip these tests", pytrace=False)
 
 
+def seconds_until(pred, timeout: float = 20.0, step: float = 0.02) -> float | None:
+    """Poll ``pred``; the seconds it took to become true, or None after ``timeout``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return time.monotonic() - t0
+        time.sleep(step)
+    return None
+
+
 def record_fact(key: str, value) -> None:
     """Merge one measured figure into bench/out/netfs_facts.json (and print it)."""
     FACTS_JSON.parent.mkdir(parents=True, exist_ok=True)

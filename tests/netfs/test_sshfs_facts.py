@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from .conftest import record_fact
+from .conftest import record_fact, seconds_until
 
 pytestmark = pytest.mark.netfs
 
@@ -88,15 +88,6 @@ def test_exclusive_create_and_link_races_have_one_winner(sshfs_nocache):
     assert set(excl["loser_errno"]) <= {"EEXIST", "EPERM"} and set(link["loser_errno"]) <= {"EEXIST", "EPERM"}
 
 
-def _poll(pred, timeout: float, step: float = 0.02) -> float | None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return time.monotonic() - t0
-        time.sleep(step)
-    return None
-
-
 def test_listing_and_attribute_staleness_per_profile(sshfs_pair):
     """A file renamed away on view a: how long does view b still list it / keep old attributes?"""
     a, b = sshfs_pair.a, sshfs_pair.b
@@ -110,7 +101,7 @@ def test_listing_and_attribute_staleness_per_profile(sshfs_pair):
         assert "x.json" in os.listdir(b / d)            # b's listing (and entry) is now cached
         old = os.stat(b / d / "x.json").st_mtime
         os.rename(a / d / "x.json", a / d / "y.json")
-        listing.append(_poll(lambda: "x.json" not in os.listdir(b / d), 30))
+        listing.append(seconds_until(lambda: "x.json" not in os.listdir(b / d), 30))
 
         def open_fails():
             try:
@@ -118,13 +109,13 @@ def test_listing_and_attribute_staleness_per_profile(sshfs_pair):
                 return False
             except FileNotFoundError:
                 return True
-        open_enoent.append(_poll(open_fails, 30))
+        open_enoent.append(seconds_until(open_fails, 30))
         # attribute staleness: a changes the mtime; when does b see it?
         (a / d / "z.json").write_text("z")
         os.stat(b / d / "z.json")                        # cache z's attributes on b
         target = old - 1000
         os.utime(a / d / "z.json", (target, target))
-        attrs.append(_poll(lambda: abs(os.stat(b / d / "z.json").st_mtime - target) < 1, 30))
+        attrs.append(seconds_until(lambda: abs(os.stat(b / d / "z.json").st_mtime - target) < 1, 30))
     fig = {"profile": sshfs_pair.profile, "options": sshfs_pair.options,
            "renamed_file_still_listed_s": [round(x, 2) if x is not None else None for x in listing],
            "open_enoent_after_s": [round(x, 2) if x is not None else None for x in open_enoent],

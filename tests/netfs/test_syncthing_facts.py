@@ -8,18 +8,9 @@ import time
 
 import pytest
 
-from .conftest import record_fact
+from .conftest import record_fact, seconds_until
 
 pytestmark = pytest.mark.syncthing
-
-
-def _until(pred, timeout=20.0, step=0.02) -> float | None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return time.monotonic() - t0
-        time.sleep(step)
-    return None
 
 
 def test_new_file_mtime_change_and_rename_propagate(syncthing_pair):
@@ -27,12 +18,12 @@ def test_new_file_mtime_change_and_rename_propagate(syncthing_pair):
     new_file = []
     for i, (src, dst) in enumerate([(a, b), (b, a), (a, b), (b, a)]):
         (src / f"n{i}.json").write_text(f"file {i}")
-        new_file.append(_until(lambda: (dst / f"n{i}.json").exists()))
+        new_file.append(seconds_until(lambda: (dst / f"n{i}.json").exists()))
     # mtime-only change (a heartbeat)
     syncthing_pair.wait_sync(30)
     target = int(time.time()) + 100
     os.utime(a / "n0.json", (target, target))
-    mtime_only = _until(lambda: int(os.stat(b / "n0.json").st_mtime) == target)
+    mtime_only = seconds_until(lambda: int(os.stat(b / "n0.json").st_mtime) == target)
     # rename: the new name appears and the old one goes
     seen = []
     os.makedirs(a / "claimed", exist_ok=True)
@@ -43,7 +34,7 @@ def test_new_file_mtime_change_and_rename_propagate(syncthing_pair):
         new, old = (b / "claimed" / "n2@w.json").exists(), (b / "n2.json").exists()
         seen.append((new, old))
         return new and not old
-    rename = _until(renamed)
+    rename = seconds_until(renamed)
     fig = {"new_file_s": [round(x, 2) if x is not None else None for x in new_file],
            "mtime_only_s": round(mtime_only, 2) if mtime_only is not None else None,
            "rename_s": round(rename, 2) if rename is not None else None,
