@@ -361,7 +361,6 @@ def claim(spool: Spool, worker: WorkerInfo | str, now: float | None = None) -> C
     """Public API: claim the best eligible pending job for ``worker``, or None."""
     if isinstance(worker, str):
         worker = WorkerInfo(worker, detect(spool_root=spool.root))
-    claimers = spool.__dict__.setdefault("_claimers", {})
-    if worker.id not in claimers:
-        claimers[worker.id] = Claimer(spool, worker)
-    return claimers[worker.id].claim(now)
+    if worker.id not in spool._claimers:
+        spool._claimers[worker.id] = Claimer(spool, worker)
+    return spool._claimers[worker.id].claim(now)

@@ -95,6 +95,7 @@ class Spool:
         self.tmp = root / "tmp"
         self._manifest_cache: tuple[tuple[int, int], Manifest] | None = None
         self._key = None
+        self._claimers: dict = {}  # worker id → Claimer (its scan cache), for Spool.claim
 
     # --- opening -----------------------------------------------------------------
 
@@ -439,7 +440,7 @@ class Spool:
         ``claimed/`` when not ``full``: workers sweep often) and forgets worker
         records silent for a day.
         """
-        now = self.fs_now(by, keep=by != "sweep") if now is None else now
+        now = self.fs_now(by, keep=False) if now is None else now
         reconciled = self.reconcile(now) if self.settings.consistency == "eventual" else []
         requeued, failed, quarantined = [], [], []
         for state in (JobState if full else (JobState.CLAIMED,)):
