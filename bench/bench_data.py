@@ -10,9 +10,13 @@ Sections:
    ``--duration-s`` each): episodes/s of the decode floor (decompress + tar +
    JSON parse of the same tarballs, nothing else), of the summary-feature
    builder and of the tensor builder, each at ``--jobs 1`` and ``--jobs 2``
-   (best of ``--repeat`` runs; builders include their parquet/npy writes);
+   (best of ``--repeat`` interleaved rounds; builders include their
+   parquet/npy writes);
 2. peak RSS of ``cis490 features`` and ``cis490 tensors`` (one fresh process
-   each, ``--jobs 1``) at two store sizes (``--sizes``): it must stay flat;
+   each; at ``--jobs 2`` the largest of the parent and its two workers) at
+   two store sizes (``--sizes``): it must stay flat.
+   Both sizes should be past the first ~300 episodes, over which the
+   allocators warm up (+10-20 MiB, whatever the store size);
 3. extrapolation to the seed's full scale (~48 k episodes, ~12 GB tensors).
 
 Everything runs in a temporary directory (``--dir``), removed unless ``--keep``.
@@ -59,13 +63,18 @@ def make_data(base: Path, per_host: int, duration: int) -> Path:
     return d
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def throughput(d: Path, repeat: int) -> dict:
     """End-to-end and steady-state episodes/s of each stage at jobs 1 and 2.
 
-    Steady state = (n - 1) / (time of the last result - time of the first):
-    it leaves out the fixed costs (pool start-up: two spawned interpreters
-    importing numpy; reading the validation table; the final writes), which
-    a full-scale build amortises.
+    Steady state = episodes done between the first progress report and the
+    last / the time between them: it leaves out the fixed costs (pool
+    start-up: two spawned interpreters importing numpy and pyarrow; reading
+    the validation table; the final writes), which a full-scale build
+    amortises. The feature builder reports once per part (64 episodes).
     """
     from cis490.data.features import build_features, usable_episodes
     from cis490.data.parallel import pmap
@@ -87,25 +96,25 @@ def throughput(d: Path, repeat: int) -> dict:
     for _ in range(repeat):
         for jobs in (1, 2):
             for name, fn in stages.items():
-                stamps: list[float] = []
+                stamps: list[tuple[float, int]] = []  # (time, episodes done so far)
                 t = time.perf_counter()
-                fn(jobs, lambda _n=1: stamps.append(time.perf_counter()))
+                fn(jobs, lambda k=1: stamps.append((time.perf_counter(), (stamps[-1][1] if stamps else 0) + k)))
                 key = f"{name}_j{jobs}"
                 e2e[key] = max(e2e.get(key, 0.0), n / (time.perf_counter() - t))
-                steady[key] = max(steady.get(key, 0.0), (n - 1) / max(stamps[-1] - stamps[0], 1e-9))
+                (t0, c0), (t1, c1) = stamps[0], stamps[-1]
+                steady[key] = max(steady.get(key, 0.0), (c1 - c0) / max(t1 - t0, 1e-9))
     out: dict = {"episodes": n, "e2e": e2e, "steady": steady}
     tensor_bytes = sum(p.stat().st_size for p in (d / "tens-j1").rglob("*.npy"))
     out["tensor_bytes_per_episode"] = tensor_bytes / n
-    out["identical_across_jobs"] = all(
-        (d / f"{k}-j1" / f).read_bytes() == (d / f"{k}-j2" / f).read_bytes()
-        for k, f in (("feat", "features_window_v1.parquet"), ("tens", "tensors_v1.json")))
+    out["identical_across_jobs"] = all(_tree(d / f"{k}-j1") == _tree(d / f"{k}-j2") for k in ("feat", "tens"))
     return out
 
 
-def peak_rss_mib(verb: str, d: Path) -> float:
-    """Peak RSS of one ``cis490 VERB`` process (a fresh parent reads RUSAGE_CHILDREN)."""
+def peak_rss_mib(verb: str, d: Path, jobs: int) -> float:
+    """Peak RSS of one ``cis490 VERB`` process or of its largest worker (a fresh parent
+    reads RUSAGE_CHILDREN, which covers every descendant it waited for)."""
     args = [sys.executable, "-m", "cis490", verb, "--validation", str(d / "validation_v1.parquet"),
-            "--store", str(d / "store"), "--out-dir", str(d / f"rss-{verb}"), "--quiet", "--jobs", "1"]
+            "--store", str(d / "store"), "--out-dir", str(d / f"rss-{verb}"), "--quiet", "--jobs", str(jobs)]
     probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
              "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     res = subprocess.run([sys.executable, "-c", probe, *args], check=True, capture_output=True, text=True, cwd=ROOT)
@@ -114,14 +123,15 @@ def peak_rss_mib(verb: str, d: Path) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--episodes-per-host", type=int, default=150)
+    ap.add_argument("--episodes-per-host", type=int, default=1000)
     ap.add_argument("--duration-s", type=int, default=120)
-    ap.add_argument("--sizes", default="25,250", help="two episodes-per-host values for the RSS check")
+    ap.add_argument("--sizes", default="250,1000", help="two episodes-per-host values for the RSS check")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default=None)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", action="store_true", help="also print the numbers as JSON")
     a = ap.parse_args()
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # what the cis490 builder verbs use
     base = Path(tempfile.mkdtemp(prefix="bench-data-", dir=a.dir))
     try:
         t = time.perf_counter()
@@ -132,24 +142,26 @@ def main() -> int:
         print(f"\n1. throughput over {r['episodes']} usable episodes (episodes/s, best of {a.repeat} "
               "interleaved rounds)")
         print(f"   {'':<10}{'end-to-end':^30}{'steady state':^30}")
-        print(f"   {'stage':<10}" + f"{'jobs 1':>8}{'jobs 2':>8}{'x':>6}{'/floor':>8}" * 2)
+        print(f"   {'stage':<10}" + f"{'jobs 1':>8}{'jobs 2':>8}{'x':>6}{'/floor':>8}" * 2 + f"{'x/floor x':>11}")
         for k in ("floor", "features", "tensors"):
             cells = ""
             for kind in ("e2e", "steady"):
                 j1, j2 = r[kind][f"{k}_j1"], r[kind][f"{k}_j2"]
                 cells += f"{j1:>8.1f}{j2:>8.1f}{j2 / j1:>6.2f}{j1 / r[kind]['floor_j1']:>8.0%}"
-            print(f"   {k:<10}{cells}")
+            steady_x = r["steady"][f"{k}_j2"] / r["steady"][f"{k}_j1"]
+            floor_x = r["steady"]["floor_j2"] / r["steady"]["floor_j1"]
+            print(f"   {k:<10}{cells}{steady_x / floor_x:>11.0%}")
         print(f"   outputs byte-identical across jobs: {r['identical_across_jobs']}; "
               f"load average after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
         sizes = [int(s) for s in a.sizes.split(",")]
-        print("\n2. peak RSS (MiB), one process, --jobs 1")
+        print("\n2. peak RSS (MiB) of one process: --jobs 1, and the largest process of --jobs 2")
         rss = {}
         for s in sizes:
             ds = make_data(base, s, a.duration_s)
-            rss[s] = {v: peak_rss_mib(v, ds) for v in ("features", "tensors")}
-            print(f"   {s:>5} episodes/host ({2 * s:>5} episodes): features {rss[s]['features']:7.1f}"
-                  f"   tensors {rss[s]['tensors']:7.1f}")
+            rss[s] = {f"{v}_j{j}": peak_rss_mib(v, ds, j) for v in ("features", "tensors") for j in (1, 2)}
+            print(f"   {s:>5} episodes/host ({2 * s:>5} episodes): "
+                  + "   ".join(f"{v} {rss[s][f'{v}_j1']:6.1f} / {rss[s][f'{v}_j2']:6.1f}" for v in ("features", "tensors")))
 
         per_ep = r["tensor_bytes_per_episode"]
         f2, t2 = r["steady"]["features_j2"], r["steady"]["tensors_j2"]

@@ -19,8 +19,10 @@ Invariants:
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -30,7 +32,7 @@ import numpy as np
 from .channels import REGISTRY, Registry
 from .schema import META_COLUMNS, SCHEMA_NAME, read_schema
 
-__all__ = ["SummaryData", "TensorData", "WindowArray", "load_summary", "load_tensors"]
+__all__ = ["SummaryData", "TensorData", "WindowArray", "load_summary", "load_tensors", "summary_parts"]
 
 META_NAMES = [n for n, _ in META_COLUMNS]
 
@@ -97,31 +99,88 @@ def _ids_filter(episode_ids):
     return sorted({str(e) for e in episode_ids})
 
 
+_PART = re.compile(r"^part-[0-9]{5}\.parquet$")
+
+
+def summary_parts(summary: str | os.PathLike) -> tuple[Path, list[dict], dict | None]:
+    """``(features dir, parts, manifest)`` for a features dir, its parts dir, or one parquet file.
+
+    Each part is ``{"path", "episodes", "windows", "first_episode", "last_episode"}``
+    (only ``path`` for a single file, which has no manifest: a build of an
+    earlier version, or a file made by hand).
+    """
+    from .features import FEATURES_NAME, MANIFEST_NAME
+
+    path = Path(summary)
+    if path.is_file():
+        return path.parent, [{"path": path}], None
+    root = path.parent if path.name == FEATURES_NAME else path
+    mpath = root / MANIFEST_NAME
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{root}: no {MANIFEST_NAME} (features not built, or the build did not finish); "
+                         "run `cis490 features`") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{mpath}: not JSON ({e.msg}, line {e.lineno}); rebuild with `cis490 features`") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "cis490.features" or manifest.get("version") != 1:
+        raise ValueError(f"{mpath}: not a cis490.features version 1 manifest")
+    parts = []
+    for p in manifest.get("parts", []):
+        if not isinstance(p, dict) or not _PART.match(str(p.get("name", ""))):
+            raise ValueError(f"{mpath}: bad part entry {p!r}")
+        parts.append({**p, "path": root / FEATURES_NAME / p["name"]})
+    return root, parts, manifest
+
+
 def load_summary(summary: str | os.PathLike, mode: str, episode_ids: Iterable[str] | None = None,
                  *, schema: str | os.PathLike | None = None, registry: Registry = REGISTRY) -> SummaryData:
-    """Summary features of ``mode`` for ``episode_ids`` (all when None)."""
+    """Summary features of ``mode`` for ``episode_ids`` (all when None).
+
+    ``summary`` is the features dir, its ``features_window_v1.parquet`` dir
+    of parts, or a single parquet file. Parts whose episode range holds none
+    of ``episode_ids`` are not read.
+    """
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from .features import FEATURES_NAME
+    from .features import MANIFEST_NAME as FEATURES_MANIFEST
 
-    path = Path(summary)
-    if path.is_dir():
-        path = path / FEATURES_NAME
-    schema_path = Path(schema) if schema is not None else path.parent / SCHEMA_NAME
+    root, parts, manifest = summary_parts(summary)
+    schema_path = Path(schema) if schema is not None else root / SCHEMA_NAME
     sch, sha = read_schema(schema_path, registry)
     registry.channels_for(mode)  # ValueError naming the modes for an unknown one
     names = list(sch["summary"]["modes"][mode])
-    pf = pq.ParquetFile(path)
-    recorded = (pf.schema_arrow.metadata or {}).get(b"cis490.schema_sha256", b"").decode()
-    if recorded != sha:
-        raise ValueError(f"{path}: built with schema {recorded[:12] or '?'}, but {schema_path} is {sha[:12]}")
-    table = pf.read(columns=META_NAMES + names)
+    if manifest is not None and manifest.get("schema_sha256") != sha:
+        raise ValueError(f"{root}: built with schema {str(manifest.get('schema_sha256'))[:12] or '?'}, "
+                         f"but {schema_path} is {sha[:12]}")
     ids = _ids_filter(episode_ids)
-    if ids is not None:
-        import pyarrow as pa
-
-        table = table.filter(pc.is_in(table["episode_id"], value_set=pa.array(ids, pa.string())))
+    tables = []
+    for part in parts:
+        if ids is not None and manifest is not None:
+            lo = bisect.bisect_left(ids, part["first_episode"])
+            if lo == len(ids) or ids[lo] > part["last_episode"]:
+                continue  # no requested episode in this part's range
+        pf = pq.ParquetFile(part["path"])
+        kv = pf.schema_arrow.metadata or {}
+        recorded = kv.get(b"cis490.schema_sha256", b"").decode()
+        if recorded != sha:
+            raise ValueError(f"{part['path']}: built with schema {recorded[:12] or '?'}, "
+                             f"but {schema_path} is {sha[:12]}")
+        if manifest is not None and (kv.get(b"cis490.validation_sha256", b"").decode() != manifest["validation_sha256"]
+                                     or pf.metadata.num_rows != part["windows"]):
+            raise ValueError(f"{part['path']}: not the part {root / FEATURES_MANIFEST} lists (a rebuild is running "
+                             "or was interrupted); load again once `cis490 features` has finished")
+        table = pf.read(columns=META_NAMES + names)
+        if ids is not None:
+            table = table.filter(pc.is_in(table["episode_id"], value_set=pa.array(ids, pa.string())))
+        tables.append(table.replace_schema_metadata(None))
+    if tables:
+        table = pa.concat_tables(tables)
+    else:
+        table = pa.table({n: pa.array([], pa.string() if t == "string" else pa.int64()) for n, t in META_COLUMNS}
+                         | {n: pa.array([], pa.float32()) for n in names})
     X = np.empty((table.num_rows, len(names)), dtype=np.float32)
     for j, n in enumerate(names):
         X[:, j] = table[n].to_numpy(zero_copy_only=False)

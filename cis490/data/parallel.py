@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def pmap(func: Callable[[T], R], items: Sequence[T], *, jobs: int = 1,
+def pmap(func: Callable[[T], R], items: Iterable[T], *, jobs: int = 1,
          progress: Callable[[int], None] | None = None, chunksize: int = 2) -> Iterator[R]:
-    """Map ``func`` over ``items`` in ``jobs`` processes, yielding in order."""
+    """Map ``func`` over ``items`` in ``jobs`` processes, yielding in order.
+
+    ``items`` may be a generator: the pool's feeder thread takes items as the
+    pipe to the workers drains, so they are made a few at a time, not all up
+    front (a sized ``items`` of 0 or 1 runs in-process).
+    """
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    if jobs == 1 or len(items) <= 1:
+    sized = hasattr(items, "__len__")
+    if jobs == 1 or (sized and len(items) <= 1):
         for it in items:
             r = func(it)
             if progress:
@@ -29,7 +35,7 @@ def pmap(func: Callable[[T], R], items: Sequence[T], *, jobs: int = 1,
             yield r
         return
     ctx = mp.get_context("spawn")
-    with ctx.Pool(processes=min(jobs, len(items))) as pool:
+    with ctx.Pool(processes=min(jobs, len(items)) if sized else jobs) as pool:
         for r in pool.imap(func, items, chunksize=chunksize):
             if progress:
                 progress(1)

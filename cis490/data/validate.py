@@ -262,7 +262,8 @@ def write_validation(result: ValidationResult, out: str | Path) -> None:
     table = pa.table({n: [r[n] for r in result.rows] for n, _ in COLUMNS}, schema=schema)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(out) as fh:
-        pq.write_table(table, fh)
+        # row groups of INDEX_BATCH rows: the builders stream the table one group at a time
+        pq.write_table(table, fh, row_group_size=4096)
 
 
 def read_validation(path: str | Path):

@@ -216,36 +216,55 @@ def grid_summary_stats(values: np.ndarray, ends: np.ndarray, length: int) -> np.
     c, n = values.shape
     if ends.size == 0:
         return np.empty((0, c * len(STATS)), np.float32)
-    valid = ~np.isnan(values)
+    # time-major (T, C): every running sum/extremum runs down axis 0 with
+    # contiguous inner loops over the channels (measured ~2x the (C, T) layout)
+    v = np.ascontiguousarray(values.T)
+    valid = ~np.isnan(v)
     vf = valid.astype(np.float64)
+    start = ends - length
     with np.errstate(invalid="ignore", divide="ignore"):
-        shift = np.where(valid.any(1), np.where(valid, values, 0.0).sum(1) / np.maximum(vf.sum(1), 1), 0.0)
-        x = np.where(valid, values - shift[:, None], 0.0)
-        t = np.arange(n, dtype=np.float64)
-        start = ends - length
+        shift = np.where(valid.any(0), np.where(valid, v, 0.0).sum(0) / np.maximum(vf.sum(0), 1), 0.0)
+        x = np.where(valid, v - shift, 0.0)
+        t = np.arange(n, dtype=np.float64)[:, None]
 
-        # all running sums in one cumsum: (6, C, T) -> window sums (6, C, N)
+        # all running sums in one cumsum: (T, 6, C) -> window sums (N, 6, C)
         vt = vf * t
-        terms = np.stack([vf, x, x * x, vt, vt * t, x * t])
-        cs = np.zeros(terms.shape[:2] + (n + 1,))
-        np.cumsum(terms, axis=2, out=cs[:, :, 1:])
-        sums = cs[:, :, ends] - cs[:, :, start]
-        cnt, sx, sxx, st, stt, stx = np.rint(sums[0]), sums[1], sums[2], sums[3], sums[4], sums[5]
+        cs = np.zeros((n + 1, 6, c))
+        np.cumsum(np.stack([vf, x, x * x, vt, vt * t, x * t], axis=1), axis=0, out=cs[1:])
+        sums = cs[ends] - cs[start]
+        cnt, sx, sxx, st, stt, stx = np.rint(sums[:, 0]), sums[:, 1], sums[:, 2], sums[:, 3], sums[:, 4], sums[:, 5]
         mean_s = sx / cnt
         std = np.sqrt(np.maximum(sxx / cnt - mean_s * mean_s, 0.0))
-        mean = mean_s + shift[:, None]
+        mean = mean_s + shift
         dtt = stt - st * st / cnt
         slope = np.where((cnt >= 2) & (dtt > 1e-9), (stx - st * sx / cnt) / dtt, np.nan)
-        win = np.lib.stride_tricks.sliding_window_view(values, length, axis=1)[:, start]  # (C, N, L)
-        mn = np.fmin.reduce(win, axis=-1)
-        mx = np.fmax.reduce(win, axis=-1)
-        li = np.maximum.accumulate(np.where(valid, np.arange(n), -1), axis=1)[:, ends - 1]
-        last = np.where(li >= start, np.take_along_axis(values, np.maximum(li, 0), axis=1), np.nan)
+        mn, mx = (_window_extremum(ufunc, v, length, start) for ufunc in (np.fmin, np.fmax))
+        li = np.maximum.accumulate(np.where(valid, np.arange(n)[:, None], -1), axis=0)[ends - 1]  # (N, C)
+        last = np.where(li >= start[:, None], v[np.maximum(li, 0), np.arange(c)], np.nan)
     none = cnt == 0
     mean[none] = np.nan
     std[none] = np.nan
-    out = np.stack([mean, std, mn, mx, last, slope], axis=-1)  # (C, N, S)
-    return out.transpose(1, 0, 2).reshape(len(ends), c * len(STATS)).astype(np.float32)
+    out = np.stack([mean, std, mn, mx, last, slope], axis=-1)  # (N, C, S): channel-major columns
+    return out.reshape(len(ends), c * len(STATS)).astype(np.float32)
+
+
+def _window_extremum(ufunc, v: np.ndarray, length: int, start: np.ndarray) -> np.ndarray:
+    """NaN-ignoring ``ufunc`` (``np.fmin``/``np.fmax``) of ``v[s:s + length]`` per ``s`` in ``start``.
+
+    ``v`` is time-major ``(T, C)``; the result is ``(len(start), C)``.
+    van Herk / Gil-Werman: cut the time axis into blocks of ``length``; a
+    window is a suffix of one block plus a prefix of the next, so two running
+    extrema per block answer every window in O(T x C), with no (N, L, C)
+    copy of the windows.
+    """
+    n, c = v.shape
+    blocks = -(-n // length)
+    padded = np.full((blocks * length, c), np.nan)
+    padded[:n] = v
+    b = padded.reshape(blocks, length, c)
+    prefix = ufunc.accumulate(b, axis=1).reshape(-1, c)  # over [block start, i]
+    suffix = ufunc.accumulate(b[:, ::-1], axis=1)[:, ::-1].reshape(-1, c)  # over [i, block end]
+    return ufunc(suffix[start], prefix[start + length - 1])
 
 
 def summary_stats(x: np.ndarray) -> np.ndarray:

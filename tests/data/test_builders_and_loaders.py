@@ -12,6 +12,7 @@ import pytest
 
 from cis490.data.channels import REGISTRY, Registry, channel_names
 from cis490.data.features import FEATURES_NAME, build_features
+from cis490.data.features import MANIFEST_NAME as FEATURES_MANIFEST
 from cis490.data.load import load_summary, load_tensors
 from cis490.data.schema import SCHEMA_NAME, feature_names, schema_bytes
 from cis490.data.tensors import MANIFEST_NAME, build_tensors
@@ -116,7 +117,9 @@ def test_builders_refuse_a_tarball_changed_since_validation(tiny_store, tiny_val
     (store / victim.path).write_bytes((store / val[val.status == "degraded"].iloc[0].path).read_bytes())
     with pytest.raises(ValueError, match="changed since validation"):
         build_features(tiny_validation[0], store, tmp_path / "f", window=WINDOW)
-    assert not (tmp_path / "f" / FEATURES_NAME).exists()  # nothing half-written published
+    assert not (tmp_path / "f" / FEATURES_MANIFEST).exists()  # nothing half-written published
+    with pytest.raises(ValueError, match="features not built"):
+        load_summary(tmp_path / "f", "oracle")
 
 
 def test_loaders_refuse_a_schema_from_another_registry(tiny_features, tiny_tensors, tmp_path):
@@ -130,10 +133,7 @@ def test_loaders_refuse_a_schema_from_another_registry(tiny_features, tiny_tenso
 
 
 def test_tensors_split_into_several_shards_load_the_same(tiny_store, tiny_validation, tiny_tensors, tmp_path, monkeypatch):
-    import cis490.data.tensors as tensors_mod
-
-    monkeypatch.setattr(tensors_mod, "SHARD_WINDOWS", 15)  # about one shard per episode pair
-    build_tensors(tiny_validation[0], tiny_store[0], tmp_path / "t", window=WINDOW)
+    build_tensors(tiny_validation[0], tiny_store[0], tmp_path / "t", window=WINDOW, shard_episodes=2)
     manifest = json.loads((tmp_path / "t" / MANIFEST_NAME).read_text())
     for h in manifest["hosts"].values():
         assert len(h["shards"]) >= 2 and sum(s["windows"] for s in h["shards"]) == h["windows"]
@@ -141,5 +141,20 @@ def test_tensors_split_into_several_shards_load_the_same(tiny_store, tiny_valida
     np.testing.assert_array_equal(np.asarray(many.X), np.asarray(one.X))
     np.testing.assert_array_equal(np.asarray(many.mask), np.asarray(one.mask))
     assert many.meta.equals(one.meta)
+    # shard k of a host = that host's episodes [2k, 2k + 2): the same bytes with two workers
+    build_tensors(tiny_validation[0], tiny_store[0], tmp_path / "t2", window=WINDOW, shard_episodes=2, jobs=2)
+    assert _tree_bytes(tmp_path / "t2") == _tree_bytes(tmp_path / "t")
+    for host, h in manifest["hosts"].items():
+        eps = sorted(set(one.meta.episode_id[one.meta.host_id == host]))
+        assert [s["episodes"] for s in h["shards"]] == [len(eps[i:i + 2]) for i in range(0, len(eps), 2)]
+        w = pq.read_table(tmp_path / "t" / h["dir"] / "windows.parquet").to_pandas()
+        for k, s in enumerate(h["shards"]):
+            assert sorted(set(w.episode_id[w.shard == k])) == eps[2 * k: 2 * k + 2]
+            assert sorted(w.row[w.shard == k]) == list(range(s["windows"]))
+    # a rebuild with larger shards removes the files the new manifest does not list
+    build_tensors(tiny_validation[0], tiny_store[0], tmp_path / "t", window=WINDOW)
+    assert sorted(p.name for p in (tmp_path / "t" / "host=k-gamingcom").glob("shard-*")) == \
+        ["shard-00000.mask.npy", "shard-00000.x.npy"]
+    build_tensors(tiny_validation[0], tiny_store[0], tmp_path / "t", window=WINDOW, shard_episodes=2)
     shard = np.load(tmp_path / "t" / "host=k-gamingcom" / "shard-00001.x.npy", mmap_mode="r")
     assert shard.dtype == np.float32 and shard.shape[1:] == (len(REGISTRY.channels), WINDOW.length_s)

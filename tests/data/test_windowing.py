@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -154,3 +156,21 @@ def test_grid_summary_stats_equal_the_per_window_reference():
     np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
     scale = np.array([np.nanstd(v) if not np.isnan(v).all() else 0.0 for v in values])[None, :, None] + 1.0
     np.testing.assert_allclose(fast / scale, ref / scale, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("n,length", [(90, 20), (80, 20), (20, 20), (7, 1), (45, 7)])
+def test_window_extrema_equal_a_direct_nan_min_and_max(n, length):
+    """van Herk min/max (block suffix + prefix) equal np.nanmin/nanmax of each window, exactly."""
+    from cis490.data.windows import _window_extremum
+
+    rng = np.random.default_rng(n * 100 + length)
+    values = rng.normal(size=(4, n)) * 1e3
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[3] = np.nan
+    start = np.arange(0, n - length + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
+        want_min = np.stack([np.nanmin(values[:, s:s + length], axis=1) for s in start], axis=1)
+        want_max = np.stack([np.nanmax(values[:, s:s + length], axis=1) for s in start], axis=1)
+    np.testing.assert_array_equal(_window_extremum(np.fmin, values.T.copy(), length, start), want_min.T)
+    np.testing.assert_array_equal(_window_extremum(np.fmax, values.T.copy(), length, start), want_max.T)
