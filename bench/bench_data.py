@@ -11,7 +11,8 @@ Sections:
    JSON parse of the same tarballs, nothing else), of the summary-feature
    builder and of the tensor builder, each at ``--jobs 1`` and ``--jobs 2``
    (best of ``--repeat`` interleaved rounds; builders include their
-   parquet/npy writes);
+   parquet/npy writes), and CPU ms per episode (the process and its pool
+   workers: steadier than wall time on a VM whose speed drifts);
 2. peak RSS of ``cis490 features`` and ``cis490 tensors`` (one fresh process
    each; at ``--jobs 2`` the largest of the parent and its two workers) at
    two store sizes (``--sizes``): it must stay flat.
@@ -63,6 +64,13 @@ def make_data(base: Path, per_host: int, duration: int) -> Path:
     return d
 
 
+def _cpu_s() -> float:
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -85,25 +93,32 @@ def throughput(d: Path, repeat: int) -> dict:
     n = len(refs)
     items = [(store, r.path) for r in refs]
     stages = {
-        "floor": lambda j, p: sum(pmap(_decode_one, items, jobs=j, progress=p)),
+        # chunks of 32: the floor pays as little per-task overhead as the builders (a part/shard per task)
+        "floor": lambda j, p: sum(pmap(_decode_one, items, jobs=j, progress=p, chunksize=32)),
         "features": lambda j, p: build_features(val, store, d / f"feat-j{j}", jobs=j, progress=p),
         "tensors": lambda j, p: build_tensors(val, store, d / f"tens-j{j}", jobs=j, progress=p),
     }
     # Interleaved rounds, best of each: the machine is shared, so a stage's
     # best run is the closest to its cost; interleaving keeps the ratios fair.
+    # CPU seconds (this process + the pool workers it reaped) are steadier
+    # than wall time on a VM whose speed drifts: they compare the work done.
     e2e: dict[str, float] = {}
     steady: dict[str, float] = {}
+    cpu_ms: dict[str, float] = {}
     for _ in range(repeat):
         for jobs in (1, 2):
             for name, fn in stages.items():
                 stamps: list[tuple[float, int]] = []  # (time, episodes done so far)
+                c0 = _cpu_s()
                 t = time.perf_counter()
                 fn(jobs, lambda k=1: stamps.append((time.perf_counter(), (stamps[-1][1] if stamps else 0) + k)))
                 key = f"{name}_j{jobs}"
                 e2e[key] = max(e2e.get(key, 0.0), n / (time.perf_counter() - t))
-                (t0, c0), (t1, c1) = stamps[0], stamps[-1]
-                steady[key] = max(steady.get(key, 0.0), (c1 - c0) / max(t1 - t0, 1e-9))
-    out: dict = {"episodes": n, "e2e": e2e, "steady": steady}
+                cpu_ms[key] = min(cpu_ms.get(key, float("inf")), (_cpu_s() - c0) / n * 1e3)
+                (t0, c0_), (t1, c1) = stamps[0], stamps[-1]
+                if len(stamps) >= 8:  # the builders report per part/shard: too few reports say nothing
+                    steady[key] = max(steady.get(key, 0.0), (c1 - c0_) / max(t1 - t0, 1e-9))
+    out: dict = {"episodes": n, "e2e": e2e, "steady": steady, "cpu_ms_per_episode": cpu_ms}
     tensor_bytes = sum(p.stat().st_size for p in (d / "tens-j1").rglob("*.npy"))
     out["tensor_bytes_per_episode"] = tensor_bytes / n
     out["identical_across_jobs"] = all(_tree(d / f"{k}-j1") == _tree(d / f"{k}-j2") for k in ("feat", "tens"))
@@ -126,7 +141,7 @@ def main() -> int:
     ap.add_argument("--episodes-per-host", type=int, default=1000)
     ap.add_argument("--duration-s", type=int, default=120)
     ap.add_argument("--sizes", default="250,1000", help="two episodes-per-host values for the RSS check")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--dir", default=None)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", action="store_true", help="also print the numbers as JSON")
@@ -142,15 +157,23 @@ def main() -> int:
         print(f"\n1. throughput over {r['episodes']} usable episodes (episodes/s, best of {a.repeat} "
               "interleaved rounds)")
         print(f"   {'':<10}{'end-to-end':^30}{'steady state':^30}")
-        print(f"   {'stage':<10}" + f"{'jobs 1':>8}{'jobs 2':>8}{'x':>6}{'/floor':>8}" * 2 + f"{'x/floor x':>11}")
+        print(f"   {'stage':<10}" + f"{'jobs 1':>8}{'jobs 2':>8}{'x':>6}{'/floor':>8}" * 2 + f"{'e2e x/floor x':>15}")
         for k in ("floor", "features", "tensors"):
             cells = ""
             for kind in ("e2e", "steady"):
-                j1, j2 = r[kind][f"{k}_j1"], r[kind][f"{k}_j2"]
+                j1, j2 = r[kind].get(f"{k}_j1"), r[kind].get(f"{k}_j2")
+                if j1 is None or j2 is None or "floor_j1" not in r[kind]:
+                    cells += f"{'(store too small)':>30}"
+                    continue
                 cells += f"{j1:>8.1f}{j2:>8.1f}{j2 / j1:>6.2f}{j1 / r[kind]['floor_j1']:>8.0%}"
-            steady_x = r["steady"][f"{k}_j2"] / r["steady"][f"{k}_j1"]
-            floor_x = r["steady"]["floor_j2"] / r["steady"]["floor_j1"]
-            print(f"   {k:<10}{cells}{steady_x / floor_x:>11.0%}")
+            e = r["e2e"]
+            print(f"   {k:<10}{cells}{(e[f'{k}_j2'] / e[f'{k}_j1']) / (e['floor_j2'] / e['floor_j1']):>11.0%}")
+        cpu = r["cpu_ms_per_episode"]
+        print("   CPU ms per episode (this process + its workers, start-up included; least of the rounds):")
+        for k in ("floor", "features", "tensors"):
+            j1, j2 = cpu[f"{k}_j1"], cpu[f"{k}_j2"]
+            print(f"   {k:<10}jobs 1 {j1:5.2f}  jobs 2 {j2:5.2f} (+{j2 / j1 - 1:.0%} for parallelism)"
+                  f"   floor / this at jobs 1: {cpu['floor_j1'] / j1:.0%}")
         print(f"   outputs byte-identical across jobs: {r['identical_across_jobs']}; "
               f"load average after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
@@ -164,10 +187,10 @@ def main() -> int:
                   + "   ".join(f"{v} {rss[s][f'{v}_j1']:6.1f} / {rss[s][f'{v}_j2']:6.1f}" for v in ("features", "tensors")))
 
         per_ep = r["tensor_bytes_per_episode"]
-        f2, t2 = r["steady"]["features_j2"], r["steady"]["tensors_j2"]
+        f2, t2 = (r["steady"].get(k, r["e2e"][k]) for k in ("features_j2", "tensors_j2"))
         print(f"\n3. full scale ({FULL_EPISODES} episodes of {a.duration_s} s), at the steady jobs-2 rates above")
         print(f"   features {FULL_EPISODES / f2 / 3600:5.2f} h   tensors {FULL_EPISODES / t2 / 3600:5.2f} h   "
-              f"decode floor {FULL_EPISODES / r['steady']['floor_j2'] / 3600:5.2f} h")
+              f"decode floor {FULL_EPISODES / r['steady'].get('floor_j2', r['e2e']['floor_j2']) / 3600:5.2f} h")
         print(f"   tensor shards {per_ep / 1e3:.0f} kB/episode -> {per_ep * FULL_EPISODES / 1e9:.1f} GB "
               f"(seed: ~{FULL_TENSOR_GB:.0f} GB, i.e. ~{FULL_TENSOR_GB * 1e9 / FULL_EPISODES / 1e3:.0f} kB/episode;"
               f" time scales with episode duration)")

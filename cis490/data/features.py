@@ -41,7 +41,7 @@ from .arrow import from_numpy, repeat_strings
 from .channels import DEFAULT_WINDOW, REGISTRY, WindowSpec
 from .episode import read_episode
 from .schema import META_COLUMNS, SCHEMA_NAME, feature_names, schema_bytes
-from .windows import NS, episode_grid, grid_summary_stats, make_windows, window_ends
+from .windows import NS, episode_grid, grid_summary_stats_many, make_windows, window_ends
 
 __all__ = ["FEATURES_NAME", "MANIFEST_NAME", "PART_EPISODES", "EpisodeIndex", "EpisodeRef", "BuildSummary",
            "usable_episodes", "episode_windows",
@@ -182,11 +182,12 @@ def episode_windows(store: str, ref: EpisodeRef, window: WindowSpec):
     return make_windows(episode_grid_checked(store, ref), window)
 
 
-def _features_one(store: str, ref: EpisodeRef, window: WindowSpec):
-    grid = episode_grid_checked(store, ref)
-    ends = window_ends(grid.values.shape[1], window, grid.labels)
-    feats = grid_summary_stats(grid.values, ends, window.length_s)
-    return ref, grid.labels[ends - 1], grid.t0_wall_ns + ends * NS, feats
+def _features_many(store: str, refs: list[EpisodeRef], window: WindowSpec) -> list:
+    """``(ref, labels, t_end_ns, features)`` per episode; statistics vectorised over the episodes."""
+    grids = [episode_grid_checked(store, r) for r in refs]
+    ends = [window_ends(g.values.shape[1], window, g.labels) for g in grids]
+    feats = grid_summary_stats_many([g.values for g in grids], ends, window.length_s)
+    return [(r, g.labels[e - 1], g.t0_wall_ns + e * NS, f) for r, g, e, f in zip(refs, grids, ends, feats)]
 
 
 def _arrow_schema(validation_sha: str, schema_sha: str):
@@ -237,7 +238,7 @@ def part_name(k: int) -> str:
 def _features_part(args: tuple[str, Path, int, list[EpisodeRef], WindowSpec, str, str]) -> dict:
     """Build and publish part ``k`` (runs in a pool worker, or in-process at ``--jobs 1``)."""
     store, parts_dir, k, refs, window, validation_sha, schema_sha = args
-    table = _batch_table([_features_one(store, r, window) for r in refs], _arrow_schema(validation_sha, schema_sha))
+    table = _batch_table(_features_many(store, refs, window), _arrow_schema(validation_sha, schema_sha))
     write_part(parts_dir / part_name(k), table)
     return {"name": part_name(k), "episodes": len(refs), "windows": table.num_rows,
             "first_episode": refs[0].episode_id if refs else "", "last_episode": refs[-1].episode_id if refs else ""}

@@ -32,7 +32,7 @@ from .channels import PHASES, REGISTRY, SOURCES, Registry, WindowSpec
 from .episode import Episode, EpisodeError
 
 __all__ = ["Grid", "episode_grid", "counter_rate", "phase_per_second", "make_windows",
-           "window_ends", "grid_summary_stats", "summary_stats", "STATS"]
+           "window_ends", "grid_summary_stats", "grid_summary_stats_many", "summary_stats", "STATS"]
 
 NS = 1_000_000_000
 STATS = ("mean", "std", "min", "max", "last", "slope")
@@ -213,58 +213,94 @@ def grid_summary_stats(values: np.ndarray, ends: np.ndarray, length: int) -> np.
     by each channel's episode mean first, so the sums of squares do not lose
     the variance of large-valued channels (bytes) to cancellation.
     """
-    c, n = values.shape
-    if ends.size == 0:
-        return np.empty((0, c * len(STATS)), np.float32)
-    # time-major (T, C): every running sum/extremum runs down axis 0 with
-    # contiguous inner loops over the channels (measured ~2x the (C, T) layout)
-    v = np.ascontiguousarray(values.T)
+    return grid_summary_stats_many([values], [ends], length)[0]
+
+
+# episodes x seconds per vectorised call of grid_summary_stats_many: enough to
+# amortise numpy's per-call overhead (~45 calls), small enough that the
+# (E, T, 6, C) running sums stay a few MB whatever the episodes' length
+BATCH_SECONDS = 2048
+
+
+def grid_summary_stats_many(values: list[np.ndarray], ends: list[np.ndarray], length: int) -> list[np.ndarray]:
+    """``grid_summary_stats`` of several episodes, vectorised over batches of them.
+
+    Bit-identical to one call per episode: episodes are stacked on a new
+    leading axis (shorter ones padded with NaN, which is "not observed" and
+    never inside a window), and every sum runs within one episode.
+    """
+    out: list[np.ndarray] = []
+    i = 0
+    while i < len(values):
+        j, span = i + 1, values[i].shape[1]
+        while j < len(values) and (j - i + 1) * max(span, values[j].shape[1]) <= BATCH_SECONDS:
+            span = max(span, values[j].shape[1])
+            j += 1
+        out += _stats_batch(values[i:j], ends[i:j], length)
+        i = j
+    return out
+
+
+def _stats_batch(values: list[np.ndarray], ends: list[np.ndarray], length: int) -> list[np.ndarray]:
+    c = values[0].shape[0]
+    counts = [len(e) for e in ends]
+    if sum(counts) == 0:
+        return [np.empty((0, c * len(STATS)), np.float32) for _ in values]
+    n = max(max(v.shape[1] for v in values), length)
+    # time-major (E, T, C): every running sum/extremum runs down the time
+    # axis with contiguous inner loops over the channels
+    v = np.full((len(values), n, c), np.nan)
+    for k, val in enumerate(values):
+        v[k, : val.shape[1]] = val.T
+    ep = np.repeat(np.arange(len(values)), counts)  # (N,) episode of each window
+    end = np.concatenate(ends).astype(np.int64)
+    start = end - length
     valid = ~np.isnan(v)
     vf = valid.astype(np.float64)
-    start = ends - length
     with np.errstate(invalid="ignore", divide="ignore"):
-        shift = np.where(valid.any(0), np.where(valid, v, 0.0).sum(0) / np.maximum(vf.sum(0), 1), 0.0)
-        x = np.where(valid, v - shift, 0.0)
-        t = np.arange(n, dtype=np.float64)[:, None]
+        shift = np.where(valid.any(1), np.where(valid, v, 0.0).sum(1) / np.maximum(vf.sum(1), 1), 0.0)  # (E, C)
+        x = np.where(valid, v - shift[:, None, :], 0.0)
+        t = np.arange(n, dtype=np.float64)[None, :, None]
 
-        # all running sums in one cumsum: (T, 6, C) -> window sums (N, 6, C)
+        # all running sums in one cumsum: (E, T, 6, C) -> window sums (N, 6, C)
         vt = vf * t
-        cs = np.zeros((n + 1, 6, c))
-        np.cumsum(np.stack([vf, x, x * x, vt, vt * t, x * t], axis=1), axis=0, out=cs[1:])
-        sums = cs[ends] - cs[start]
+        cs = np.zeros((len(values), n + 1, 6, c))
+        np.cumsum(np.stack([vf, x, x * x, vt, vt * t, x * t], axis=2), axis=1, out=cs[:, 1:])
+        sums = cs[ep, end] - cs[ep, start]
         cnt, sx, sxx, st, stt, stx = np.rint(sums[:, 0]), sums[:, 1], sums[:, 2], sums[:, 3], sums[:, 4], sums[:, 5]
         mean_s = sx / cnt
         std = np.sqrt(np.maximum(sxx / cnt - mean_s * mean_s, 0.0))
-        mean = mean_s + shift
+        mean = mean_s + shift[ep]
         dtt = stt - st * st / cnt
         slope = np.where((cnt >= 2) & (dtt > 1e-9), (stx - st * sx / cnt) / dtt, np.nan)
-        mn, mx = (_window_extremum(ufunc, v, length, start) for ufunc in (np.fmin, np.fmax))
-        li = np.maximum.accumulate(np.where(valid, np.arange(n)[:, None], -1), axis=0)[ends - 1]  # (N, C)
-        last = np.where(li >= start[:, None], v[np.maximum(li, 0), np.arange(c)], np.nan)
+        mn, mx = (_window_extremum(ufunc, v, length, ep, start) for ufunc in (np.fmin, np.fmax))
+        li = np.maximum.accumulate(np.where(valid, np.arange(n)[None, :, None], -1), axis=1)[ep, end - 1]  # (N, C)
+        last = np.where(li >= start[:, None], v[ep[:, None], np.maximum(li, 0), np.arange(c)], np.nan)
     none = cnt == 0
     mean[none] = np.nan
     std[none] = np.nan
     out = np.stack([mean, std, mn, mx, last, slope], axis=-1)  # (N, C, S): channel-major columns
-    return out.reshape(len(ends), c * len(STATS)).astype(np.float32)
+    flat = out.reshape(len(end), c * len(STATS)).astype(np.float32)
+    return np.split(flat, np.cumsum(counts)[:-1])
 
 
-def _window_extremum(ufunc, v: np.ndarray, length: int, start: np.ndarray) -> np.ndarray:
-    """NaN-ignoring ``ufunc`` (``np.fmin``/``np.fmax``) of ``v[s:s + length]`` per ``s`` in ``start``.
+def _window_extremum(ufunc, v: np.ndarray, length: int, ep: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """NaN-ignoring ``ufunc`` (``np.fmin``/``np.fmax``) of ``v[e, s:s + length]`` per window ``(e, s)``.
 
-    ``v`` is time-major ``(T, C)``; the result is ``(len(start), C)``.
+    ``v`` is ``(E, T, C)``; the result is ``(len(start), C)``.
     van Herk / Gil-Werman: cut the time axis into blocks of ``length``; a
     window is a suffix of one block plus a prefix of the next, so two running
     extrema per block answer every window in O(T x C), with no (N, L, C)
     copy of the windows.
     """
-    n, c = v.shape
+    e, n, c = v.shape
     blocks = -(-n // length)
-    padded = np.full((blocks * length, c), np.nan)
-    padded[:n] = v
-    b = padded.reshape(blocks, length, c)
-    prefix = ufunc.accumulate(b, axis=1).reshape(-1, c)  # over [block start, i]
-    suffix = ufunc.accumulate(b[:, ::-1], axis=1)[:, ::-1].reshape(-1, c)  # over [i, block end]
-    return ufunc(suffix[start], prefix[start + length - 1])
+    padded = np.full((e, blocks * length, c), np.nan)
+    padded[:, :n] = v
+    b = padded.reshape(e, blocks, length, c)
+    prefix = ufunc.accumulate(b, axis=2).reshape(e, -1, c)  # over [block start, i]
+    suffix = ufunc.accumulate(b[:, :, ::-1], axis=2)[:, :, ::-1].reshape(e, -1, c)  # over [i, block end]
+    return ufunc(suffix[ep, start], prefix[ep, start + length - 1])
 
 
 def summary_stats(x: np.ndarray) -> np.ndarray:

@@ -172,5 +172,31 @@ def test_window_extrema_equal_a_direct_nan_min_and_max(n, length):
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
         want_min = np.stack([np.nanmin(values[:, s:s + length], axis=1) for s in start], axis=1)
         want_max = np.stack([np.nanmax(values[:, s:s + length], axis=1) for s in start], axis=1)
-    np.testing.assert_array_equal(_window_extremum(np.fmin, values.T.copy(), length, start), want_min.T)
-    np.testing.assert_array_equal(_window_extremum(np.fmax, values.T.copy(), length, start), want_max.T)
+    ep = np.zeros(len(start), np.int64)
+    np.testing.assert_array_equal(_window_extremum(np.fmin, values.T[None].copy(), length, ep, start), want_min.T)
+    np.testing.assert_array_equal(_window_extremum(np.fmax, values.T[None].copy(), length, ep, start), want_max.T)
+
+
+def test_batched_statistics_are_bit_identical_to_one_episode_at_a_time(monkeypatch):
+    """Episodes of different lengths (padding), with no windows, across batch edges."""
+    import cis490.data.windows as wmod
+    from cis490.data.windows import grid_summary_stats, grid_summary_stats_many, window_ends
+
+    rng = np.random.default_rng(5)
+    spec = WindowSpec(20, 3)
+    vals, ends = [], []
+    for n in (90, 45, 120, 19, 60, 200, 33):
+        v = rng.normal(size=(5, n)) * np.array([1, 1e3, 1e6, 1e9, 1])[:, None]
+        v[rng.random(v.shape) < 0.2] = np.nan
+        v[4] = np.nan
+        vals.append(v)
+        ends.append(window_ends(n, spec, np.zeros(n, np.int64)))
+    assert len(ends[3]) == 0  # an episode shorter than a window
+    one = [grid_summary_stats(v, e, spec.length_s) for v, e in zip(vals, ends)]
+    for budget in (wmod.BATCH_SECONDS, 250, 1):  # all at once, a few per batch, one per batch
+        monkeypatch.setattr(wmod, "BATCH_SECONDS", budget)
+        many = grid_summary_stats_many(vals, ends, spec.length_s)
+        assert len(many) == len(one)
+        for a, b in zip(many, one):
+            assert a.shape == b.shape and a.dtype == np.float32
+            np.testing.assert_array_equal(a, b)
