@@ -18,6 +18,9 @@ Sections:
    two store sizes (``--sizes``): it must stay flat.
    Both sizes should be past the first ~300 episodes, over which the
    allocators warm up (+10-20 MiB, whatever the store size);
+1b. the same comparisons, paired: the floor and each builder's per-part
+   function on the same block of episodes back to back, in this process and
+   in a warm pool of 2 -- the numbers to trust on a VM whose speed drifts;
 3. extrapolation to the seed's full scale (~48 k episodes, ~12 GB tensors).
 
 Everything runs in a temporary directory (``--dir``), removed unless ``--keep``.
@@ -125,6 +128,58 @@ def throughput(d: Path, repeat: int) -> dict:
     return out
 
 
+def _floor_chunk(items) -> int:
+    return sum(_decode_one(it) for it in items)
+
+
+def paired(d: Path, rounds: int, block: int = 4) -> dict:
+    """Drift-robust ratios: the same episodes, back to back.
+
+    For each block of ``block`` parts (features) or shards (tensors): the
+    decode floor of those episodes and the builder's own per-part function
+    (what ``build_features``/``build_tensors`` run per task), first in this
+    process (jobs 1), then in a warm pool of 2 (jobs 2; no start-up). Sums
+    over all blocks and ``rounds``: a drift of the VM's speed hits both sides
+    of every ratio alike.
+    """
+    import multiprocessing as mp
+
+    from cis490.data.channels import DEFAULT_WINDOW
+    from cis490.data.features import FEATURES_NAME, PART_EPISODES, EpisodeIndex, _features_part, file_sha256
+    from cis490.data.tensors import SHARD_EPISODES, _host_chunks, _tensors_shard
+
+    store, val = str(d / "store"), d / "validation_v1.parquet"
+    refs = list(EpisodeIndex(val))
+    parts = [refs[i:i + PART_EPISODES] for i in range(0, len(refs), PART_EPISODES)]
+    shards = list(_host_chunks(refs, SHARD_EPISODES))
+    fdir = d / "paired-f" / FEATURES_NAME
+    fdir.mkdir(parents=True, exist_ok=True)
+    vsha = file_sha256(val)
+    stages = {
+        "features": ([[(store, r.path) for r in c] for c in parts], _features_part,
+                     [(store, fdir, k, c, DEFAULT_WINDOW, vsha, "bench") for k, c in enumerate(parts)]),
+        "tensors": ([[(store, r.path) for r in c] for _, _, c in shards], _tensors_shard,
+                    [(store, d / "paired-t" / f"host={h}", f"shard-{k:05d}", c, DEFAULT_WINDOW) for h, k, c in shards]),
+    }
+    t = {(st, side, j): 0.0 for st in stages for side in ("floor", "build") for j in (1, 2)}
+    with mp.get_context("spawn").Pool(2) as pool:
+        pool.map(_floor_chunk, [stages["features"][0][0][:1]] * 2)  # both workers started and warm
+        for _ in range(rounds):
+            for name, (floor_tasks, fn, tasks) in stages.items():
+                for b in range(0, len(tasks), block):
+                    for side, f, ts in (("floor", _floor_chunk, floor_tasks[b:b + block]), ("build", fn, tasks[b:b + block])):
+                        t0 = time.perf_counter()
+                        for task in ts:
+                            f(task)
+                        t1 = time.perf_counter()
+                        pool.map(f, ts, chunksize=1)
+                        t[(name, side, 1)] += t1 - t0
+                        t[(name, side, 2)] += time.perf_counter() - t1
+    return {name: {"of_floor_j1": t[(name, "floor", 1)] / t[(name, "build", 1)],
+                   "scaling": t[(name, "build", 1)] / t[(name, "build", 2)],
+                   "floor_scaling": t[(name, "floor", 1)] / t[(name, "floor", 2)]} for name in stages}
+
+
 def peak_rss_mib(verb: str, d: Path, jobs: int) -> float:
     """Peak RSS of one ``cis490 VERB`` process or of its largest worker (a fresh parent
     reads RUSAGE_CHILDREN, which covers every descendant it waited for)."""
@@ -177,6 +232,13 @@ def main() -> int:
         print(f"   outputs byte-identical across jobs: {r['identical_across_jobs']}; "
               f"load average after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
+        pr = paired(d, a.repeat // 2 or 1)
+        print(f"\n1b. paired: the same episodes back to back, block by block ({a.repeat // 2 or 1} round(s)), "
+              "warm pool of 2 for jobs 2")
+        for k, v in pr.items():
+            print(f"   {k:<10}jobs 1 at {v['of_floor_j1']:.0%} of the floor;  jobs 2 / jobs 1 x{v['scaling']:.2f}"
+                  f"  (the floor's x{v['floor_scaling']:.2f} on the same episodes: {v['scaling'] / v['floor_scaling']:.0%})")
+
         sizes = [int(s) for s in a.sizes.split(",")]
         print("\n2. peak RSS (MiB) of one process: --jobs 1, and the largest process of --jobs 2")
         rss = {}
@@ -195,7 +257,7 @@ def main() -> int:
               f"(seed: ~{FULL_TENSOR_GB:.0f} GB, i.e. ~{FULL_TENSOR_GB * 1e9 / FULL_EPISODES / 1e3:.0f} kB/episode;"
               f" time scales with episode duration)")
         if a.json:
-            print(json.dumps({"throughput": r, "rss_mib": rss}, indent=1))
+            print(json.dumps({"throughput": r, "paired": pr, "rss_mib": rss}, indent=1))
     finally:
         if a.keep:
             print(f"\nkept {base}")
