@@ -205,36 +205,37 @@ def window_ends(n: int, spec: WindowSpec, labels: np.ndarray) -> np.ndarray:
 
 
 def grid_summary_stats(values: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
-    """``summary_stats`` of the windows ``[e - length, e)`` computed on the grid.
-
-    Same result as ``summary_stats(make_windows(...)[0])`` (to float rounding)
-    but O(C x T) for mean/std/slope/last via running sums, instead of
-    O(C x N x L): overlapping windows share their sums. Values are shifted
-    by each channel's episode mean first, so the sums of squares do not lose
-    the variance of large-valued channels (bytes) to cancellation.
-    """
+    """``summary_stats`` of the windows ``[e - length, e)`` of a ``(C, T)`` grid."""
     return grid_summary_stats_many([values], [ends], length)[0]
 
 
-# episodes x seconds per vectorised call of grid_summary_stats_many: enough to
-# amortise numpy's per-call overhead (~45 calls), small enough that the
-# (E, T, 6, C) running sums stay a few MB whatever the episodes' length
-BATCH_SECONDS = 2048
+# window values (windows x length x channels) per vectorised call of
+# grid_summary_stats_many: enough to amortise numpy's per-call overhead,
+# small enough that the gathered windows and their temporaries stay ~10 MB
+BATCH_VALUES = 1 << 20
 
 
 def grid_summary_stats_many(values: list[np.ndarray], ends: list[np.ndarray], length: int) -> list[np.ndarray]:
     """``grid_summary_stats`` of several episodes, vectorised over batches of them.
 
-    Bit-identical to one call per episode: episodes are stacked on a new
-    leading axis (shorter ones padded with NaN, which is "not observed" and
-    never inside a window), and every sum runs within one episode.
+    Every statistic is computed **from the window's own values**, never as a
+    difference of running sums: a running sum is exact only to ~eps x its
+    size, which on bytes-scale channels turned a constant window beside a
+    burst into std 0.5 on a 1e9 scale (session 2). Moments are taken about a
+    pivot inside the window (its first observed value: the "shifted data"
+    algorithm), so a constant window has std and slope exactly 0 and a
+    window far from the episode's level loses nothing to cancellation.
+    Cost O(N x L x C); at the default L = 20 that is a few hundred
+    microseconds per episode. Bit-identical to one call per episode.
     """
     out: list[np.ndarray] = []
+    c = values[0].shape[0] if values else 0
+    per_window = max(1, length * c)
     i = 0
     while i < len(values):
-        j, span = i + 1, values[i].shape[1]
-        while j < len(values) and (j - i + 1) * max(span, values[j].shape[1]) <= BATCH_SECONDS:
-            span = max(span, values[j].shape[1])
+        j, windows = i + 1, len(ends[i])
+        while j < len(values) and (windows + len(ends[j])) * per_window <= BATCH_VALUES:
+            windows += len(ends[j])
             j += 1
         out += _stats_batch(values[i:j], ends[i:j], length)
         i = j
@@ -247,60 +248,37 @@ def _stats_batch(values: list[np.ndarray], ends: list[np.ndarray], length: int) 
     if sum(counts) == 0:
         return [np.empty((0, c * len(STATS)), np.float32) for _ in values]
     n = max(max(v.shape[1] for v in values), length)
-    # time-major (E, T, C): every running sum/extremum runs down the time
-    # axis with contiguous inner loops over the channels
-    v = np.full((len(values), n, c), np.nan)
+    v = np.full((len(values), n, c), np.nan)  # time-major, shorter episodes padded with "not observed"
     for k, val in enumerate(values):
         v[k, : val.shape[1]] = val.T
-    ep = np.repeat(np.arange(len(values)), counts)  # (N,) episode of each window
-    end = np.concatenate(ends).astype(np.int64)
-    start = end - length
-    valid = ~np.isnan(v)
-    vf = valid.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shift = np.where(valid.any(1), np.where(valid, v, 0.0).sum(1) / np.maximum(vf.sum(1), 1), 0.0)  # (E, C)
-        x = np.where(valid, v - shift[:, None, :], 0.0)
-        t = np.arange(n, dtype=np.float64)[None, :, None]
-
-        # all running sums in one cumsum: (E, T, 6, C) -> window sums (N, 6, C)
-        vt = vf * t
-        cs = np.zeros((len(values), n + 1, 6, c))
-        np.cumsum(np.stack([vf, x, x * x, vt, vt * t, x * t], axis=2), axis=1, out=cs[:, 1:])
-        sums = cs[ep, end] - cs[ep, start]
-        cnt, sx, sxx, st, stt, stx = np.rint(sums[:, 0]), sums[:, 1], sums[:, 2], sums[:, 3], sums[:, 4], sums[:, 5]
-        mean_s = sx / cnt
-        std = np.sqrt(np.maximum(sxx / cnt - mean_s * mean_s, 0.0))
-        mean = mean_s + shift[ep]
-        dtt = stt - st * st / cnt
-        slope = np.where((cnt >= 2) & (dtt > 1e-9), (stx - st * sx / cnt) / dtt, np.nan)
-        mn, mx = (_window_extremum(ufunc, v, length, ep, start) for ufunc in (np.fmin, np.fmax))
-        li = np.maximum.accumulate(np.where(valid, np.arange(n)[None, :, None], -1), axis=1)[ep, end - 1]  # (N, C)
-        last = np.where(li >= start[:, None], v[ep[:, None], np.maximum(li, 0), np.arange(c)], np.nan)
+    ep = np.repeat(np.arange(len(values)), counts)
+    start = np.concatenate(ends).astype(np.int64) - length
+    w = v[ep[:, None], start[:, None] + np.arange(length)]  # (N, L, C): the windows' own values
+    invalid = np.isnan(w)
+    valid = ~invalid
+    cnt = valid.sum(1)  # (N, C)
     none = cnt == 0
-    mean[none] = np.nan
-    std[none] = np.nan
+    t = np.arange(length, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pivot = np.take_along_axis(w, np.argmax(valid, axis=1)[:, None, :], axis=1)[:, 0]  # first observed value
+        d = w - pivot[:, None, :]
+        d[invalid] = 0.0
+        m1 = d.sum(1) / cnt
+        mean = pivot + m1
+        std = np.sqrt(np.maximum(np.einsum("nlc,nlc->nc", d, d) / cnt - m1 * m1, 0.0))
+        # time sums over the observed seconds are exact (small integers)
+        vf = valid.astype(np.float64)
+        st = np.einsum("l,nlc->nc", t, vf)
+        stt = np.einsum("l,nlc->nc", t * t, vf) - st * st / cnt
+        slope = np.where((cnt >= 2) & (stt > 0), (np.einsum("l,nlc->nc", t, d) - st * m1) / stt, np.nan)
+        mn = np.fmin.reduce(w, axis=1)
+        mx = np.fmax.reduce(w, axis=1)
+        last = np.take_along_axis(w, (length - 1 - np.argmax(valid[:, ::-1], axis=1))[:, None, :], axis=1)[:, 0]
+    for a in (mean, std, last):
+        a[none] = np.nan
     out = np.stack([mean, std, mn, mx, last, slope], axis=-1)  # (N, C, S): channel-major columns
-    flat = out.reshape(len(end), c * len(STATS)).astype(np.float32)
+    flat = out.reshape(len(start), c * len(STATS)).astype(np.float32)
     return np.split(flat, np.cumsum(counts)[:-1])
-
-
-def _window_extremum(ufunc, v: np.ndarray, length: int, ep: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """NaN-ignoring ``ufunc`` (``np.fmin``/``np.fmax``) of ``v[e, s:s + length]`` per window ``(e, s)``.
-
-    ``v`` is ``(E, T, C)``; the result is ``(len(start), C)``.
-    van Herk / Gil-Werman: cut the time axis into blocks of ``length``; a
-    window is a suffix of one block plus a prefix of the next, so two running
-    extrema per block answer every window in O(T x C), with no (N, L, C)
-    copy of the windows.
-    """
-    e, n, c = v.shape
-    blocks = -(-n // length)
-    padded = np.full((e, blocks * length, c), np.nan)
-    padded[:, :n] = v
-    b = padded.reshape(e, blocks, length, c)
-    prefix = ufunc.accumulate(b, axis=2).reshape(e, -1, c)  # over [block start, i]
-    suffix = ufunc.accumulate(b[:, :, ::-1], axis=2)[:, :, ::-1].reshape(e, -1, c)  # over [i, block end]
-    return ufunc(suffix[ep, start], prefix[ep, start + length - 1])
 
 
 def summary_stats(x: np.ndarray) -> np.ndarray:

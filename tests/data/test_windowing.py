@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -156,25 +154,8 @@ def test_grid_summary_stats_equal_the_per_window_reference():
     np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
     scale = np.array([np.nanstd(v) if not np.isnan(v).all() else 0.0 for v in values])[None, :, None] + 1.0
     np.testing.assert_allclose(fast / scale, ref / scale, rtol=1e-5, atol=1e-5, equal_nan=True)
-
-
-@pytest.mark.parametrize("n,length", [(90, 20), (80, 20), (20, 20), (7, 1), (45, 7)])
-def test_window_extrema_equal_a_direct_nan_min_and_max(n, length):
-    """van Herk min/max (block suffix + prefix) equal np.nanmin/nanmax of each window, exactly."""
-    from cis490.data.windows import _window_extremum
-
-    rng = np.random.default_rng(n * 100 + length)
-    values = rng.normal(size=(4, n)) * 1e3
-    values[rng.random(values.shape) < 0.3] = np.nan
-    values[3] = np.nan
-    start = np.arange(0, n - length + 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
-        want_min = np.stack([np.nanmin(values[:, s:s + length], axis=1) for s in start], axis=1)
-        want_max = np.stack([np.nanmax(values[:, s:s + length], axis=1) for s in start], axis=1)
-    ep = np.zeros(len(start), np.int64)
-    np.testing.assert_array_equal(_window_extremum(np.fmin, values.T[None].copy(), length, ep, start), want_min.T)
-    np.testing.assert_array_equal(_window_extremum(np.fmax, values.T[None].copy(), length, ep, start), want_max.T)
+    for stat in ("min", "max", "last"):  # taken, not computed: exactly the reference's
+        np.testing.assert_array_equal(fast[..., STATS.index(stat)], ref[..., STATS.index(stat)])
 
 
 def test_batched_statistics_are_bit_identical_to_one_episode_at_a_time(monkeypatch):
@@ -193,10 +174,39 @@ def test_batched_statistics_are_bit_identical_to_one_episode_at_a_time(monkeypat
         ends.append(window_ends(n, spec, np.zeros(n, np.int64)))
     assert len(ends[3]) == 0  # an episode shorter than a window
     one = [grid_summary_stats(v, e, spec.length_s) for v, e in zip(vals, ends)]
-    for budget in (wmod.BATCH_SECONDS, 250, 1):  # all at once, a few per batch, one per batch
-        monkeypatch.setattr(wmod, "BATCH_SECONDS", budget)
+    for budget in (wmod.BATCH_VALUES, 5 * 20 * 60, 1):  # all at once, a few per batch, one per batch
+        monkeypatch.setattr(wmod, "BATCH_VALUES", budget)
         many = grid_summary_stats_many(vals, ends, spec.length_s)
         assert len(many) == len(one)
         for a, b in zip(many, one):
             assert a.shape == b.shape and a.dtype == np.float32
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_constant_window_has_std_and_slope_exactly_zero_beside_a_burst():
+    """A constant window next to a 1e9 burst, or far from the episode's level, reports
+    std 0 and slope 0 exactly, and a slow ramp on a 1e9 level its true slope: the
+    statistics come from the window's own values, not differences of running sums."""
+    from cis490.data.windows import Grid, grid_summary_stats, window_ends
+
+    spec = WindowSpec(20, 2)
+    n = 120
+    values = np.full((3, n), 1234.5)
+    burst = np.random.default_rng(3).uniform(1e8, 5e9, 20)
+    values[0, 10:30] = burst  # bytes-sized burst
+    values[1, :] = 7e6
+    values[1, 50:60] = np.nan  # gaps do not make a window less constant
+    values[2, 60:] = np.arange(60) * 3.0 + 1e9  # a slow ramp on a 1e9 level, after a plateau
+    ends = window_ends(n, spec, np.zeros(n, np.int64))
+    fast = grid_summary_stats(values, ends, spec.length_s).reshape(len(ends), 3, len(STATS))
+    x, _, _ = make_windows(Grid(values, np.zeros(n, np.int64), T0), spec)
+    ref = summary_stats(x).reshape(len(ends), 3, len(STATS))
+    const = (ends - spec.length_s >= 30) & (ends <= 60)  # channel 0's windows after the burst
+    assert const.any() and burst.max() > 1e9
+    for c, sel in ((0, const), (1, np.ones(len(ends), bool)), (2, ends <= 60)):
+        for stat in ("std", "slope"):
+            np.testing.assert_array_equal(fast[sel, c, STATS.index(stat)], 0.0)
+    ramp = ends - spec.length_s >= 60
+    np.testing.assert_allclose(fast[ramp, 2, STATS.index("slope")], 3.0, rtol=1e-6)
+    np.testing.assert_allclose(fast[ramp, 2, STATS.index("std")], ref[ramp, 2, STATS.index("std")], rtol=1e-6)
+    np.testing.assert_allclose(fast[ramp, 2, STATS.index("std")], np.sqrt((20 ** 2 - 1) / 12) * 3.0, rtol=1e-6)
