@@ -199,19 +199,24 @@ def _arrow_schema(validation_sha: str, schema_sha: str):
                                        "cis490.validation_sha256": validation_sha})
 
 
+def window_meta_columns(rows) -> dict:
+    """``META_COLUMNS`` as Arrow arrays for ``(ref, labels, t_end_ns)`` per episode, in order."""
+    reps = [len(y) for _, y, _ in rows]
+    cols = {k: repeat_strings([getattr(ref, k) for ref, _, _ in rows], reps)
+            for k in ("episode_id", "host_id", "profile", "sample_name")}
+    cols["t_end_ns"] = from_numpy(np.concatenate([t for *_, t in rows] or [[]]).astype(np.int64))
+    cols["label"] = from_numpy(np.concatenate([y for _, y, _ in rows] or [[]]).astype(np.int64))
+    return cols
+
+
 def _batch_table(batch, schema):
     import pyarrow as pa
 
     n_feat = len(feature_names())
-    reps = [len(y) for _, y, _, _ in batch]
-    cols: dict[str, object] = {k: repeat_strings([getattr(ref, k) for ref, *_ in batch], reps)
-                               for k in ("episode_id", "host_id", "profile", "sample_name")}
-    cols["t_end_ns"] = np.concatenate([t for *_, t, _ in batch] or [[]]).astype(np.int64)
-    cols["label"] = np.concatenate([y for _, y, _, _ in batch] or [[]]).astype(np.int64)
+    cols = window_meta_columns([(ref, y, t) for ref, y, t, _ in batch])
     feats = np.concatenate([f for *_, f in batch]) if batch else np.empty((0, n_feat), np.float32)
     by_column = np.ascontiguousarray(feats.T)  # (F, N): each column a contiguous buffer
-    arrays = [c if isinstance(c := cols[n], pa.Array) else from_numpy(c) for n, _ in META_COLUMNS]
-    arrays += [from_numpy(by_column[j]) for j in range(n_feat)]
+    arrays = [cols[n] for n, _ in META_COLUMNS] + [from_numpy(by_column[j]) for j in range(n_feat)]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -262,9 +267,7 @@ def build_features(validation: str | os.PathLike, store: str | os.PathLike, out_
     import json
 
     from ..fleet.atomic import atomic_write
-    from .parallel import pmap
-
-    from .parallel import batched
+    from .parallel import batched, pmap
 
     if part_episodes < 1:
         raise ValueError(f"part_episodes must be >= 1, got {part_episodes}")

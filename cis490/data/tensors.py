@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrow import from_numpy
 from .channels import DEFAULT_WINDOW, REGISTRY, WindowSpec
-from .arrow import from_numpy, repeat_strings
-from .features import BuildSummary, EpisodeRef, episode_windows, file_sha256, start_build
+from .features import BuildSummary, EpisodeRef, episode_windows, file_sha256, start_build, window_meta_columns
 from .schema import SCHEMA_NAME
 
 __all__ = ["MANIFEST_NAME", "SHARD_EPISODES", "build_tensors", "WINDOW_COLUMNS"]
@@ -173,14 +173,10 @@ class _HostSink:
         if not self.rows:
             return
         reps = [len(y) for _, y, *_ in self.rows]
-        cols = {key: repeat_strings([getattr(r[0], key) for r in self.rows], reps)
-                for key in ("episode_id", "host_id", "profile", "sample_name")}
-        cols["t_end_ns"] = np.concatenate([r[2] for r in self.rows]).astype(np.int64)
-        cols["label"] = np.concatenate([r[1] for r in self.rows]).astype(np.int64)
-        cols["shard"] = np.repeat(np.array([r[3] for r in self.rows], np.int64), reps)
-        cols["row"] = np.concatenate([r[4] + np.arange(n, dtype=np.int64) for r, n in zip(self.rows, reps)])
-        table = pa.Table.from_arrays([c if isinstance(c := cols[n], pa.Array) else from_numpy(c)
-                                      for n, _ in WINDOW_COLUMNS], schema=self.schema)
+        cols = window_meta_columns([(ref, y, t_end) for ref, y, t_end, _, _ in self.rows])
+        cols["shard"] = from_numpy(np.repeat(np.array([r[3] for r in self.rows], np.int64), reps))
+        cols["row"] = from_numpy(np.concatenate([r[4] + np.arange(n, dtype=np.int64) for r, n in zip(self.rows, reps)]))
+        table = pa.Table.from_arrays([cols[n] for n, _ in WINDOW_COLUMNS], schema=self.schema)
         self.writer.write_table(table, row_group_size=max(1, table.num_rows))
         self.rows = []
 
