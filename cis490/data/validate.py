@@ -15,6 +15,14 @@ Usable-but-suspicious facts go to ``warnings`` without changing the status:
 a counter reset (negative delta) — the windowing's rate conversion is
 reset-safe, so the episode stays usable, but the fact is surfaced.
 
+Two columns describe the episode for the evaluation, taken from ``meta.json``
+(null when the episode is invalid): ``onset_ns``, the labelled start of the
+first phase after ``clean`` (the infection onset that time to detect counts
+from; null for an episode that never leaves ``clean``), and
+``collector_version`` (``cis490-synth/…`` marks a store written by the
+generator, which the report says in a banner). Tables written before these
+columns existed are still read; the columns then come back null.
+
 Store-level problems do not stop the sweep: a torn or malformed index line is
 skipped with a warning naming its line number; tarballs on disk that the
 index does not list are reported (not validated). Store-level warnings are
@@ -47,7 +55,10 @@ COLUMNS = (
     ("n_host_rows", "int64"), ("n_netflow_rows", "int64"), ("n_proc_rows", "int64"),
     ("counter_resets", "int64"), ("index_line", "int64"), ("path", "string"),
     ("sha256", "string"), ("size_bytes", "int64"),
+    ("onset_ns", "int64"), ("collector_version", "string"),
 )
+# Added after the first release of the table: readers accept files without them.
+OPTIONAL_COLUMNS = ("onset_ns", "collector_version")
 
 
 @dataclass
@@ -200,6 +211,16 @@ def _check_content(ep: Episode, rec: dict, reasons: list[str], warns: list[str])
                     prev = v
 
 
+def _episode_facts(meta: dict | None, status: str) -> dict:
+    """``onset_ns`` and ``collector_version`` of a usable episode (None otherwise)."""
+    if meta is None or status == "invalid":
+        return {"onset_ns": None, "collector_version": None}
+    onset = next((p["start_wall_ns"] for p in meta["phases"] if p.get("phase") != REGISTRY.phases[0]),
+                 None)
+    version = meta.get("collector_version")
+    return {"onset_ns": onset, "collector_version": version if isinstance(version, str) else ""}
+
+
 def validate_episode(args: tuple[str, int, dict, Limits]) -> dict:
     """Validate one indexed episode; never raises for a bad episode."""
     store, lineno, rec, limits = args
@@ -232,6 +253,7 @@ def validate_episode(args: tuple[str, int, dict, Limits]) -> dict:
         n_host_rows=len(streams.get("host", ())), n_netflow_rows=len(streams.get("netflow", ())),
         n_proc_rows=len(streams.get("proc", ())),
         counter_resets=sum(w.startswith("counter reset") for w in warns),
+        **_episode_facts(ep.meta if ep is not None else None, status),
     )
     return row
 
@@ -271,10 +293,13 @@ def read_validation(path: str | Path):
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
-    missing = [n for n, _ in COLUMNS if n not in table.column_names]
+    missing = [n for n, _ in COLUMNS if n not in table.column_names and n not in OPTIONAL_COLUMNS]
     if missing:
         raise ValueError(f"{path}: not a validation_v1 table (missing {', '.join(missing)})")
     df = table.to_pandas()
+    for n in OPTIONAL_COLUMNS:
+        if n not in df.columns:
+            df[n] = None
     meta = table.schema.metadata or {}
     df.attrs["warnings"] = json.loads(meta.get(b"cis490.warnings", b"[]"))
     return df

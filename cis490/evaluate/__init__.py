@@ -1,15 +1,23 @@
-"""Honest evaluation: episode-cluster bootstrap CIs, paired tests, breakdowns, report.
+"""Honest evaluation: detection metrics, episode-cluster bootstrap CIs, paired tests, report.
 
-Public API (numpy only; plotting and the report writer import matplotlib and
-rich lazily, in ``cis490.evaluate.report``):
+Public API (numpy only at import; the detection, plotting and report modules
+load scipy, matplotlib and rich when first used):
 
 - ``macro_f1_ci(y_true, y_pred, groups, *, n_resamples=2000, confidence=0.95, seed=0)``
   → ``BootstrapCI(point, low, high, confidence, n_resamples, seed)``
 - ``paired_test(y_true, pred_a, pred_b, groups, ...)`` → ``PairedResult``
 - ``holm(pvalues)`` → Holm-adjusted p-values
 - ``point_metrics``, ``EpisodeBootstrap`` (share resamples across models),
-  ``permutation_importance``, ``compare(runs) -> Comparison`` (all the numbers
-  of the report; ``report.write_report`` writes them).
+  ``permutation_importance``;
+- ``detection`` / ``calibration``: false alarms, time to detect, ROC/PR AUC,
+  ECE, temperature scaling — pure functions of stored predictions;
+- ``Predictions`` / ``Windows`` (``predictions.py``: the per-window files
+  every number is computed from), ``Context`` and ``compare.compare(preds, ctx)
+  -> Comparison`` (all the numbers of the report; ``report.write_report``
+  writes them).
+
+``cis490.evaluate.metrics`` holds the project's one macro F1 (training's
+model selection uses it too), so importing this package must stay cheap.
 
 See docs/EVALUATION.md for the definitions.
 """
@@ -22,22 +30,33 @@ from .bootstrap import (
     macro_f1_ci,
     paired_test,
 )
-from .compare import Comparison, Run, compare
 from .importance import Importance, permutation_importance
 from .metrics import PointMetrics, point_metrics
+
+_LAZY = {"Comparison": "compare", "Context": "scoring",
+         "Predictions": "predictions", "Windows": "predictions"}
 
 __all__ = [
     "BootstrapCI",
     "Comparison",
+    "Context",
     "EpisodeBootstrap",
     "Importance",
     "PairedResult",
     "PointMetrics",
-    "Run",
-    "compare",
+    "Predictions",
+    "Windows",
     "holm",
     "macro_f1_ci",
     "paired_test",
     "permutation_importance",
     "point_metrics",
 ]
+
+
+def __getattr__(name: str):
+    """Load the detection-side names on first use (they import scipy)."""
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

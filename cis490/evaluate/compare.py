@@ -1,28 +1,32 @@
-"""Score every model on the test split and compare them: the numbers of the report.
+"""The numbers of the report: every model and baseline, families, paired tests, shortcut flags.
 
-``compare(runs, ...)`` is pure: it takes one ``Run`` per (model, mode) —
-labels, predictions, episode ids and per-window metadata of the test split,
-plus provenance — and returns a ``Comparison`` of frozen records that the
-report writer (``report.py``) and the terminal table render. Nothing here
-touches the filesystem.
+``compare(preds, ctx, ...)`` is pure: it takes the ``Predictions`` of every
+model and baseline (read back from the files the report ships) and returns a
+``Comparison`` of frozen records that ``report.py`` renders. Nothing here
+touches the filesystem. The statistics themselves come from
+``scoring.score_all`` (shared episode resamples, seeds combined).
 
-What it computes, on **shared** episode resamples (one ``EpisodeBootstrap``
-per set of windows, so every model sees the same resamples):
+Families. Realistic models (what a deployed defender sees) are compared
+with the best realistic model; oracle models (they also see the sample's own
+process tree) are a ceiling, compared only among themselves and never mixed
+into the realistic family. Each comparison is a paired bootstrap on the
+same resamples, on two metrics — detection ROC AUC and phase macro F1 — with
+Holm's correction within (family, metric). Baselines are rows of every
+table but in no family.
 
-- per model: macro F1 and accuracy with percentile CIs, per-class (= per
-  phase) F1 with CIs, the confusion matrix;
-- a majority-class baseline row (a constant predictor; the class is the
-  train split's majority when the caller knows it, else the test split's);
-- the paired difference of every model against the best (highest point macro
-  F1) with its CI and p-value, Holm-adjusted over the m - 1 comparisons. The
-  "best" is only the reference row of the report: nothing is selected on the
-  test split;
-- per-profile and per-host breakdowns (macro F1 and accuracy with CIs,
-  bootstrapping the episodes of that stratum only; a stratum with fewer than
-  ``MIN_CI_EPISODES`` episodes gets its point estimate and no interval);
-- untested profiles (known to the split, no test windows): listed, never
-  scored, never averaged into anything. A profile declared untested that
-  does have test windows is a contradiction and raises ``ValueError``.
+Shortcut flag. Every model is also compared with the ``clock-only``
+baseline (a classifier that sees only the seconds since the episode
+started): a model that is not significantly better than it on ROC AUC or on
+macro F1 (difference ≤ 0, or Holm-adjusted p ≥ 1 − confidence, Holm over
+all models per metric) is flagged "not better than clock-only: may be
+learning episode time".
+
+p at the floor. With B resamples the smallest attainable p is 2/(B + 1);
+a p-value there is only an upper bound (``at_floor``), and the report
+writes "≤ floor". Holm-adjusted values of such p are upper bounds too.
+
+Untested profiles (in train, absent from test) are listed and never
+averaged in; a profile declared untested that has test windows raises.
 """
 
 from __future__ import annotations
@@ -32,44 +36,27 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .bootstrap import BootstrapCI, EpisodeBootstrap, PairedResult, Resampled, holm
+from .bootstrap import BootstrapCI, _percentile_pvalue, holm, percentile_interval
 from .importance import Importance
+from .predictions import Predictions
+from .scoring import BASE_RATES, Context, Estimate, ModelStats, distinct, score_all
 
-__all__ = ["BREAKDOWNS", "CLASS_NAMES", "MIN_CI_EPISODES", "ClassScore", "Comparison", "ModelEval", "Run",
-           "StratumScore", "compare"]
+__all__ = ["BASELINE_NAMES", "BASE_RATES", "CLASS_NAMES", "FAMILY_METRICS", "MIN_CI_EPISODES", "Calibration",
+           "ClassScore", "Comparison", "Detection", "ModelEval", "Paired", "StratumScore",
+           "compare"]
 
 # CONTRACTS.md "Labels and modes" (cis490.data.channels.PHASES); repeated here
 # so this module does not need the data package to import.
 CLASS_NAMES: tuple[str, ...] = ("clean", "armed", "infecting", "infected_running")
-
-# breakdown name -> per-window metadata column
-BREAKDOWNS: dict[str, str] = {"profile": "profile", "host": "host_id"}
+BASELINE_NAMES: tuple[str, ...] = ("majority", "clock-only", "rule-zscore", "logreg")
+FAMILY_METRICS: tuple[str, ...] = ("roc_auc", "macro_f1")
+CLOCK = "clock-only"
 
 # Below this many episodes a percentile interval is not reported: with G
 # clusters there are at most C(2G-1, G) distinct resamples (1, 3, 10, 35 for
 # G = 1..4), so the "interval" reflects the few episodes, not uncertainty —
 # one episode gives [x, x], which would read as certainty.
 MIN_CI_EPISODES = 5
-
-
-@dataclass(frozen=True)
-class Run:
-    """One (model, mode) scored on the test split: the report's input."""
-
-    model: str
-    mode: str
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    groups: np.ndarray                        # episode id per window
-    meta: Mapping[str, np.ndarray] = field(default_factory=dict)  # per-window columns
-    checkpoint_digest: str = ""
-    schema_hash: str = ""
-    data_digests: Mapping[str, str] = field(default_factory=dict)
-    importance: Importance | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.model}_{self.mode}"
 
 
 @dataclass(frozen=True)
@@ -95,10 +82,56 @@ class StratumScore:
 
 
 @dataclass(frozen=True)
+class Paired:
+    """``metric(this) − metric(against)`` on shared resamples."""
+
+    metric: str
+    against: str
+    difference: float
+    low: float
+    high: float
+    pvalue: float
+    p_holm: float
+    at_floor: bool
+
+    def as_dict(self) -> dict:
+        return {"metric": self.metric, "against": self.against, "difference": self.difference,
+                "low": self.low, "high": self.high, "pvalue": self.pvalue,
+                "pvalue_holm": self.p_holm, "p_at_floor": self.at_floor}
+
+
+@dataclass(frozen=True)
+class Detection:
+    threshold: float                          # median of the per-seed thresholds
+    thresholds: Mapping[int, float]           # seed -> tau fixed on validation
+    consecutive: int
+    budget: float
+    benign_host_seconds: float
+    val_benign_host_seconds: float
+    val: Mapping[int, dict]                   # seed -> validation detection rate / false alarms
+    ci: Mapping[str, BootstrapCI]             # false_alarms_per_host_day, ... (see scoring)
+    n_infected: int
+    n_detected: float                         # mean over seeds
+    n_false_alarms: float
+    auc_bin_bound: float                      # 0 when the score grid is exact
+
+
+@dataclass(frozen=True)
+class Calibration:
+    ece_val: float
+    ece_test: BootstrapCI
+    temperature: float | None
+    ece_val_scaled: float | None
+    ece_test_scaled: float | None
+
+
+@dataclass(frozen=True)
 class ModelEval:
     name: str
     model: str
     mode: str
+    family: str
+    seeds: tuple[int, ...]
     n_windows: int
     n_episodes: int
     macro_f1: BootstrapCI
@@ -106,196 +139,202 @@ class ModelEval:
     per_class: tuple[ClassScore, ...]
     confusion: tuple[tuple[int, ...], ...]
     breakdowns: Mapping[str, tuple[StratumScore, ...]]
-    vs_best: PairedResult | None = None      # this model minus the best; None for the best
-    p_holm: float | None = None
+    detection: Detection
+    calibration: Calibration
+    vs_best: Mapping[str, Paired | None] = field(default_factory=dict)   # metric -> test
+    vs_clock: Mapping[str, Paired] = field(default_factory=dict)
+    clock_flag: tuple[str, ...] = ()          # metrics on which it is not better than clock-only
     importance: Importance | None = None
-    checkpoint_digest: str = ""
-    schema_hash: str = ""
-    data_digests: Mapping[str, str] = field(default_factory=dict)
-    is_baseline: bool = False
+    meta: Mapping = field(default_factory=dict)   # checkpoints, schema hash, baseline info
+    curves: Mapping[int, dict] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.family == "baseline"
 
 
 @dataclass(frozen=True)
 class Comparison:
-    models: tuple[ModelEval, ...]            # sorted by point macro F1, best first
-    baseline: ModelEval
-    best: str
+    models: tuple[ModelEval, ...]             # realistic then oracle, each by ROC AUC
+    baselines: tuple[ModelEval, ...]          # BASELINE_NAMES order (those present)
+    best: Mapping[tuple[str, str], str]       # (family, metric) -> best model's name
     untested_profiles: tuple[str, ...]
     class_names: tuple[str, ...]
-    labels: tuple[int, ...]                  # classes averaged into macro F1
-    majority_class: int
-    majority_source: str                     # "train" or "test"
+    labels: tuple[int, ...]                   # classes averaged into macro F1
     n_windows: int
     n_episodes: int
     n_resamples: int
     confidence: float
     seed: int
+    consecutive: int
+    budget: float
+    stride_s: float
+    provenance: Mapping = field(default_factory=dict)
+
+    @property
+    def p_floor(self) -> float:
+        return 2.0 / (self.n_resamples + 1)
+
+    def family(self, name: str) -> tuple[ModelEval, ...]:
+        return tuple(m for m in self.models if m.family == name)
+
+    @property
+    def everything(self) -> tuple[ModelEval, ...]:
+        return (*self.models, *self.baselines)
 
 
-def _check_runs(runs: Sequence[Run]) -> None:
-    if not runs:
-        raise ValueError("`runs` must hold at least one model")
-    names = [r.name for r in runs]
+def _check(preds: Sequence[Predictions], untested: Sequence[str]) -> None:
+    if not preds:
+        raise ValueError("`preds` must hold at least one model")
+    names = [p.name for p in preds]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f"`runs` holds the same (model, mode) twice: {', '.join(dup)}")
-    for r in runs:
-        n = np.asarray(r.y_true).shape[0]
-        for what in ("y_pred", "groups"):
-            if np.asarray(getattr(r, what)).shape != (n,):
-                raise ValueError(f"run {r.name}: `{what}` must have one entry per window ({n})")
-        for key, col in r.meta.items():
-            if np.asarray(col).shape != (n,):
-                raise ValueError(f"run {r.name}: `meta[{key!r}]` must have one entry per window")
+        raise ValueError(f"`preds` holds the same model twice: {', '.join(dup)}")
+    k = {len(p.class_names) for p in preds}
+    if len(k) != 1:
+        raise ValueError("`preds` disagree on the classes")
+    seen = set().union(*(np.unique(a).tolist()
+                         for a in distinct(w.profile for p in preds for w in p.test.values())))
+    clash = sorted(set(untested) & seen)
+    if clash:
+        raise ValueError(f"profiles {clash} are declared untested but have test windows")
 
 
-def _score_set(y_trues, y_preds, groups, *, n_classes, labels, n_resamples, confidence,
-               seed) -> tuple[EpisodeBootstrap, list[Resampled]]:
-    """Score several predictions on shared resamples of the union of their episodes.
-
-    Runs usually share one test set (the same arrays): the universe is built
-    from each distinct (y_true, groups) pair once, not from their concatenation.
-    """
-    distinct = {(id(t), id(g)): (t, g) for t, g in zip(y_trues, groups)}.values()
-    if labels is None:
-        labels = np.unique(np.concatenate([np.unique(np.asarray(t)) for t, _ in distinct]))
-    episodes = np.unique(np.concatenate([np.unique(np.asarray(g)) for _, g in distinct]))
-    boot = EpisodeBootstrap.over_episodes(episodes, n_classes=n_classes, labels=labels,
-                                          n_resamples=n_resamples, confidence=confidence,
-                                          seed=seed)
-    return boot, boot.score_many(y_preds, y_trues, groups)
+def _paired(a: Estimate, b: Estimate, metric: str, against: str, confidence: float,
+            floor: float) -> tuple[float, float, float, float, bool]:
+    d_b = a.resamples - b.resamples
+    d_b = d_b[np.isfinite(d_b)]
+    d = a.point - b.point
+    if d_b.size == 0 or not np.isfinite(d):
+        return d, float("nan"), float("nan"), 1.0, False
+    low, high = percentile_interval(d_b, confidence)
+    p = _percentile_pvalue(d_b)
+    return float(d), float(low), float(high), p, bool(p <= floor * (1 + 1e-12))
 
 
-def _as_str(col, cache: dict) -> np.ndarray:
-    """``col`` as a str array, converted once per distinct array (runs share meta)."""
-    key = id(col)
-    if key not in cache:
-        cache[key] = (col, np.asarray(col).astype(str))   # keep col alive: ids stay unique
-    return cache[key][1]
+def _family_tests(stats: dict[str, ModelStats], names: list[str], metric: str, key,
+                  confidence: float, floor: float) -> tuple[str, dict[str, Paired]]:
+    """Every model of a family against its best on ``metric``, Holm within the family."""
+    est = {n: key(stats[n]) for n in names}
+    best = sorted(names, key=lambda n: (-np.nan_to_num(est[n].point, nan=-np.inf), n))[0]
+    others = [n for n in names if n != best]
+    raw = {n: _paired(est[n], est[best], metric, best, confidence, floor) for n in others}
+    adj = dict(zip(others, holm([raw[n][3] for n in others]).tolist())) if others else {}
+    return best, {n: Paired(metric, best, *raw[n][:4], adj[n], raw[n][4]) for n in others}
 
 
-def _n_unique(groups: np.ndarray, mask, key, cache: dict) -> int:
-    """Distinct episodes among ``groups[mask]``, computed once per (array, key)."""
-    k = (id(groups), key)
-    if k not in cache:
-        cache[k] = (groups, int(np.unique(groups if mask is None else groups[mask]).size))
-    return cache[k][1]
+def _metric(m: ModelStats, metric: str) -> Estimate:
+    return m.phase["macro_f1"] if metric == "macro_f1" else m.detection[metric]
 
 
-def _breakdown(runs_all, key: str, col: str, settings: dict) -> dict[str, tuple]:
-    """Per-stratum scores of every run: ``{run name: (StratumScore, ...)}``."""
-    cache: dict = {}
-    cols = [_as_str(r.meta[col], cache) for r in runs_all]
-    values = sorted(set().union(*(np.unique(c).tolist() for c in
-                                  {id(c): c for c in cols}.values())))
-    out: dict[str, list] = {r.name: [] for r in runs_all}
-    n_ep: dict = {}
-    for value in values:
-        masks = [c == value for c in cols]
-        sub = [(r, m) for r, m in zip(runs_all, masks) if m.any()]
-        shared: dict = {}       # runs on the same test set share the masked truth arrays
-        for r, m in sub:
-            k = (id(r.y_true), id(r.groups), id(r.meta[col]))
-            if k not in shared:
-                shared[k] = (np.asarray(r.y_true)[m], np.asarray(r.groups)[m])
-        truth = [shared[(id(r.y_true), id(r.groups), id(r.meta[col]))] for r, _ in sub]
-        boot, scores = _score_set(
-            [t for t, _ in truth], [np.asarray(r.y_pred)[m] for r, m in sub],
-            [g for _, g in truth], labels=None, **settings)
-        for (r, m), s in zip(sub, scores):
-            out[r.name].append(StratumScore(
-                value=value, n_windows=int(m.sum()),
-                n_episodes=_n_unique(np.asarray(r.groups), m, (id(r.meta[col]), value), n_ep),
-                macro_f1=boot.ci(s.macro_f1, s.macro_f1_b),
-                accuracy=boot.ci(s.accuracy, s.accuracy_b)))
-    return {name: tuple(v) for name, v in out.items()}
+def _ci(e: Estimate, comp_settings) -> BootstrapCI:
+    return e.ci(*comp_settings)
 
 
-def compare(
-    runs: Sequence[Run],
-    *,
-    class_names: Sequence[str] = CLASS_NAMES,
-    labels: Sequence[int] | None = None,
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    untested_profiles: Sequence[str] = (),
-    majority_class: int | None = None,
-) -> Comparison:
-    """Score and compare ``runs`` (see module doc)."""
-    _check_runs(runs)
-    # untested profiles: listed, never scored
-    untested = tuple(sorted({str(p) for p in untested_profiles}))
-    str_cache: dict = {}
-    seen_profiles: dict[int, set] = {}
-    for r in runs:
-        if "profile" in r.meta:
-            col = r.meta["profile"]
-            if id(col) not in seen_profiles:
-                seen_profiles[id(col)] = set(np.unique(_as_str(col, str_cache)).tolist())
-            clash = sorted(set(untested) & seen_profiles[id(col)])
-            if clash:
-                raise ValueError(f"profiles {clash} are declared untested but run {r.name} "
-                                 f"has test windows of them")
-
+def _model_eval(m: ModelStats, settings, ctx: Context, class_names) -> ModelEval:
     k = len(class_names)
-    settings = dict(n_classes=k, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    support = m.confusion.sum(axis=1) // max(len(m.pred.seeds), 1)
+    per_class = tuple(ClassScore(c, class_names[c], int(support[c]),
+                                 _ci(m.phase[f"f1:{c}"], settings)) for c in range(k))
+    breakdowns = {}
+    for key, out_key in (("profile", "profile"), ("host_id", "host")):
+        strata = m.strata.get(key, {})
+        breakdowns[out_key] = tuple(
+            StratumScore(value, nw, ne, _ci(f1, settings), _ci(acc, settings))
+            for value, (nw, ne, f1, acc) in sorted(strata.items()))
+    seeds = m.seeds
+    thresholds = {s.seed: float(s.choice.threshold) for s in seeds}
+    val = {s.seed: {"detection_rate": float(s.choice.detection_rate),
+                    "n_detected": int(s.choice.n_detected), "n_infected": int(s.choice.n_infected),
+                    "false_alarms": int(s.choice.n_false_alarms),
+                    "false_alarms_per_host_day": float(s.choice.false_alarms_per_host_day),
+                    "n_candidates": int(s.choice.n_candidates)} for s in seeds}
+    first = seeds[0].outcomes
+    ci = {name: _ci(e, settings) for name, e in m.detection.items()}
+    detection = Detection(
+        threshold=float(np.median(list(thresholds.values()))), thresholds=thresholds,
+        consecutive=ctx.consecutive, budget=ctx.budget_per_day,
+        benign_host_seconds=float(np.sum(first.n_benign)) * ctx.stride_s,
+        val_benign_host_seconds=float(seeds[0].choice.benign_host_seconds), val=val, ci=ci,
+        n_infected=int(np.sum(first.infected)),
+        n_detected=float(np.mean([np.sum(s.outcomes.detected) for s in seeds])),
+        n_false_alarms=float(np.mean([np.sum(s.outcomes.n_false_alarms) for s in seeds])),
+        auc_bin_bound=float(max(s.curves.get("auc_bin_bound", 0.0) for s in seeds)))
+    mean = (lambda xs: None if any(x is None for x in xs) else float(np.mean(xs)))
+    calibration = Calibration(
+        ece_val=float(np.mean([s.ece_val for s in seeds])), ece_test=ci["ece_test"],
+        temperature=mean([s.temperature for s in seeds]),
+        ece_val_scaled=mean([s.ece_val_scaled for s in seeds]),
+        ece_test_scaled=mean([s.ece_test_scaled for s in seeds]))
+    p = m.pred
+    return ModelEval(
+        name=p.name, model=p.model, mode=p.mode, family=p.family, seeds=p.seeds,
+        n_windows=m.n_windows, n_episodes=m.n_episodes,
+        macro_f1=_ci(m.phase["macro_f1"], settings), accuracy=_ci(m.phase["accuracy"], settings),
+        per_class=per_class, confusion=tuple(tuple(int(v) for v in r) for r in m.confusion),
+        breakdowns=breakdowns, detection=detection, calibration=calibration,
+        meta=dict(p.meta), curves={s.seed: s.curves for s in seeds})
 
-    ref = runs[0]
-    ref_true = np.asarray(ref.y_true, dtype=np.int64)
-    if majority_class is None:
-        majority_class, majority_source = int(np.bincount(ref_true, minlength=k).argmax()), "test"
-    else:
-        majority_source = "train"
-        if not 0 <= int(majority_class) < k:
-            raise ValueError(f"`majority_class` must lie in 0..{k - 1}, got {majority_class}")
-    base_run = Run(model="majority", mode="baseline", y_true=ref_true,
-                   y_pred=np.full_like(ref_true, int(majority_class)), groups=ref.groups,
-                   meta=ref.meta)
-    runs_all = [*runs, base_run]
 
-    boot, scores = _score_set([r.y_true for r in runs_all], [r.y_pred for r in runs_all],
-                              [r.groups for r in runs_all], labels=labels, **settings)
-    by_name = {r.name: s for r, s in zip(runs_all, scores)}
+def compare(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 2000,
+            confidence: float = 0.95, seed: int = 0, untested_profiles: Sequence[str] = (),
+            importance: Mapping[str, Importance] | None = None,
+            provenance: Mapping | None = None) -> Comparison:
+    """Score and compare ``preds`` (models and baselines; see module doc)."""
+    untested = tuple(sorted({str(p) for p in untested_profiles}))
+    _check(preds, untested)
+    stats_list, boot = score_all(preds, ctx, n_resamples=n_resamples, confidence=confidence,
+                                 seed=seed)
+    stats = {s.name: s for s in stats_list}
+    settings = (boot.confidence, boot.n_resamples, boot.seed)
+    floor = 2.0 / (boot.n_resamples + 1)
+    class_names = preds[0].class_names
+    evals = {n: _model_eval(s, settings, ctx, class_names) for n, s in stats.items()}
 
-    breakdowns: dict[str, dict[str, tuple]] = {r.name: {} for r in runs_all}
-    for key, col in BREAKDOWNS.items():
-        if all(col in r.meta for r in runs_all):
-            for name, strata in _breakdown(runs_all, key, col, settings).items():
-                breakdowns[name][key] = strata
+    extra: dict[str, dict] = {n: {"vs_best": {}, "vs_clock": {}, "clock_flag": ()} for n in evals}
+    best: dict[tuple[str, str], str] = {}
+    for family in ("realistic", "oracle"):
+        names = sorted(n for n, e in evals.items() if e.family == family)
+        if not names:
+            continue
+        for metric in FAMILY_METRICS:
+            b, tests = _family_tests(stats, names, metric, lambda s, mt=metric: _metric(s, mt),
+                                     confidence, floor)
+            best[(family, metric)] = b
+            for n in names:
+                extra[n]["vs_best"][metric] = tests.get(n)
+    models = sorted((n for n, e in evals.items() if not e.is_baseline))
+    if CLOCK in stats and models:
+        for metric in FAMILY_METRICS:
+            raw = {n: _paired(_metric(stats[n], metric), _metric(stats[CLOCK], metric), metric,
+                              CLOCK, confidence, floor) for n in models}
+            adj = dict(zip(models, holm([raw[n][3] for n in models]).tolist()))
+            for n in models:
+                t = Paired(metric, CLOCK, *raw[n][:4], adj[n], raw[n][4])
+                extra[n]["vs_clock"][metric] = t
+                if not (t.difference > 0 and t.p_holm < 1 - confidence):
+                    extra[n]["clock_flag"] += (metric,)
+    importance = dict(importance or {})
 
-    # paired comparisons against the best model (baseline excluded), Holm over m - 1
-    model_runs = sorted(runs, key=lambda r: (-by_name[r.name].macro_f1, r.name))
-    best = model_runs[0].name
-    others = [r.name for r in model_runs[1:]]
-    paired = {n: boot.paired(by_name[n], by_name[best]) for n in others}
-    p_holm = dict(zip(others, holm([paired[n].pvalue for n in others]).tolist()))
+    def finish(n: str) -> ModelEval:
+        from dataclasses import replace
+        e = extra[n]
+        return replace(evals[n], vs_best=e["vs_best"], vs_clock=e["vs_clock"],
+                       clock_flag=e["clock_flag"], importance=importance.get(n))
 
-    n_episodes: dict = {}
+    def auc_key(n: str):
+        return (-np.nan_to_num(evals[n].detection.ci["roc_auc"].point, nan=-np.inf), n)
 
-    def model_eval(r: Run) -> ModelEval:
-        s = by_name[r.name]
-        yt = np.asarray(r.y_true, dtype=np.int64)
-        yp = np.asarray(r.y_pred, dtype=np.int64)
-        cm = np.bincount(yt * k + yp, minlength=k * k).reshape(k, k)
-        per_class = tuple(
-            ClassScore(c, class_names[c], int(cm[c].sum()), boot.ci(s.f1[c], s.f1_b[:, c]))
-            for c in range(k))
-        return ModelEval(
-            name=r.name, model=r.model, mode=r.mode, n_windows=int(yt.size),
-            n_episodes=_n_unique(np.asarray(r.groups), None, None, n_episodes),
-            macro_f1=boot.ci(s.macro_f1, s.macro_f1_b),
-            accuracy=boot.ci(s.accuracy, s.accuracy_b), per_class=per_class,
-            confusion=tuple(tuple(int(v) for v in row) for row in cm),
-            breakdowns=breakdowns[r.name], vs_best=paired.get(r.name),
-            p_holm=p_holm.get(r.name), importance=r.importance,
-            checkpoint_digest=r.checkpoint_digest, schema_hash=r.schema_hash,
-            data_digests=dict(r.data_digests), is_baseline=r is base_run)
-
+    ordered = ([n for n in sorted(models, key=auc_key) if evals[n].family == "realistic"]
+               + [n for n in sorted(models, key=auc_key) if evals[n].family == "oracle"])
+    baselines = [n for n in BASELINE_NAMES if n in evals]
+    baselines += sorted(n for n, e in evals.items() if e.is_baseline and n not in baselines)
+    first = stats_list[0]
     return Comparison(
-        models=tuple(model_eval(r) for r in model_runs), baseline=model_eval(base_run),
+        models=tuple(finish(n) for n in ordered), baselines=tuple(finish(n) for n in baselines),
         best=best, untested_profiles=untested, class_names=tuple(class_names),
-        labels=tuple(int(v) for v in boot.labels), majority_class=int(majority_class),
-        majority_source=majority_source, n_windows=int(ref_true.size),
+        labels=tuple(int(v) for v in boot.labels), n_windows=first.n_windows,
         n_episodes=boot.n_groups, n_resamples=boot.n_resamples, confidence=boot.confidence,
-        seed=boot.seed)
+        seed=boot.seed, consecutive=ctx.consecutive, budget=ctx.budget_per_day,
+        stride_s=ctx.stride_s, provenance=dict(provenance or {}))
+

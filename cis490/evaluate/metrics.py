@@ -42,8 +42,11 @@ __all__ = [
     "evaluation_labels",
     "f1_per_class",
     "macro_f1",
+    "macro_f1_score",
+    "per_class_f1_score",
     "per_episode_confusion",
     "point_metrics",
+    "present_labels",
     "validate_labels",
 ]
 
@@ -174,6 +177,39 @@ def per_episode_confusion(y_true, y_pred, groups, *, n_classes: int | None = Non
     yt, yp, k, _ = validate_labels(y_true, y_pred, n_classes=n_classes)
     codes, uniq = validate_groups(groups, yt.size)
     return uniq, episode_confusions(codes, uniq.size, yt, yp, k).reshape(uniq.size, k, k)
+
+
+# --------------------------------------------------------------------------
+# label-array front ends (model selection in cis490.train uses these, so that
+# training and the report share one macro F1)
+
+
+def present_labels(y_true) -> np.ndarray:
+    """The sorted classes present in ``y_true``: the default evaluation label set."""
+    yt = _as_label_array(y_true, "y_true")
+    if yt.size == 0:
+        raise ValueError("`y_true` must not be empty")
+    return np.unique(yt)
+
+
+def per_class_f1_score(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """F1 of each of the ``n_classes`` classes, float64 ``(K,)`` (0 where 0/0)."""
+    yt, yp, k, _ = validate_labels(y_true, y_pred, n_classes=n_classes)
+    return f1_per_class(confusion_matrix(yt, yp, k))
+
+
+def macro_f1_score(y_true, y_pred, *, labels: Sequence[int], n_classes: int | None = None) -> float:
+    """Macro F1 over ``labels`` (required: say which classes are averaged).
+
+    Equals ``sklearn.metrics.f1_score(y_true, y_pred, labels=labels,
+    average="macro", zero_division=0)``; pass ``labels=present_labels(y_true)``
+    for the report's definition.
+    """
+    if labels is None or np.ndim(labels) != 1 or np.size(labels) == 0:
+        raise ValueError("`labels` must be a non-empty sequence of class labels "
+                         "(e.g. present_labels(y_true))")
+    yt, yp, k, lab = validate_labels(y_true, y_pred, n_classes=n_classes, labels=labels)
+    return float(macro_f1(confusion_matrix(yt, yp, k), lab))
 
 
 # --------------------------------------------------------------------------

@@ -1,10 +1,18 @@
-"""PNG plots of a ``Comparison``: forest plot, confusion matrices, importance heatmap.
+"""PNG plots of a ``Comparison``.
 
-Uses matplotlib's object-oriented API (``matplotlib.figure.Figure``, Agg
-canvas) — no pyplot, so no global figure state and no display backend — and
-writes through ``atomic_writer`` so a reader never sees half a PNG. PNG
-metadata that varies between runs (the matplotlib version string) is dropped
-so the same comparison gives the same bytes.
+Detection: ROC and PR curves, the operating curve (episode detection rate
+against false alarms per host-day as τ varies, the validation-fixed τ
+marked), the time-to-detect CDF, reliability diagrams (validation beside
+test). Training: learning curves (train loss and validation macro F1 per
+epoch, from each checkpoint's history). Phase attribution: forest plot of
+macro F1, confusion matrices, importance heatmap.
+
+Curves are drawn for the realistic family and the baselines (the oracle
+family, a ceiling, is dashed where shown); a model with several seeds is
+drawn from its lowest seed. Uses matplotlib's object-oriented API (no
+pyplot, no display backend) and writes through ``atomic_writer``; PNG
+metadata that varies between runs is dropped, so the same comparison gives
+the same bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from cis490.fleet.atomic import atomic_writer
 
 from .compare import Comparison, ModelEval
 
-__all__ = ["confusion_plot", "forest_plot", "importance_plot"]
+__all__ = ["confusion_plot", "forest_plot", "importance_plot", "learning_plot", "operating_plot",
+           "reliability_plot", "roc_pr_plot", "ttd_plot"]
 
 _META = {"Software": None}
 
@@ -35,28 +44,155 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
+def _curve_models(comp: Comparison) -> list[ModelEval]:
+    return [*comp.family("realistic"), *comp.baselines]
+
+
+def _style(m: ModelEval) -> dict:
+    return {"linestyle": ":" if m.is_baseline else "-", "linewidth": 1.0 if m.is_baseline else 1.4}
+
+
+def _curves(m: ModelEval) -> dict:
+    return m.curves[min(m.curves)] if m.curves else {}
+
+
+def roc_pr_plot(comp: Comparison, path) -> Path | None:
+    models = [m for m in _curve_models(comp) if "roc" in _curves(m)]
+    if not models:
+        return None
+    fig = _figure(10.0, 4.4)
+    ax_roc, ax_pr = fig.subplots(1, 2)
+    for m in models:
+        c = _curves(m)
+        auc, ap = m.detection.ci["roc_auc"].point, m.detection.ci["pr_auc"].point
+        ax_roc.plot(*c["roc"], label=f"{m.name} ({auc:.3f})", **_style(m))
+        ax_pr.step(*c["pr"], where="post", label=f"{m.name} ({ap:.3f})", **_style(m))
+    ax_roc.plot([0, 1], [0, 1], color="0.7", linewidth=0.8)
+    ax_roc.set(xlabel="false positive rate (benign windows)", ylabel="true positive rate",
+               title="ROC, test windows (AUC)", xlim=(0, 1), ylim=(0, 1.01))
+    ax_pr.set(xlabel="recall", ylabel="precision", title="precision–recall, test (AP)",
+              xlim=(0, 1), ylim=(0, 1.01))
+    for ax in (ax_roc, ax_pr):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", loc="lower right" if ax is ax_roc else "lower left")
+    return _save(fig, path)
+
+
+def operating_plot(comp: Comparison, path) -> Path | None:
+    models = [m for m in _curve_models(comp) if _curves(m).get("operating", (None,))[0] is not None]
+    if not models:
+        return None
+    fig = _figure(7.0, 4.6)
+    ax = fig.add_subplot()
+    floor = None
+    for m in models:
+        fa, rate = _curves(m)["operating"]   # one point per threshold, ascending tau
+        x = np.maximum(fa, 1e-2)[::-1]       # log axis: 0 false alarms is drawn at 0.01
+        (line,) = ax.plot(x, rate[::-1], label=m.name, **_style(m))
+        ci = m.detection.ci
+        ax.plot([max(ci["false_alarms_per_host_day"].point, 1e-2)],
+                [ci["episode_detection_rate"].point], "o", color=line.get_color(), markersize=5)
+        floor = 1e-2
+    ax.axvline(comp.budget, color="0.5", linestyle="--", linewidth=0.8,
+               label=f"budget {comp.budget:g}/host-day (on validation)")
+    ax.set_xscale("log")
+    ax.set(xlabel="false alarms per benign host-day (test; 0 drawn at 0.01)",
+           ylabel="episode detection rate (test)",
+           title="Operating curve as τ varies; dot = the τ fixed on validation", ylim=(0, 1.02))
+    if floor:
+        ax.set_xlim(left=floor / 1.5)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="x-small", loc="lower right")
+    return _save(fig, path)
+
+
+def ttd_plot(comp: Comparison, path) -> Path | None:
+    models = [m for m in _curve_models(comp) if len(_curves(m).get("ttd", ())) > 0]
+    if not models:
+        return None
+    fig = _figure(7.0, 4.4)
+    ax = fig.add_subplot()
+    for m in models:
+        ttd = _curves(m)["ttd"]
+        n_inf = max(m.detection.n_infected, 1)
+        y = np.arange(1, ttd.size + 1) / n_inf          # share of ALL infected episodes
+        ax.step(np.concatenate([[0], ttd]), np.concatenate([[0], y]), where="post",
+                label=f"{m.name} ({ttd.size}/{m.detection.n_infected})", **_style(m))
+    ax.set(xlabel="seconds from infection onset to the alarm", ylabel="share of infected episodes detected",
+           title="Time to detect at the validation-fixed τ (test)", ylim=(0, 1.02))
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small", loc="lower right")
+    return _save(fig, path)
+
+
+def reliability_plot(comp: Comparison, path) -> Path | None:
+    models = [m for m in _curve_models(comp) if "reliability_test" in _curves(m)]
+    if not models:
+        return None
+    fig = _figure(10.0, 4.6)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, key, title in zip(axes, ("reliability_val", "reliability_test"), ("validation", "test")):
+        for m in models:
+            mean_s, frac, count = _curves(m)[key]
+            ok = np.asarray(count) > 0
+            ece = m.calibration.ece_val if key.endswith("val") else m.calibration.ece_test.point
+            ax.plot(np.asarray(mean_s)[ok], np.asarray(frac)[ok], marker=".",
+                    label=f"{m.name} (ECE {ece:.3f})", **_style(m))
+        ax.plot([0, 1], [0, 1], color="0.6", linewidth=0.8)
+        ax.set(xlabel="mean score in bin (1 − P(clean))", title=f"reliability, {title}",
+               xlim=(0, 1), ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", loc="upper left")
+    axes[0].set_ylabel("share of malicious windows in bin")
+    return _save(fig, path)
+
+
+def learning_plot(comp: Comparison, path) -> Path | None:
+    models = [m for m in comp.models if m.meta.get("history")]
+    if not models:
+        return None
+    n = len(models)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig = _figure(3.2 * cols, 2.4 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, m in zip(axes, models):
+        twin = ax.twinx()
+        for seed, hist in sorted(m.meta["history"].items()):
+            ep = [h["epoch"] for h in hist]
+            ax.plot(ep, [h["loss"] for h in hist], color="tab:blue", linewidth=1)
+            twin.plot(ep, [h["val_macro_f1"] for h in hist], color="tab:orange", linewidth=1)
+        ax.set_title(m.name, fontsize=8)
+        ax.tick_params(labelsize=6)
+        twin.tick_params(labelsize=6)
+        twin.set_ylim(0, 1)
+        ax.set_xlabel("epoch (round for gbt)", fontsize=6)
+        ax.set_ylabel("train loss", fontsize=6, color="tab:blue")
+        twin.set_ylabel("val macro F1", fontsize=6, color="tab:orange")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return _save(fig, path)
+
+
 def forest_plot(comp: Comparison, path: str | os.PathLike) -> Path:
-    """Macro F1 point and CI per model, best on top; the majority baseline as a line."""
-    rows: list[ModelEval] = list(comp.models)
+    """Macro F1 point and CI per model, families apart; baselines as grey rows."""
+    rows: list[ModelEval] = [*comp.family("realistic"), *comp.family("oracle"), *comp.baselines]
     fig = _figure(7.0, 1.2 + 0.35 * len(rows))
     ax = fig.add_subplot()
     y = np.arange(len(rows))[::-1]
     pts = np.array([m.macro_f1.point for m in rows])
     lo = np.array([m.macro_f1.low for m in rows])
     hi = np.array([m.macro_f1.high for m in rows])
-    colors = ["tab:red" if m.mode == "oracle" else "tab:blue" for m in rows]
+    colors = ["0.5" if m.is_baseline else "tab:red" if m.family == "oracle" else "tab:blue"
+              for m in rows]
     ax.hlines(y, lo, hi, colors=colors, linewidth=2)
     ax.scatter(pts, y, c=colors, zorder=3, s=25)
-    base = comp.baseline.macro_f1
-    ax.axvspan(base.low, base.high, color="0.85", zorder=0)
-    ax.axvline(base.point, color="0.4", linestyle="--", linewidth=1,
-               label=f"majority baseline ({comp.class_names[comp.majority_class]})")
     ax.set_yticks(y, [m.name for m in rows])
-    ax.set_xlabel(f"macro F1 ({comp.confidence:.0%} episode-bootstrap CI, "
-                  f"B={comp.n_resamples}, seed={comp.seed})")
+    ax.set_xlabel(f"phase macro F1 ({comp.confidence:.0%} episode-bootstrap CI, "
+                  f"B={comp.n_resamples}); blue realistic, red oracle (ceiling), grey baselines")
     ax.set_xlim(0, 1)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small")  # the rows sort best-first: top left is empty
     ax.set_title(f"Test split: {comp.n_windows} windows, {comp.n_episodes} episodes")
     return _save(fig, path)
 
@@ -78,8 +214,9 @@ def confusion_plot(m: ModelEval, class_names, path: str | os.PathLike) -> Path:
     ax.set_yticks(range(k), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    seeds = f", summed over {len(m.seeds)} seeds" if len(m.seeds) > 1 else ""
     ax.set_title(f"{m.name}: macro F1 {m.macro_f1.point:.3f} "
-                 f"[{m.macro_f1.low:.3f}, {m.macro_f1.high:.3f}]", fontsize=9)
+                 f"[{m.macro_f1.low:.3f}, {m.macro_f1.high:.3f}]{seeds}", fontsize=9)
     fig.colorbar(im, ax=ax, label="share of true class")
     return _save(fig, path)
 

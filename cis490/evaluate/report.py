@@ -2,37 +2,46 @@
 
 Layout of ``reports/eval/`` (every file published with ``atomic_write``):
 
-- ``comparison.md``         the report a reviewer reads (see docs/EVALUATION.md)
+- ``comparison.md``         the report a reviewer reads: detection first, phase
+                            attribution after (see docs/EVALUATION.md)
 - ``comparison.json``       everything in ``comparison.md``, machine-readable
-- ``<model>_<mode>_eval.json``  one per model: metrics with CIs, per class, per
-  profile / host, paired test vs best, importance, digests, bootstrap settings
-- ``forest_macro_f1.png``   macro F1 with CIs, best on top, baseline band
-- ``<model>_<mode>_confusion.png``  one per model
-- ``importance.png``        models × channels macro F1 drop (if computed)
+- ``<name>_eval.json``      one per model and baseline (``name`` = ``<model>_<mode>``,
+                            or the baseline's name): the keys of docs/EVALUATION.md
+- ``predictions/<name>.parquet``  the per-window scores every number comes from
+                            (written by ``run.py`` before the report)
+- PNGs: ``roc_pr.png``, ``operating_curve.png``, ``time_to_detect.png``,
+  ``reliability.png``, ``learning_curves.png``, ``forest_macro_f1.png``,
+  ``<name>_confusion.png``, ``importance.png``
 
-``render_table(comp)`` is pure: it builds a ``rich.table.Table`` and prints
-nothing, so it is tested with ``Console(file=io.StringIO())``.
+JSON holds no NaN: an undefined number is ``null``. ``render_table(comp)`` is
+pure: it builds a ``rich.table.Table`` and prints nothing.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 from cis490.fleet.atomic import atomic_write
 
-from .compare import MIN_CI_EPISODES, Comparison, ModelEval
+from .compare import BASE_RATES, MIN_CI_EPISODES, Comparison, ModelEval
 
-__all__ = ["comparison_markdown", "model_json", "render_table", "write_report"]
+__all__ = ["comparison_json", "comparison_markdown", "model_json", "render_table", "write_report"]
 
-
-def _ci(ci) -> str:
-    return f"{ci.point:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+FLAG_TEXT = "not better than clock-only: may be learning episode time"
 
 
-def _p(p: float | None) -> str:
-    return "—" if p is None else f"{p:.3f}"
+def _clean(obj):
+    """NaN/inf -> None, tuples -> lists, int keys -> str (JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
 
 
 def _ci_dict(ci, reported: bool = True) -> dict:
@@ -41,43 +50,101 @@ def _ci_dict(ci, reported: bool = True) -> dict:
     return {"point": ci.point, "low": ci.low, "high": ci.high}
 
 
+def _num(x, fmt: str = ".3f") -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
+
+
+def _ci(ci, fmt: str = ".3f") -> str:
+    if not math.isfinite(ci.point):
+        return "—"
+    if not (math.isfinite(ci.low) and math.isfinite(ci.high)):
+        return f"{format(ci.point, fmt)} (no CI)"
+    return f"{format(ci.point, fmt)} [{format(ci.low, fmt)}, {format(ci.high, fmt)}]"
+
+
+def _p(t, floor: float, holm: bool = False) -> str:
+    if t is None:
+        return "—"
+    p = t.p_holm if holm else t.pvalue
+    return f"≤ {p:.3f}" if t.at_floor else f"{p:.3f}"
+
+
 def _stratum_cell(s) -> str:
     if s.ci_reported:
         return _ci(s.macro_f1)
     return f"{s.macro_f1.point:.3f} (no CI: {s.n_episodes} ep.)"
 
 
+# --------------------------------------------------------------------------- JSON
+
+
 def model_json(m: ModelEval, comp: Comparison) -> dict:
-    """Everything known about one model's test score, JSON-ready."""
-    return {
-        "model": m.model,
-        "mode": m.mode,
-        "name": m.name,
-        "n_windows": m.n_windows,
-        "n_episodes": m.n_episodes,
-        "macro_f1": _ci_dict(m.macro_f1),
-        "accuracy": _ci_dict(m.accuracy),
-        "per_class": {c.name: {"label": c.label, "support": c.support, "f1": _ci_dict(c.f1)}
-                      for c in m.per_class},
-        "confusion": [list(r) for r in m.confusion],
-        "breakdowns": {key: {s.value: {"n_windows": s.n_windows, "n_episodes": s.n_episodes,
-                                       "ci_reported": s.ci_reported,
-                                       "macro_f1": _ci_dict(s.macro_f1, s.ci_reported),
-                                       "accuracy": _ci_dict(s.accuracy, s.ci_reported)}
-                              for s in strata}
-                       for key, strata in m.breakdowns.items()},
+    """Everything known about one model's (or baseline's) score, JSON-ready."""
+    d, c = m.detection, m.calibration
+    ci = d.ci
+    return _clean({
+        "model": m.model, "mode": m.mode, "name": m.name, "family": m.family,
+        "seeds": list(m.seeds), "n_windows": m.n_windows, "n_episodes": m.n_episodes,
+        "detection": {
+            "threshold": d.threshold, "thresholds_per_seed": dict(d.thresholds),
+            "consecutive": d.consecutive, "budget_false_alarms_per_host_day": d.budget,
+            "benign_host_seconds": d.benign_host_seconds,
+            "val_benign_host_seconds": d.val_benign_host_seconds,
+            "false_alarms_per_host_day": _ci_dict(ci["false_alarms_per_host_day"]),
+            "episode_detection_rate": _ci_dict(ci["episode_detection_rate"]),
+            "roc_auc": _ci_dict(ci["roc_auc"]), "pr_auc": _ci_dict(ci["pr_auc"]),
+            "time_to_detect_s": {"median": _ci_dict(ci["ttd_median"]),
+                                 "p90": _ci_dict(ci["ttd_p90"])},
+            "alarms_before_onset": _ci_dict(ci["alarms_before_onset"]),
+            "precision_at_base_rate": {r: _ci_dict(ci[f"precision@{r}"]) for r in BASE_RATES},
+            "tpr": _ci_dict(ci["tpr"]), "fpr": _ci_dict(ci["fpr"]),
+            "n_infected_episodes": d.n_infected, "n_detected_episodes": d.n_detected,
+            "n_false_alarms": d.n_false_alarms, "validation": dict(d.val),
+            "auc_binning_bound": d.auc_bin_bound,
+        },
+        "calibration": {"ece_val": c.ece_val, "ece_test": c.ece_test.point,
+                        "ece_test_ci": _ci_dict(c.ece_test), "bins": 15,
+                        "temperature": c.temperature, "ece_val_scaled": c.ece_val_scaled,
+                        "ece_test_scaled": c.ece_test_scaled},
+        "phase": {
+            "macro_f1": _ci_dict(m.macro_f1), "accuracy": _ci_dict(m.accuracy),
+            "labels_averaged": [comp.class_names[k] for k in comp.labels],
+            "per_class": {s.name: {"label": s.label, "support": s.support, "f1": _ci_dict(s.f1)}
+                          for s in m.per_class},
+            "confusion": [list(r) for r in m.confusion],
+            "breakdowns": {key: {s.value: {"n_windows": s.n_windows, "n_episodes": s.n_episodes,
+                                           "ci_reported": s.ci_reported,
+                                           "macro_f1": _ci_dict(s.macro_f1, s.ci_reported),
+                                           "accuracy": _ci_dict(s.accuracy, s.ci_reported)}
+                                 for s in strata} for key, strata in m.breakdowns.items()},
+        },
+        "vs_best": {k: (None if t is None else t.as_dict()) for k, t in m.vs_best.items()},
+        "vs_clock_only": {k: t.as_dict() for k, t in m.vs_clock.items()},
+        "clock_only_flag": list(m.clock_flag),
         "untested_profiles": list(comp.untested_profiles),
-        "vs_best": None if m.vs_best is None else {
-            "best": comp.best, **m.vs_best.as_dict(), "pvalue_holm": m.p_holm},
         "importance": None if m.importance is None else m.importance.as_dict(),
-        "checkpoint_digest": m.checkpoint_digest,
-        "schema_hash": m.schema_hash,
-        "data_digests": dict(m.data_digests),
-        "bootstrap": {"unit": "episode", "method": "percentile",
-                      "n_resamples": comp.n_resamples, "confidence": comp.confidence,
-                      "seed": comp.seed},
-        "labels_averaged": [comp.class_names[c] for c in comp.labels],
-    }
+        "provenance": dict(m.meta),
+        "bootstrap": {"unit": "episode", "method": "percentile", "n_resamples": comp.n_resamples,
+                      "confidence": comp.confidence, "seed": comp.seed,
+                      "p_floor": comp.p_floor},
+    })
+
+
+def comparison_json(comp: Comparison) -> dict:
+    return _clean({
+        "provenance": dict(comp.provenance),
+        "families": {f: [m.name for m in comp.family(f)] for f in ("realistic", "oracle")},
+        "best": {f"{fam}/{metric}": name for (fam, metric), name in sorted(comp.best.items())},
+        "untested_profiles": list(comp.untested_profiles),
+        "models": [model_json(m, comp) for m in comp.models],
+        "baselines": {m.name: model_json(m, comp) for m in comp.baselines},
+        "settings": {"consecutive": comp.consecutive, "false_alarm_budget_per_host_day": comp.budget,
+                     "window_stride_s": comp.stride_s, "n_resamples": comp.n_resamples,
+                     "confidence": comp.confidence, "bootstrap_seed": comp.seed},
+    })
+
+
+# --------------------------------------------------------------------------- markdown
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -86,19 +153,181 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out + [""]
 
 
+def _banner(comp: Comparison) -> list[str]:
+    prov = comp.provenance
+    lines = []
+    if prov.get("synthetic"):
+        lines += [f"> **Synthetic data.** This store was written by `cis490 synth` (collector "
+                  f"{', '.join(prov.get('collectors') or ['?'])}). The numbers describe the "
+                  "generator, not real malware.", ""]
+    elif prov.get("collectors") is None:
+        lines += ["> **Data origin unknown**: the validation table records no collector version "
+                  "(written before it did); re-run `cis490 validate` to record it.", ""]
+    rows = [[k, v] for k, v in (
+        ("validation table", f"`{prov.get('validation', '?')}` (sha256 `{prov.get('validation_sha256', '?')[:16]}…`)"),
+        ("collector(s)", ", ".join(prov.get("collectors") or ["unknown"])),
+        ("split", f"{prov.get('recipe', '?')} (split seed {prov.get('split_seed', '?')}); train hosts "
+                  f"{', '.join(prov.get('train_hosts', [])) or '—'}; test hosts "
+                  f"{', '.join(prov.get('test_hosts', [])) or '—'}"),
+        ("episodes", f"train {prov.get('n_train', '?')}, val {prov.get('n_val', '?')}, test "
+                     f"{prov.get('n_test', '?')}"),
+        ("test windows", f"{comp.n_windows} from {comp.n_episodes} episodes"),
+        ("onsets", prov.get("onsets", "?")),
+    )]
+    return lines + ["What this report ran on:", ""] + _table(["", ""], rows)
+
+
+def _detection_rows(models, comp: Comparison, *, with_tests: bool) -> list[list[str]]:
+    rows = []
+    for i, m in enumerate(models, 1):
+        ci = m.detection.ci
+        t = m.vs_best.get("roc_auc") if with_tests else None
+        diff = ("reference" if with_tests and t is None and not m.is_baseline else
+                "" if t is None else f"{t.difference:+.3f} [{t.low:+.3f}, {t.high:+.3f}]")
+        rows.append([str(i) if not m.is_baseline else "—", m.name, _ci(ci["roc_auc"]),
+                     _ci(ci["pr_auc"]), _ci(ci["false_alarms_per_host_day"], ".2f"),
+                     _ci(ci["episode_detection_rate"]), _ci(ci["ttd_median"], ".0f"),
+                     _ci(ci["ttd_p90"], ".0f"), _ci(ci["alarms_before_onset"]), diff,
+                     _p(t, comp.p_floor, holm=True) if with_tests and not m.is_baseline else "",
+                     "⚠ clock" if m.clock_flag else ""])
+    return rows
+
+
+DETECTION_HEADER = ["#", "model", "ROC AUC", "PR AUC", "false alarms / host-day",
+                    "episodes detected", "time to detect, median (s)", "p90 (s)",
+                    "infected eps. alarmed before onset", "Δ ROC AUC vs best", "p (Holm)", "flag"]
+
+
+def _detection_section(comp: Comparison, plots: dict) -> list[str]:
+    pct = f"{comp.confidence:.0%}"
+    lines = ["## Detection: malicious vs benign", "",
+             f"Benign = `clean` windows. Each model's threshold τ was fixed on **validation** only: "
+             f"the highest validation episode detection rate whose validation false alarms stay "
+             f"≤ {comp.budget:g} per benign host-day. An alarm is the first window of a run of "
+             f"≥ {comp.consecutive} consecutive window(s) with score ≥ τ (score = 1 − P(clean)); "
+             "it is false when that window is benign, and it fires at the run's "
+             f"k-th window (k = {comp.consecutive}), from which time to detect is counted (from "
+             f"the infection onset). Every figure has a {pct} episode-bootstrap interval "
+             f"(B = {comp.n_resamples}); the test data never moves τ. Δ and p compare ROC AUC "
+             "with the best model of the same family on the same resamples, Holm-adjusted "
+             f"within the family; the smallest attainable p is 2/(B+1) = {comp.p_floor:.4f}, and "
+             "a p there is written \"≤\" (an upper bound).", ""]
+    for family, title in (("realistic", "Realistic models (what a deployed defender sees)"),
+                          ("oracle", "Oracle models — a ceiling (they also see the sample's "
+                                     "own process tree); never compared with the realistic family")):
+        models = comp.family(family)
+        if not models:
+            continue
+        lines += [f"### {title}", ""]
+        lines += _table(DETECTION_HEADER, _detection_rows(models, comp, with_tests=True)
+                        + _detection_rows(comp.baselines, comp, with_tests=False))
+    if comp.baselines:
+        lines += ["Baselines (rows `—`, in no family): `majority` (train class frequencies), "
+                  "`clock-only` (sees only the seconds since the episode started), `rule-zscore` "
+                  "(largest robust |z| of a realistic channel against its host's benign training "
+                  "windows), `logreg` (logistic regression on the realistic summary features).", ""]
+    for key, name in (("roc_pr", "ROC and PR curves"), ("operating", "operating curve"),
+                      ("ttd", "time to detect")):
+        if key in plots:
+            lines += [f"![{name}]({plots[key]})", ""]
+    return lines
+
+
+def _clock_section(comp: Comparison) -> list[str]:
+    if not any(m.vs_clock for m in comp.models):
+        return []
+    lines = ["## Shortcut check: better than the clock?", "",
+             "`clock-only` sees nothing but the seconds since its episode started. A model that "
+             "is not significantly better than it (paired bootstrap, Holm over all models, per "
+             "metric) may be learning episode time rather than behaviour.", ""]
+    rows = []
+    for m in comp.models:
+        cells = [m.name]
+        for metric in ("roc_auc", "macro_f1"):
+            t = m.vs_clock.get(metric)
+            cells += ["—" if t is None else f"{t.difference:+.3f} [{t.low:+.3f}, {t.high:+.3f}]",
+                      _p(t, comp.p_floor, holm=True)]
+        cells.append(f"**{FLAG_TEXT}** ({', '.join(m.clock_flag)})" if m.clock_flag else "better")
+        rows.append(cells)
+    return lines + _table(["model", "Δ ROC AUC vs clock-only", "p (Holm)",
+                           "Δ macro F1 vs clock-only", "p (Holm)", "verdict"], rows)
+
+
+def _operating_section(comp: Comparison) -> list[str]:
+    lines = ["## Operating point", "",
+             "τ per training seed; validation figures are what τ was chosen on. Precision at a "
+             "base rate π (the share of malicious windows a deployment would see) is "
+             "TPR·π / (TPR·π + FPR·(1 − π)) from the test TPR and FPR of flagged windows "
+             "(windows inside a qualifying run).", ""]
+    rows, notes, short = [], [], {}
+    for m in comp.everything:
+        d = m.detection
+        fpr = d.ci["fpr"]
+        rows.append([m.name, ", ".join(f"{d.thresholds[s]:.4f}" for s in m.seeds),
+                     ", ".join(_num(d.val[s]["detection_rate"]) for s in m.seeds),
+                     ", ".join(_num(d.val[s]["false_alarms_per_host_day"], ".2f") for s in m.seeds),
+                     f"{d.val_benign_host_seconds / 86400:.3f}",
+                     f"{d.benign_host_seconds / 86400:.3f}", _ci(d.ci["tpr"]), _ci(fpr, ".4f"),
+                     *(_ci(d.ci[f"precision@{r}"]) for r in BASE_RATES)])
+        if math.isfinite(fpr.point) and fpr.point == 0 and d.benign_host_seconds > 0:
+            n_benign = d.benign_host_seconds / comp.stride_s
+            notes.append(f"- `{m.name}`: no flagged benign test window out of {n_benign:.0f}: the "
+                         f"true FPR may be up to ~{3 / n_benign:.1e} (rule of three), so its "
+                         "precision at low base rates is an upper bound.")
+        days = d.val_benign_host_seconds / 86400
+        if days > 0 and comp.budget * days < 1:
+            short.setdefault(round(days, 6), []).append(m.name)
+    for days, names in sorted(short.items()):
+        notes.append(f"- validation holds {days:.3f} benign host-days ({', '.join(f'`{n}`' for n in names)}), "
+                     f"so a budget of {comp.budget:g} per host-day allows no validation false alarm "
+                     "at all: τ is the threshold with zero validation false alarms.")
+    lines += _table(["model", "τ", "val detection", "val FA / host-day", "val benign host-days",
+                     "test benign host-days", "TPR", "FPR",
+                     *(f"precision @ π={r}" for r in BASE_RATES)], rows)
+    return lines + (notes + [""] if notes else [])
+
+
+def _calibration_section(comp: Comparison, plots: dict) -> list[str]:
+    lines = ["## Calibration of the detection score", "",
+             "ECE: 15 equal-width bins, Σ |mean(y) − mean(score)| · bin share (y = malicious). "
+             "Temperature scaling (T fitted on validation by multiclass log loss) is shown beside "
+             "the raw scores; detection figures above use the raw scores.", ""]
+    rows = [[m.name, _num(m.calibration.ece_val), _ci(m.calibration.ece_test),
+             _num(m.calibration.temperature, ".2f"), _num(m.calibration.ece_val_scaled),
+             _num(m.calibration.ece_test_scaled)] for m in comp.everything]
+    lines += _table(["model", "ECE val", "ECE test", "T", "ECE val (scaled)", "ECE test (scaled)"],
+                    rows)
+    if "reliability" in plots:
+        lines += [f"![reliability diagrams]({plots['reliability']})", ""]
+    return lines
+
+
+def _phase_rows(models, comp: Comparison) -> list[list[str]]:
+    rows = []
+    for i, m in enumerate(models, 1):
+        t = m.vs_best.get("macro_f1")
+        rows.append([str(i) if not m.is_baseline else "—", m.model, m.mode, _ci(m.macro_f1),
+                     _ci(m.accuracy),
+                     "" if m.is_baseline else "reference" if t is None else
+                     f"{t.difference:+.3f} [{t.low:+.3f}, {t.high:+.3f}]",
+                     "" if m.is_baseline else _p(t, comp.p_floor),
+                     "" if m.is_baseline else _p(t, comp.p_floor, holm=True)])
+    return rows
+
+
 def _breakdown_table(comp: Comparison, key: str) -> list[str]:
-    models = [m for m in comp.models if key in m.breakdowns]
+    models = [m for m in comp.everything if m.breakdowns.get(key)]
     values = sorted({s.value for m in models for s in m.breakdowns[key]})
     if not values:
         return []
     extra = list(comp.untested_profiles) if key == "profile" else []
     header = ["model", *values, *(f"{v} (untested)" for v in extra)]
     rows = []
-    for m in [*models, comp.baseline]:
+    for m in models:
         cells = {s.value: _stratum_cell(s) for s in m.breakdowns.get(key, ())}
         rows.append([m.name, *(cells.get(v, "—") for v in values), *("untested" for _ in extra)])
-    n_ep = {s.value: s.n_episodes for s in models[0].breakdowns[key]} if models else {}
-    lines = [f"## Macro F1 per {key}", "",
+    n_ep = {s.value: s.n_episodes for s in models[0].breakdowns[key]}
+    lines = [f"### Macro F1 per {key}", "",
              "Each cell bootstraps only that stratum's episodes "
              f"({', '.join(f'{v}: {n_ep.get(v, 0)} episodes' for v in values)}); "
              "intervals of small strata are wide, by design, and a stratum with fewer than "
@@ -106,105 +335,118 @@ def _breakdown_table(comp: Comparison, key: str) -> list[str]:
     return lines + _table(header, rows)
 
 
-def comparison_markdown(comp: Comparison, *, plots: dict[str, str] | None = None) -> str:
-    """The text of ``comparison.md``."""
-    plots = plots or {}
+def _phase_section(comp: Comparison, plots: dict) -> list[str]:
     pct = f"{comp.confidence:.0%}"
     averaged = ", ".join(comp.class_names[c] for c in comp.labels)
-    lines = [
-        "# Model comparison on the held-out test split", "",
-        f"Test split: **{comp.n_windows} windows from {comp.n_episodes} episodes**. "
-        f"Intervals are {pct} percentile-bootstrap intervals over **episodes** "
-        f"(windows of one episode are correlated), {comp.n_resamples} resamples, "
-        f"seed {comp.seed}. Macro F1 is the unweighted mean of the per-class F1 of: "
-        f"{averaged}.", "",
-        f"Δ vs best = this model's macro F1 minus that of the best ({comp.best}), on the "
-        "same resamples; p is the two-sided paired-bootstrap p-value, p (Holm) is "
-        f"Holm-adjusted over the {max(len(comp.models) - 1, 0)} comparisons with the best. "
-        f"The smallest attainable p is 2/(B+1) = {2 / (comp.n_resamples + 1):.4f}. The best "
-        "is the reference row only; no model is selected on the test split.", "",
-    ]
-    if comp.n_episodes < 30:
-        lines += [f"**Caution:** only {comp.n_episodes} test episodes. The percentile "
-                  "bootstrap under-covers with few clusters (in our simulation a nominal 95 % "
-                  "interval covers ~89 % at 12 episodes, ~92 % at 30, ~94 % at 100): read the "
-                  "intervals as optimistic.", ""]
-    lines += ["## Models by macro F1", ""]
-    rows = []
-    for i, m in enumerate(comp.models, 1):
-        d = m.vs_best
-        rows.append([str(i), m.model, m.mode, _ci(m.macro_f1), _ci(m.accuracy),
-                     "reference" if d is None else
-                     f"{d.difference:+.3f} [{d.low:+.3f}, {d.high:+.3f}]",
-                     _p(None if d is None else d.pvalue), _p(m.p_holm)])
-    b = comp.baseline
-    rows.append(["—", f"majority: always `{comp.class_names[comp.majority_class]}`",
-                 f"baseline ({comp.majority_source} majority)", _ci(b.macro_f1),
-                 _ci(b.accuracy), "", "", ""])
-    lines += _table(["#", "model", "mode", f"macro F1 [{pct} CI]", f"accuracy [{pct} CI]",
-                     "Δ vs best [CI]", "p", "p (Holm)"], rows)
+    lines = ["## Phase attribution", "",
+             f"Which phase each window is in (argmax of the probabilities). Macro F1 = the "
+             f"unweighted mean of the per-class F1 of: {averaged} — the same function, with the "
+             "same label rule (classes present in the truth), that selected each checkpoint on "
+             "validation. Δ vs best compares with the best of the same family; p (Holm) is "
+             "adjusted within the family.", ""]
+    header = ["#", "model", "mode", f"macro F1 [{pct} CI]", f"accuracy [{pct} CI]",
+              "Δ vs best [CI]", "p", "p (Holm)"]
+    for family in ("realistic", "oracle"):
+        models = comp.family(family)
+        if models:
+            models = sorted(models, key=lambda m: (-m.macro_f1.point, m.name))
+            lines += [f"### {family.capitalize()} family", ""]
+            lines += _table(header, _phase_rows(models, comp) + _phase_rows(comp.baselines, comp))
     if "forest" in plots:
         lines += [f"![macro F1 with {pct} CIs]({plots['forest']})", ""]
-
-    lines += ["## Per-class (per-phase) F1", ""]
-    rows = [[m.name, *(_ci(c.f1) for c in m.per_class)] for m in [*comp.models, b]]
-    support = ", ".join(f"{c.name}: {c.support}" for c in b.per_class)
-    lines += [f"Test windows per class — {support}.", ""]
-    lines += _table(["model", *comp.class_names], rows)
-
-    lines += ["## Untested profiles", ""]
+    lines += ["### Per-class (per-phase) F1", ""]
+    ref = comp.everything[0]
+    lines += [f"Test windows per class — {', '.join(f'{c.name}: {c.support}' for c in ref.per_class)}.", ""]
+    lines += _table(["model", *comp.class_names],
+                    [[m.name, *(_ci(c.f1) for c in m.per_class)] for m in comp.everything])
+    lines += ["### Untested profiles", ""]
     if comp.untested_profiles:
-        lines += [f"- `{p}`: no test windows under this split — not scored, and not "
-                  "averaged into any number in this report." for p in comp.untested_profiles]
+        lines += [f"- `{p}`: no test windows under this split — not scored, and not averaged "
+                  "into any number in this report." for p in comp.untested_profiles]
     else:
         lines += ["None: every profile known to the split has test windows."]
-    lines += [""]
-    lines += _breakdown_table(comp, "profile")
-    lines += _breakdown_table(comp, "host")
+    lines += [""] + _breakdown_table(comp, "profile") + _breakdown_table(comp, "host")
+    lines += _importance_section(comp, plots)
+    conf = [(k, v) for k, v in plots.items() if k.startswith("confusion:")]
+    if conf:
+        lines += ["### Confusion matrices", ""] + [f"![{k[10:]}]({v})" for k, v in conf] + [""]
+    return lines
 
+
+def _importance_section(comp: Comparison, plots: dict) -> list[str]:
     imp = [m for m in comp.models if m.importance is not None]
-    if imp:
-        channels = sorted({c for m in imp for c in m.importance.drop})
-        lines += ["## Permutation importance", "",
-                  "Drop in test macro F1 when one channel is shuffled across test windows "
-                  "(the same permutations for every model; "
-                  f"{imp[0].importance.n_repeats} repeat(s), seed {imp[0].importance.seed}). "
-                  "Larger = the model relies on it more; blank = the mode lacks the channel.",
-                  ""]
-        def cell(m, c):
-            return f"{m.importance.drop[c]:+.3f}" if c in m.importance.drop else ""
+    if not imp:
+        return []
+    channels = sorted({c for m in imp for c in m.importance.drop})
+    lines = ["### Permutation importance", "",
+             "Drop in test macro F1 when one channel is shuffled across test windows (the same "
+             f"permutations for every model; {imp[0].importance.n_repeats} repeat(s), seed "
+             f"{imp[0].importance.seed}; the lowest training seed's checkpoint). Larger = the "
+             "model relies on it more; blank = the mode lacks the channel.", ""]
 
-        if len(channels) <= 12:
-            rows = [[m.name, f"{m.importance.base_macro_f1:.3f}", *(cell(m, c) for c in channels)]
-                    for m in imp]
-            lines += _table(["model", "macro F1", *channels], rows)
-        else:                         # many channels: one row per channel
-            rows = [["(macro F1 intact)", *(f"{m.importance.base_macro_f1:.3f}" for m in imp)]]
-            rows += [[c, *(cell(m, c) for m in imp)] for c in channels]
-            lines += _table(["channel", *(m.name for m in imp)], rows)
-        if "importance" in plots:
-            lines += [f"![permutation importance]({plots['importance']})", ""]
+    def cell(m, c):
+        return f"{m.importance.drop[c]:+.3f}" if c in m.importance.drop else ""
 
-    if any(k.startswith("confusion:") for k in plots):
-        lines += ["## Confusion matrices", ""]
-        lines += [f"![{k[len('confusion:'):]}]({v})" for k, v in plots.items()
-                  if k.startswith("confusion:")]
-        lines += [""]
+    if len(channels) <= 12:
+        rows = [[m.name, f"{m.importance.base_macro_f1:.3f}", *(cell(m, c) for c in channels)]
+                for m in imp]
+        lines += _table(["model", "macro F1", *channels], rows)
+    else:                             # many channels: one row per channel
+        rows = [["(macro F1 intact)", *(f"{m.importance.base_macro_f1:.3f}" for m in imp)]]
+        rows += [[c, *(cell(m, c) for m in imp)] for c in channels]
+        lines += _table(["channel", *(m.name for m in imp)], rows)
+    if "importance" in plots:
+        lines += [f"![permutation importance]({plots['importance']})", ""]
+    return lines
 
-    lines += ["## Provenance", ""]
-    lines += _table(["model", "checkpoint digest", "schema hash"],
-                    [[m.name, f"`{m.checkpoint_digest or '—'}`", f"`{m.schema_hash or '—'}`"]
-                     for m in comp.models])
-    digests: dict[str, set] = {}
+
+def _seeds_section(comp: Comparison, plots: dict) -> list[str]:
+    lines = ["## Training seeds and learning curves", ""]
+    multi = [m for m in comp.models if len(m.seeds) > 1]
+    if multi:
+        lines += ["Models with several training seeds: each figure is the mean over seeds, and "
+                  "each resample draws one seed, so the intervals hold seed and episode variance "
+                  f"({', '.join(f'`{m.name}`: seeds {list(m.seeds)}' for m in multi)}).", ""]
+    if any(len(m.seeds) == 1 for m in comp.models):
+        lines += ["Models with ONE training seed: their intervals hold the episode variance only. "
+                  "A second seed could land elsewhere inside or outside them (initialisation, "
+                  "batch order and the validation carve-out are not resampled); list several "
+                  "seeds in the manifest (`seed = [0, 1, 2]`) to measure it.", ""]
+    if "learning" in plots:
+        lines += [f"![learning curves]({plots['learning']})", ""]
+    return lines
+
+
+def _provenance_section(comp: Comparison) -> list[str]:
+    rows = []
     for m in comp.models:
-        for k, v in m.data_digests.items():
-            digests.setdefault(k, set()).add(v)
-    if digests:
-        lines += ["Data digests (sha256):", ""]
-        lines += [f"- {k}: `{', '.join(sorted(v))}`" + (" — **differs between models**"
-                                                         if len(v) > 1 else "")
-                  for k, v in sorted(digests.items())]
-        lines += [""]
+        ck = m.meta.get("checkpoints") or {}
+        rows.append([m.name, "<br>".join(f"seed {s}: `{d}`" for s, d in sorted(ck.items())) or "—",
+                     f"`{m.meta.get('schema_sha256') or '—'}`"])
+    lines = ["## Provenance", ""] + _table(["model", "checkpoint digest(s)", "schema hash"], rows)
+    for m in comp.baselines:
+        lines.append(f"- `{m.name}`: fitted at evaluation time — "
+                     f"{json.dumps(_clean(m.meta.get('info', {})), sort_keys=True)}")
+    return lines + [""]
+
+
+def comparison_markdown(comp: Comparison, *, plots: dict[str, str] | None = None) -> str:
+    """The text of ``comparison.md``: detection first, phase attribution after."""
+    plots = plots or {}
+    lines = ["# Detector evaluation on the held-out test split", ""]
+    lines += _banner(comp)
+    if comp.n_episodes < 30:
+        lines += [f"**Caution:** only {comp.n_episodes} test episodes. The percentile bootstrap "
+                  "under-covers with few clusters (in our simulation a nominal 95 % interval "
+                  "covers ~89 % at 12 episodes, ~92 % at 30, ~94 % at 100): read the intervals "
+                  "as optimistic.", ""]
+    lines += _detection_section(comp, plots)
+    lines += _clock_section(comp)
+    lines += _operating_section(comp)
+    lines += _calibration_section(comp, plots)
+    lines += _phase_section(comp, plots)
+    lines += _seeds_section(comp, plots)
+    lines += _provenance_section(comp)
     return "\n".join(lines)
 
 
@@ -215,28 +457,28 @@ def write_report(comp: Comparison, out_dir: str | os.PathLike, *, plots: bool = 
     written: list[Path] = []
     refs: dict[str, str] = {}
     if plots:
-        from .plots import confusion_plot, forest_plot, importance_plot
-        written.append(forest_plot(comp, out / "forest_macro_f1.png"))
-        refs["forest"] = "forest_macro_f1.png"
+        from . import plots as p
+        for key, fn, name in (("roc_pr", p.roc_pr_plot, "roc_pr.png"),
+                              ("operating", p.operating_plot, "operating_curve.png"),
+                              ("ttd", p.ttd_plot, "time_to_detect.png"),
+                              ("reliability", p.reliability_plot, "reliability.png"),
+                              ("learning", p.learning_plot, "learning_curves.png"),
+                              ("forest", p.forest_plot, "forest_macro_f1.png"),
+                              ("importance", p.importance_plot, "importance.png")):
+            path = fn(comp, out / name)
+            if path is not None:
+                written.append(path)
+                refs[key] = path.name
         for m in comp.models:
-            p = confusion_plot(m, comp.class_names, out / f"{m.name}_confusion.png")
-            written.append(p)
-            refs[f"confusion:{m.name}"] = p.name
-        p = importance_plot(comp, out / "importance.png")
-        if p is not None:
-            written.append(p)
-            refs["importance"] = p.name
-    for m in comp.models:
+            path = p.confusion_plot(m, comp.class_names, out / f"{m.name}_confusion.png")
+            written.append(path)
+            refs[f"confusion:{m.name}"] = path.name
+    for m in comp.everything:
         path = out / f"{m.name}_eval.json"
         atomic_write(path, json.dumps(model_json(m, comp), indent=2, sort_keys=True) + "\n")
         written.append(path)
-    summary = {"best": comp.best, "untested_profiles": list(comp.untested_profiles),
-               "models": [model_json(m, comp) for m in comp.models],
-               "baseline": {**model_json(comp.baseline, comp),
-                            "majority_class": comp.class_names[comp.majority_class],
-                            "majority_source": comp.majority_source}}
     path = out / "comparison.json"
-    atomic_write(path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    atomic_write(path, json.dumps(comparison_json(comp), indent=2, sort_keys=True) + "\n")
     written.append(path)
     path = out / "comparison.md"
     atomic_write(path, comparison_markdown(comp, plots=refs) + "\n")
@@ -245,28 +487,39 @@ def write_report(comp: Comparison, out_dir: str | os.PathLike, *, plots: bool = 
 
 
 def render_table(comp: Comparison):
-    """The terminal view: models by macro F1 with CIs and significance vs best."""
+    """The terminal view: detection figures, phase macro F1 and the shortcut flag."""
     from rich.table import Table
 
     pct = f"{comp.confidence:.0%}"
-    t = Table(title=f"Test split: {comp.n_windows} windows, {comp.n_episodes} episodes "
-                    f"({pct} episode-bootstrap CIs, B={comp.n_resamples}, seed={comp.seed})",
-              caption=("untested profiles: " + ", ".join(comp.untested_profiles))
-              if comp.untested_profiles else "untested profiles: none")
-    for col, just in (("#", "right"), ("model", "left"), ("mode", "left"),
-                      ("macro F1", "right"), (f"{pct} CI", "left"), ("accuracy", "right"),
-                      ("Δ vs best", "right"), ("p (Holm)", "right")):
+    t = Table(title=f"Test split: {comp.n_windows} windows, {comp.n_episodes} episodes ({pct} "
+                    f"episode-bootstrap CIs, B={comp.n_resamples}); τ fixed on validation for "
+                    f"≤ {comp.budget:g} false alarm/host-day, k={comp.consecutive}",
+              caption=("untested profiles: " + ", ".join(comp.untested_profiles)
+                       if comp.untested_profiles else "untested profiles: none")
+              + ("   ⚠ = not better than clock-only" if any(m.clock_flag for m in comp.models) else "")
+              + ("   SYNTHETIC DATA: numbers describe the generator" if comp.provenance.get("synthetic") else ""))
+    for col, just in (("#", "right"), ("model", "left"), ("ROC AUC", "right"), (f"{pct} CI", "left"),
+                      ("FA/day", "right"), ("detected", "right"), ("TTD med", "right"),
+                      ("macro F1", "right"), ("p (Holm)", "right"), ("", "left")):
         t.add_column(col, justify=just)
-    for i, m in enumerate(comp.models, 1):
-        d = m.vs_best
-        sig = d is not None and m.p_holm is not None and m.p_holm < 1 - comp.confidence
-        t.add_row(str(i), m.model, m.mode, f"{m.macro_f1.point:.3f}",
-                  f"[{m.macro_f1.low:.3f}, {m.macro_f1.high:.3f}]", f"{m.accuracy.point:.3f}",
-                  "best" if d is None else f"{d.difference:+.3f}",
-                  "" if m.p_holm is None else f"{m.p_holm:.3f}" + (" *" if sig else ""),
-                  style="bold" if d is None else None)
-    b = comp.baseline
-    t.add_row("—", "majority", "baseline", f"{b.macro_f1.point:.3f}",
-              f"[{b.macro_f1.low:.3f}, {b.macro_f1.high:.3f}]", f"{b.accuracy.point:.3f}",
-              "", "", style="dim")
+    for family in ("realistic", "oracle"):
+        for i, m in enumerate(comp.family(family), 1):
+            ci = m.detection.ci
+            tst = m.vs_best.get("roc_auc")
+            sig = tst is not None and tst.p_holm < 1 - comp.confidence
+            auc = ci["roc_auc"]
+            t.add_row(str(i), m.name, _num(auc.point), f"[{_num(auc.low)}, {_num(auc.high)}]",
+                      _num(ci["false_alarms_per_host_day"].point, ".1f"),
+                      _num(ci["episode_detection_rate"].point, ".2f"),
+                      _num(ci["ttd_median"].point, ".0f"), _num(m.macro_f1.point),
+                      "best" if tst is None else _p(tst, comp.p_floor, holm=True) + (" *" if sig else ""),
+                      "⚠" if m.clock_flag else "", style="bold" if tst is None else None,
+                      end_section=(i == len(comp.family(family))))
+    for m in comp.baselines:
+        ci = m.detection.ci
+        auc = ci["roc_auc"]
+        t.add_row("—", m.name, _num(auc.point), f"[{_num(auc.low)}, {_num(auc.high)}]",
+                  _num(ci["false_alarms_per_host_day"].point, ".1f"),
+                  _num(ci["episode_detection_rate"].point, ".2f"),
+                  _num(ci["ttd_median"].point, ".0f"), _num(m.macro_f1.point), "", "", style="dim")
     return t

@@ -1,4 +1,4 @@
-"""``cis490 eval`` as a library: pick checkpoints, score them on the test split, compare.
+"""``cis490 eval`` as a library: pick checkpoints, predict val and test, fit baselines, compare.
 
 Steps (each a function so tests can drive or fake one):
 
@@ -6,39 +6,55 @@ Steps (each a function so tests can drive or fake one):
    store (``models/<model>_<mode>/<digest>/bundle.tar.zst``, verified against
    its digest while extracting) or from a plain directory of
    ``*.ckpt.json`` files (``--artifacts``, the seed's layout).
-2. ``select`` — one checkpoint per (model, mode): only checkpoints trained on
-   the split being evaluated (recipe, train hosts, seed recorded in the
-   checkpoint), then the highest **validation** macro F1 recorded at training
-   time (never the test score), ties by digest. A checkpoint whose schema
-   hash differs from the data's is never scored: it is skipped with a note
-   when a current one exists for that (model, mode), and refused
-   (``SchemaRefused``) when it is all there is.
-3. ``score`` — load the test windows once per (input kind, mode) with issue
-   3/4's loaders (``cis490.train.data.load_arrays`` on the test ids of
-   ``cis490.data.splits.make_split``), predict, compute permutation
-   importance per channel group with shared permutations.
-4. ``compare`` + ``write_report`` (``compare.py``, ``report.py``).
+2. ``select`` — per (model, mode) and training seed, one checkpoint: only
+   checkpoints trained on the split being evaluated (recipe, train hosts,
+   split seed recorded in the checkpoint), then the highest **validation**
+   macro F1 recorded at training time (never a test score), ties by digest.
+   Refused outright (``EvalRefused``, one line): a checkpoint that records no
+   split (it could have been trained on the test host); a checkpoint whose
+   schema hash differs from the data's when no current one exists for that
+   (model, mode) (``SchemaRefused``; skipped with a note otherwise).
+3. ``evaluate`` — checks each chosen checkpoint against this data's split
+   (the train/val episode digests it recorded must be this split's, and its
+   train hosts must not include a test host), then, one (input kind, mode)
+   at a time so that one set of arrays is in memory, predicts every
+   validation and test window and writes ``predictions/<model>_<mode>.parquet``;
+   fits the baselines on the train windows (a capped, seeded subset of whole
+   episodes) and writes theirs; reads every file back and compares
+   (``compare.py``): every number of the report comes from those files.
 
-Heavy imports (pandas, torch, xgboost) happen inside the functions.
+Heavy imports (pandas, torch, xgboost, scikit-learn) happen inside the functions.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .compare import CLASS_NAMES, Comparison, Run, compare
+from .compare import BASELINE_NAMES, CLASS_NAMES, Comparison, compare
 from .importance import permutation_importance
+from .predictions import Predictions, Windows, read_predictions, write_predictions
+from .scoring import Context
 
-__all__ = ["Candidate", "EvalSettings", "SchemaRefused", "channel_groups", "evaluate",
-           "find_candidates", "select"]
+__all__ = ["Candidate", "EvalRefused", "EvalSettings", "SchemaRefused", "channel_groups",
+           "evaluate", "find_candidates", "run_eval", "select"]
+
+# Baselines are fitted on at most this many train windows (whole episodes,
+# chosen in a seeded order), so evaluation memory does not grow with the store.
+BASELINE_MAX_TRAIN_WINDOWS = 200_000
 
 
-class SchemaRefused(ValueError):
+class EvalRefused(ValueError):
+    """A checkpoint cannot be scored honestly on this split (one line says why)."""
+
+
+class SchemaRefused(EvalRefused):
     """A checkpoint was trained on another feature schema than the data's."""
 
 
@@ -59,13 +75,30 @@ class Candidate:
         return str(self.meta.get("schema_sha256", ""))
 
     @property
+    def data(self) -> dict:
+        return dict(self.meta.get("data") or {})
+
+    @property
     def split(self) -> dict:
-        return dict((self.meta.get("data") or {}).get("split") or {})
+        return dict(self.data.get("split") or {})
+
+    @property
+    def train_seed(self) -> int:
+        """The training seed: recorded as data.train_seed, else val_metrics.seed, else the split's."""
+        for v in (self.data.get("train_seed"), (self.meta.get("val_metrics") or {}).get("seed"),
+                  self.split.get("seed")):
+            if v is not None:
+                return int(v)
+        return 0
 
     @property
     def val_macro_f1(self) -> float:
         v = (self.meta.get("fit") or {}).get("best_val_macro_f1")
         return float(v) if v is not None else float("-inf")
+
+    @property
+    def history(self) -> list[dict]:
+        return list((self.meta.get("fit") or {}).get("history") or [])
 
 
 @dataclass(frozen=True)
@@ -76,7 +109,7 @@ class EvalSettings:
     schema: Path
     recipe: str = "host"
     train_hosts: tuple[str, ...] | None = None
-    seed: int = 0
+    seed: int = 0                     # the split's seed
     n_resamples: int = 2000
     confidence: float = 0.95
     bootstrap_seed: int = 0
@@ -84,6 +117,24 @@ class EvalSettings:
     importance_repeats: int = 1
     models: tuple[str, ...] | None = None
     modes: tuple[str, ...] | None = None
+    consecutive: int = 1
+    false_alarm_budget: float = 1.0   # false alarms per benign host-day, on validation
+    temperature_scaling: bool = True
+    baselines: tuple[str, ...] = BASELINE_NAMES
+    reports_dir: Path = Path("reports/eval")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.consecutive, bool) or not isinstance(self.consecutive, int) \
+                or not 1 <= self.consecutive <= 1000:
+            raise ValueError(f"--consecutive must be an integer in 1..1000, got {self.consecutive!r}")
+        if not (isinstance(self.false_alarm_budget, (int, float))
+                and 0 <= self.false_alarm_budget < float("inf")):
+            raise ValueError(f"--false-alarm-budget must be a finite number >= 0, got "
+                             f"{self.false_alarm_budget!r}")
+        unknown = sorted(set(self.baselines) - set(BASELINE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(BASELINE_NAMES)}")
 
 
 # ---------------------------------------------------------------- candidates
@@ -134,8 +185,6 @@ def find_candidates(*, spool: Path | None = None, artifacts: Path | None = None,
 
 def _split_matches(c: Candidate, recipe: str, train_hosts, seed: int) -> bool:
     s = c.split
-    if not s:
-        return True                            # no provenance: cannot tell, keep (noted)
     hosts = sorted(s.get("train_hosts") or [])
     return (s.get("recipe") == recipe and int(s.get("seed", -1)) == int(seed)
             and (train_hosts is None or hosts == sorted(train_hosts)))
@@ -145,13 +194,17 @@ def select(candidates: Sequence[Candidate], *, schema_sha256: str, recipe: str,
            train_hosts: Sequence[str] | None, seed: int,
            models: Iterable[str] | None = None, modes: Iterable[str] | None = None,
            note: Callable[[str], None] = lambda s: None) -> list[Candidate]:
-    """One checkpoint per (model, mode) (see module doc); raises ``SchemaRefused``."""
+    """One checkpoint per (model, mode, training seed) (see module doc); raises ``EvalRefused``."""
     models = set(models) if models else None
     modes = set(modes) if modes else None
     groups: dict[str, list[Candidate]] = {}
     for c in candidates:
         if (models and c.model not in models) or (modes and c.mode not in modes):
             continue
+        if not c.split:
+            raise EvalRefused(
+                f"checkpoint {c.name} ({c.digest[:12]}) records no split, so it may have been "
+                f"trained on the test hosts; refusing to score it — retrain it with this version")
         if not _split_matches(c, recipe, train_hosts, seed):
             continue
         groups.setdefault(c.name, []).append(c)
@@ -168,11 +221,33 @@ def select(candidates: Sequence[Candidate], *, schema_sha256: str, recipe: str,
         for c in stale:
             note(f"skipping {name} {c.digest[:12]}: trained on schema {c.schema_sha256[:12]}, "
                  f"data has {schema_sha256[:12]}")
-        best = max(current, key=lambda c: (c.val_macro_f1, c.digest))
-        if not best.split:
-            note(f"{name} {best.digest[:12]}: checkpoint records no split; assumed {recipe}")
-        chosen.append(best)
+        by_seed: dict[int, list[Candidate]] = {}
+        for c in current:
+            by_seed.setdefault(c.train_seed, []).append(c)
+        for s in sorted(by_seed):
+            chosen.append(max(by_seed[s], key=lambda c: (c.val_macro_f1, c.digest)))
     return chosen
+
+
+def check_against_split(chosen: Sequence[Candidate], split) -> None:
+    """Refuse a checkpoint that was not trained on exactly this split's train/val episodes."""
+    from cis490.train.data import episodes_digest
+
+    want = {"train_episodes_sha256": episodes_digest(split.train),
+            "val_episodes_sha256": episodes_digest(split.val)}
+    test_hosts = set(split.test_hosts)
+    for c in chosen:
+        overlap = sorted(set(c.split.get("train_hosts") or ()) & test_hosts)
+        if split.recipe == "host" and overlap:
+            raise EvalRefused(f"checkpoint {c.name} ({c.digest[:12]}) was trained on "
+                              f"{', '.join(overlap)}, a test host of this split; refusing to score it")
+        for key, value in want.items():
+            got = c.data.get(key)
+            if got is not None and got != value:
+                raise EvalRefused(
+                    f"checkpoint {c.name} ({c.digest[:12]}) was trained on other "
+                    f"{key.split('_')[0]} episodes than this data's {split.recipe} split gives "
+                    f"(the validation table changed since?); refusing to score it — retrain it")
 
 
 # ---------------------------------------------------------------- scoring
@@ -194,87 +269,177 @@ def channel_groups(model: str, mode: str, level: str) -> dict[str, list[int]]:
     return groups
 
 
-def _majority_from_weights(chosen: Sequence[Candidate], k: int) -> int | None:
-    """Train-split majority class: the smallest inverse-frequency class weight."""
-    votes = set()
-    for c in chosen:
-        w = c.meta.get("class_weights")
-        if w is None or len(w) != k:
-            return None
-        votes.add(int(np.argmin(np.asarray(w, dtype=float))))
-    return votes.pop() if len(votes) == 1 else None
+def _windows(y: np.ndarray, meta, proba: np.ndarray) -> Windows:
+    return Windows(episode_id=np.asarray(meta["episode_id"]).astype(str),
+                   host_id=np.asarray(meta["host_id"]).astype(str),
+                   profile=np.asarray(meta["profile"]).astype(str),
+                   t_end_ns=np.asarray(meta["t_end_ns"], dtype=np.int64),
+                   y_true=np.asarray(y, dtype=np.int64),
+                   proba=np.asarray(proba, dtype=np.float32))
 
 
-def _shared_windows(seen: list[tuple], y: np.ndarray, meta) -> tuple:
-    """(y, groups, {profile, host_id}) of a test window set, reusing identical arrays.
+def _stride_s(schema: Path) -> float:
+    doc = json.loads(Path(schema).read_bytes())
+    stride = (doc.get("window") or {}).get("stride_s")
+    if not isinstance(stride, (int, float)) or stride <= 0:
+        raise ValueError(f"{schema}: no positive window.stride_s (is this a feature schema?)")
+    return float(stride)
 
-    Summary and tensor loaders, and the two modes, usually yield the same
-    windows; sharing the array objects lets ``compare`` score them once.
-    """
-    cols = (np.asarray(y, dtype=np.int64), np.asarray(meta["episode_id"]).astype(str),
-            np.asarray(meta["profile"]).astype(str), np.asarray(meta["host_id"]).astype(str))
-    for prev in seen:
-        if all(np.array_equal(a, b) for a, b in zip(prev, cols)):
-            cols = prev
-            break
-    else:
-        seen.append(cols)
-    return cols[0], cols[1], {"profile": cols[2], "host_id": cols[3]}
+
+def _predict_group(settings: EvalSettings, kind_cands: list[Candidate], split, *,
+                   schema_sha256: str, pred_dir: Path, note) -> tuple[list[Path], dict]:
+    """Load one (input kind, mode)'s val + test windows once; predict every checkpoint."""
+    from cis490 import models as model_lib
+    from cis490.train.data import SchemaMismatch, load_arrays
+
+    c0 = kind_cands[0]
+    arrays = {}
+    for part, ids in (("val", split.val), ("test", split.test)):
+        try:
+            arrays[part] = load_arrays(
+                c0.model, c0.mode, summary=str(settings.summary), tensors=str(settings.tensors),
+                schema=str(settings.schema), episode_ids=sorted(ids), schema_sha256=schema_sha256)
+        except SchemaMismatch as exc:
+            raise SchemaRefused(str(exc)) from None
+        if len(arrays[part][1]) == 0:
+            raise ValueError(f"no {part} windows for {c0.mode} {c0.model} (split {settings.recipe}: "
+                             f"{len(ids)} {part} episodes)")
+    written, importances = [], {}
+    names = sorted({c.name for c in kind_cands})
+    for name in names:
+        mine = sorted((c for c in kind_cands if c.name == name), key=lambda c: c.train_seed)
+        val, test = {}, {}
+        for c in mine:
+            model = model_lib.load(c.checkpoint, expect_schema_sha256=schema_sha256)
+            for part, out in (("val", val), ("test", test)):
+                X, y, meta = arrays[part]
+                out[c.train_seed] = _windows(y, meta, model.predict_proba(X))
+            if c is mine[0] and settings.importance != "none":
+                X, y, _ = arrays["test"]
+                importances[name] = permutation_importance(
+                    lambda Xp, _m=model: np.asarray(_m.predict_proba(Xp)).argmax(axis=1), X, y,
+                    channel_groups(c.model, c.mode, settings.importance),
+                    n_repeats=settings.importance_repeats, seed=settings.bootstrap_seed,
+                    n_classes=len(CLASS_NAMES))
+            note(f"scored {name} seed {c.train_seed} ({c.digest[:12]}) on {len(test[c.train_seed])} "
+                 f"test and {len(val[c.train_seed])} val windows")
+        meta = {"checkpoints": {str(c.train_seed): c.digest for c in mine},
+                "schema_sha256": mine[0].schema_sha256,
+                "history": {str(c.train_seed): c.history for c in mine},
+                "train_hosts": sorted(mine[0].split.get("train_hosts") or []),
+                "split": {k: mine[0].split.get(k) for k in ("recipe", "seed")}}
+        pred = Predictions(model=mine[0].model, mode=mine[0].mode,
+                           family="oracle" if mine[0].mode == "oracle" else "realistic",
+                           val=val, test=test, class_names=CLASS_NAMES, meta=meta)
+        written.append(write_predictions(pred, pred_dir / f"{name}.parquet"))
+    return written, importances
+
+
+def _baseline_data(settings: EvalSettings, ids: Sequence[str], started: dict):
+    from cis490.data.load import load_summary
+    from .baselines import BaselineData
+
+    res = load_summary(settings.summary, "realistic", sorted(ids), schema=settings.schema)
+    meta = res.meta
+    eid = np.asarray(meta["episode_id"]).astype(str)
+    t0 = np.array([started[e] for e in eid], dtype=np.int64) if eid.size else np.zeros(0, np.int64)
+    data = BaselineData(X=res.X, feature_names=list(res.feature_names),
+                        y=np.asarray(res.y, dtype=np.int64), episode_id=eid,
+                        host_id=np.asarray(meta["host_id"]).astype(str),
+                        t_since_start_s=(np.asarray(meta["t_end_ns"], np.int64) - t0) / 1e9)
+    return data, meta
+
+
+def _fit_baselines(settings: EvalSettings, split, started: dict, pred_dir: Path,
+                   note) -> list[Path]:
+    from .baselines import fit_baselines
+
+    order = sorted(split.train, key=lambda e: hashlib.sha256(
+        f"{settings.bootstrap_seed}:{e}".encode()).hexdigest())
+    val, val_meta = _baseline_data(settings, split.val, started)
+    per_episode = max(1.0, len(val.y) / max(1, len(split.val)))
+    cap = max(1, int(2 * BASELINE_MAX_TRAIN_WINDOWS / per_episode))   # subsampled exactly below
+    train, _ = _baseline_data(settings, order[:cap], started)
+    test, test_meta = _baseline_data(settings, split.test, started)
+    fits = fit_baselines(train, val, test, n_classes=len(CLASS_NAMES), seed=settings.bootstrap_seed,
+                         names=settings.baselines, max_train_windows=BASELINE_MAX_TRAIN_WINDOWS)
+    written = []
+    for name, fit in fits.items():
+        pred = Predictions(model=name, mode="baseline", family="baseline",
+                           val={0: _windows(val.y, val_meta, fit.proba_val)},
+                           test={0: _windows(test.y, test_meta, fit.proba_test)},
+                           class_names=CLASS_NAMES, meta={"info": fit.info})
+        written.append(write_predictions(pred, pred_dir / f"{name}.parquet"))
+        note(f"fitted baseline {name} on {fit.info.get('n_train_windows', '?')} train windows")
+    return written
+
+
+def _episode_facts(validation: Path, split) -> tuple[dict, dict, dict]:
+    """started_at_ns of every episode, onset_ns of the test episodes, and the data's origin."""
+    from cis490.data.validate import read_validation
+
+    df = read_validation(validation)
+    started = dict(zip(df["episode_id"].astype(str), df["started_at_ns"].astype("int64")))
+    usable = df[df["status"] != "invalid"]
+    onset_col = usable["onset_ns"]
+    have_onsets = bool(onset_col.notna().any())
+    onsets = {str(e): int(o) for e, o in zip(usable["episode_id"], onset_col) if o == o and o is not None}
+    versions = sorted({str(v) for v in usable["collector_version"] if isinstance(v, str) and v})
+    origin = {
+        "collectors": versions or None,
+        "synthetic": any(v.startswith("cis490-synth") for v in versions),
+        "onsets": ("labelled onset of each episode (validation onset_ns)" if have_onsets else
+                   "the end of each episode's first malicious window (the validation table "
+                   "predates onset_ns: up to one stride late; re-run `cis490 validate`)"),
+    }
+    return started, onsets, origin
 
 
 def evaluate(settings: EvalSettings, chosen: Sequence[Candidate], *, schema_sha256: str,
              data_digests: dict[str, str], note: Callable[[str], None] = lambda s: None,
              ) -> Comparison:
-    """Score the chosen checkpoints on the test split and compare them."""
-    from cis490 import models as model_lib
+    """Predict, write the predictions files, fit baselines, read everything back, compare."""
     from cis490.data.splits import make_split
-    from cis490.train.data import SchemaMismatch, load_arrays
     from cis490.models.configs import SUMMARY_MODELS
 
+    if not chosen:
+        raise ValueError("no checkpoint to evaluate for this split")
     split = make_split(settings.validation, settings.recipe, settings.train_hosts, settings.seed)
-    test_ids = sorted(split.test)
-    cache: dict[tuple[str, str], tuple] = {}
-    windows: list[tuple] = []
-    runs = []
+    check_against_split(chosen, split)
+    started, onsets, origin = _episode_facts(settings.validation, split)
+    pred_dir = Path(settings.reports_dir) / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    groups: dict[tuple[str, str], list[Candidate]] = {}
     for c in chosen:
         kind = "summary" if c.model in SUMMARY_MODELS else "tensor"
-        if (kind, c.mode) not in cache:
-            try:
-                X, y, meta = load_arrays(
-                    c.model, c.mode, summary=str(settings.summary), tensors=str(settings.tensors),
-                    schema=str(settings.schema), episode_ids=test_ids,
-                    schema_sha256=schema_sha256)
-            except SchemaMismatch as exc:
-                raise SchemaRefused(str(exc)) from None
-            cache[(kind, c.mode)] = (X, *_shared_windows(windows, y, meta))
-        X, y, groups, window_meta = cache[(kind, c.mode)]
-        if len(y) == 0:
-            raise ValueError(f"no test windows for {c.name} (split {settings.recipe}: "
-                             f"{len(test_ids)} test episodes)")
-        model = model_lib.load(c.checkpoint, expect_schema_sha256=schema_sha256)
-
-        def predict(Xp, _m=model):
-            return np.asarray(_m.predict_proba(Xp)).argmax(axis=1)
-
-        y_pred = predict(X)
-        imp = None
-        if settings.importance != "none":
-            imp = permutation_importance(
-                predict, X, y, channel_groups(c.model, c.mode, settings.importance),
-                n_repeats=settings.importance_repeats, seed=settings.bootstrap_seed,
-                n_classes=len(CLASS_NAMES))
-        note(f"scored {c.name} ({c.digest[:12]}) on {len(y)} test windows")
-        runs.append(Run(
-            model=c.model, mode=c.mode, y_true=y, y_pred=y_pred,
-            groups=groups, meta=window_meta,
-            checkpoint_digest=c.digest, schema_hash=c.schema_sha256,
-            data_digests=data_digests, importance=imp))
-    if not runs:
-        raise ValueError("no checkpoint to evaluate for this split")
-    return compare(runs, class_names=CLASS_NAMES, n_resamples=settings.n_resamples,
-                   confidence=settings.confidence, seed=settings.bootstrap_seed,
-                   untested_profiles=split.untested_profiles,
-                   majority_class=_majority_from_weights(chosen, len(CLASS_NAMES)))
+        groups.setdefault((kind, c.mode), []).append(c)
+    written, importances = [], {}
+    for key in sorted(groups):                 # one (kind, mode) in memory at a time
+        w, imp = _predict_group(settings, groups[key], split, schema_sha256=schema_sha256,
+                                pred_dir=pred_dir, note=note)
+        written += w
+        importances.update(imp)
+    if settings.baselines:
+        written += _fit_baselines(settings, split, started, pred_dir, note)
+    keep = {p.name for p in written}
+    for stale in pred_dir.glob("*.parquet"):   # the directory is the audit trail of THIS run
+        if stale.name not in keep:
+            stale.unlink()
+    preds = [read_predictions(p) for p in sorted(written)]
+    provenance = {
+        **origin, "validation": str(settings.validation),
+        "validation_sha256": data_digests.get("validation", ""),
+        "schema_sha256": data_digests.get("schema", ""), "recipe": settings.recipe,
+        "split_seed": settings.seed, "train_hosts": list(split.train_hosts),
+        "test_hosts": list(split.test_hosts), "n_train": len(split.train),
+        "n_val": len(split.val), "n_test": len(split.test),
+    }
+    ctx = Context(onset_ns=onsets, stride_s=_stride_s(settings.schema),
+                  consecutive=settings.consecutive, budget_per_day=float(settings.false_alarm_budget),
+                  temperature_scaling=settings.temperature_scaling)
+    return compare(preds, ctx, n_resamples=settings.n_resamples, confidence=settings.confidence,
+                   seed=settings.bootstrap_seed, untested_profiles=split.untested_profiles,
+                   importance=importances, provenance=provenance)
 
 
 def run_eval(settings: EvalSettings, *, spool: Path | None, artifacts: Path | None,
@@ -288,8 +453,7 @@ def run_eval(settings: EvalSettings, *, spool: Path | None, artifacts: Path | No
         cands = find_candidates(spool=spool, artifacts=artifacts, workdir=Path(tmp))
         if not cands:
             raise ValueError(f"no checkpoints found in {spool or artifacts}")
-        hosts = settings.train_hosts
-        if hosts is None:
+        if settings.train_hosts is None:
             seen = {tuple(sorted(c.split.get("train_hosts") or ())) for c in cands
                     if c.split.get("recipe") == settings.recipe}
             if len(seen) > 1:
@@ -297,18 +461,13 @@ def run_eval(settings: EvalSettings, *, spool: Path | None, artifacts: Path | No
                                  f"({'; '.join(','.join(s) for s in sorted(seen))}); "
                                  "choose one set with --train-hosts")
             hosts = seen.pop() if seen else None
-            settings = _replace(settings, train_hosts=hosts or None)
+            settings = replace(settings, train_hosts=hosts or None)
         chosen = select(cands, schema_sha256=schema_sha, recipe=settings.recipe,
                         train_hosts=settings.train_hosts, seed=settings.seed,
                         models=settings.models, modes=settings.modes, note=note)
         if not chosen:
             raise ValueError(f"no checkpoint trained on split {settings.recipe} "
                              f"(train hosts {','.join(settings.train_hosts or ()) or '?'}, "
-                             f"seed {settings.seed}) in {spool or artifacts}")
+                             f"split seed {settings.seed}) in {spool or artifacts}")
         return evaluate(settings, chosen, schema_sha256=schema_sha, data_digests=digests,
                         note=note)
-
-
-def _replace(s: EvalSettings, **kw) -> EvalSettings:
-    from dataclasses import replace
-    return replace(s, **kw)

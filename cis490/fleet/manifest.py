@@ -12,6 +12,14 @@
     mode = "realistic"
     hyper = { epochs = 200 }
     priority = 10
+    seed = [0, 1, 2]                # three training seeds: one job each, one shared split
+
+``seed`` is an int or a list of unique ints; a list expands to one job per
+seed, in list order, all carving the train/val/test split with one
+``split_seed`` (default: the int seed itself, or the *first* listed seed), so
+their test sets are identical and an evaluation can combine them. A job
+whose split seed equals its seed has exactly the id it had before split
+seeds existed.
 
 ``load_manifest`` validates *everything* before anything is written (reload
 is all-or-nothing); every error names the job index and the field.
@@ -39,10 +47,11 @@ class ManifestError(SpoolError):
 
 
 DATA_KEYS = ("validation", "summary", "tensors", "schema")
-JOB_KEYS = {"model", "mode", "hyper", "split_recipe", "train_hosts", "seed", "priority",
-            "require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts"}
+JOB_KEYS = {"model", "mode", "hyper", "split_recipe", "train_hosts", "seed", "split_seed",
+            "priority", "require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts"}
 CONSTRAINT_KEYS = ("require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts")
 HOST_KEYS = {"allow_jobs", "deny_jobs", "slots", "data"}
+MAX_SEEDS = 64
 
 
 @dataclass(frozen=True)
@@ -115,7 +124,23 @@ def _host(name: str, raw) -> HostPolicy:
     )
 
 
-def _job(index: int, entry, defaults: dict) -> JobSpec:
+def _seed_list(value) -> list[int] | None:
+    """The seeds of a list-valued ``seed``; None when it is not a list (build_spec checks it)."""
+    if not isinstance(value, list):
+        return None
+    if not 1 <= len(value) <= MAX_SEEDS:
+        raise SpecError(f"seed: a list of seeds must hold 1..{MAX_SEEDS} seeds, got {len(value)}")
+    for i, s in enumerate(value):
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**32:
+            raise SpecError(f"seed[{i}]: {s!r} is not an integer in [0, 2^32)")
+    dup = sorted({s for s in value if value.count(s) > 1})
+    if dup:
+        raise SpecError(f"seed: the list repeats {', '.join(map(str, dup))}")
+    return value
+
+
+def _jobs(index: int, entry, defaults: dict) -> list[JobSpec]:
+    """The job(s) of one ``[[jobs]]`` entry: one per seed of a seed list."""
     where = f"jobs[{index}]"
     if not isinstance(entry, dict):
         raise ManifestError(f"{where} must be a table")
@@ -126,7 +151,11 @@ def _job(index: int, entry, defaults: dict) -> JobSpec:
     raw = {k: v for k, v in merged.items() if k not in CONSTRAINT_KEYS}
     raw["constraints"] = {k: merged[k] for k in CONSTRAINT_KEYS if k in merged}
     try:
-        return build_spec(raw)
+        seeds = _seed_list(raw.get("seed"))
+        if seeds is None:
+            return [build_spec(raw)]
+        split_seed = raw.get("split_seed", seeds[0])  # one split for every seed of the list
+        return [build_spec({**raw, "seed": s, "split_seed": split_seed}) for s in seeds]
     except SpecError as exc:
         field_hint = f" ({entry.get('model', '?')}/{entry.get('mode', '?')})"
         raise ManifestError(f"{where}{field_hint}: {exc}") from None
@@ -167,14 +196,15 @@ def parse_manifest(data: bytes, *, jobs: bool = True) -> Manifest:
     specs: list[JobSpec] = []
     seen: dict[str, int] = {}
     for i, entry in enumerate(jobs_raw):
-        spec = _job(i, entry, defaults)
-        if spec.name in seen:
-            raise ManifestError(
-                f"jobs[{i}] duplicates jobs[{seen[spec.name]}] (same model, mode, hyper, "
-                f"split_recipe, train_hosts and seed)"
-            )
-        seen[spec.name] = i
-        specs.append(spec)
+        for spec in _jobs(i, entry, defaults):  # a seed list never repeats a job within one entry
+            if spec.name in seen:
+                split = "" if spec.split_seed is None else f", split_seed {spec.split_seed}"
+                raise ManifestError(
+                    f"jobs[{i}] duplicates jobs[{seen[spec.name]}] (same model, mode, hyper, "
+                    f"split_recipe, train_hosts, seed and split seed: seed {spec.seed}{split})"
+                )
+            seen[spec.name] = i
+            specs.append(spec)
     return Manifest(tuple(specs), hosts, _data_table(doc.get("data", {}), "data"), data)
 
 

@@ -31,7 +31,12 @@ from cis490.fleet.layout import (
 )
 from cis490.models import configs as model_configs
 
-SPEC_FORMAT = 1
+SPEC_FORMAT = 2  # the newest format this code reads and writes
+# Format 2 = format 1 + `split_seed`. A spec without a split seed is still written
+# as format 1, byte for byte as before; one with it is format 2, so a worker that
+# predates split seeds leaves it alone (SpecTooNew) instead of re-deriving an id
+# without it and quarantining the job as forged.
+SPLIT_SEED_FORMAT = 2
 SPLIT_RECIPES = ("host", "sample", "time")
 
 
@@ -89,10 +94,16 @@ def canonical_json(obj: Any) -> bytes:
 
 
 def job_id(model: str, mode: str, hyper: dict, split_recipe: str,
-           train_hosts: list[str], seed: int) -> str:
-    """sha256 of the canonical JSON of the job's identity (as in the seed)."""
+           train_hosts: list[str], seed: int, split_seed: int | None = None) -> str:
+    """sha256 of the canonical JSON of the job's identity (as in the seed).
+
+    ``split_seed`` enters the identity only when it is not None (= differs
+    from ``seed``), so every job that existed before it keeps its id.
+    """
     ident = {"model": model, "mode": mode, "hyper": hyper, "split_recipe": split_recipe,
              "train_hosts": sorted(train_hosts), "seed": seed}
+    if split_seed is not None:
+        ident["split_seed"] = split_seed
     return hashlib.sha256(canonical_json(ident)).hexdigest()
 
 
@@ -118,21 +129,28 @@ class JobSpec:
     data: dict = field(default_factory=dict)   # expected digests: schema_sha256, validation_sha256
     enqueued_ns: int = 0                       # operator clock at reload; orders equal priorities
     signature: dict | None = field(default=None, compare=False)  # see signing.py; not part of the content
+    # seed of the train/val/test carve-out (make_split); None = the same as `seed`.
+    # Training seeds of one manifest list share one split seed (docs/SPOOL.md).
+    split_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.split_seed is not None and self.split_seed == self.seed:
+            object.__setattr__(self, "split_seed", None)  # one spelling per job: the id depends on it
 
     # cached: a scan of 100 000 specs would otherwise hash each one several times
     # (cached_property writes the instance dict directly, so a frozen dataclass allows it)
     @functools.cached_property
     def id(self) -> str:
         return job_id(self.model, self.mode, self.hyper, self.split_recipe,
-                      list(self.train_hosts), self.seed)
+                      list(self.train_hosts), self.seed, self.split_seed)
 
     @functools.cached_property
     def name(self) -> str:
         return job_name(self.model, self.mode, self.id)
 
     def to_dict(self) -> dict:
-        return {
-            "format": SPEC_FORMAT,
+        d = {
+            "format": 1 if self.split_seed is None else SPLIT_SEED_FORMAT,
             "id": self.id,
             "name": self.name,
             "model": self.model,
@@ -149,6 +167,9 @@ class JobSpec:
             "data": self.data,
             "enqueued_ns": self.enqueued_ns,
         }
+        if self.split_seed is not None:  # absent otherwise: older specs keep their bytes
+            d["split_seed"] = self.split_seed
+        return d
 
     def to_bytes(self) -> bytes:
         d = self.to_dict()
@@ -215,6 +236,9 @@ def build_spec(raw: dict, *, check_kind: bool = True) -> JobSpec:
     priority = _get(raw, "priority", (int,), 0)
     if not (0 <= seed < 2**32) or not (-1000 <= priority <= 1000):
         raise SpecError("seed must be in [0, 2^32) and priority in [-1000, 1000]")
+    split_seed = _get(raw, "split_seed", (int,), None)
+    if split_seed is not None and not 0 <= split_seed < 2**32:
+        raise SpecError(f"split_seed must be in [0, 2^32), not {split_seed}")
     c = _get(raw, "constraints", (dict,), {})
     unknown = set(c) - {f.name for f in dataclasses.fields(Constraints)}
     if unknown:
@@ -237,7 +261,7 @@ def build_spec(raw: dict, *, check_kind: bool = True) -> JobSpec:
     if signature is not None and not isinstance(signature, dict):
         raise SpecError("field 'signature' must be an object")
     return JobSpec(model, mode, hyper, recipe, train_hosts, seed, priority, constraints,
-                   dict(sorted(data.items())), enq, signature)
+                   dict(sorted(data.items())), enq, signature, split_seed)
 
 
 def parse_spec(data: bytes, expected_name: str | None = None) -> JobSpec:
@@ -257,8 +281,10 @@ def parse_spec(data: bytes, expected_name: str | None = None) -> JobSpec:
     fmt = raw.get("format")
     if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > SPEC_FORMAT:
         raise SpecTooNew(f"spec format {fmt} is newer than this worker's ({SPEC_FORMAT}): upgrade cis490")
-    if fmt != SPEC_FORMAT:
+    if isinstance(fmt, bool) or fmt not in (1, SPEC_FORMAT):
         raise SpecError(f"unsupported spec format {fmt!r}")
+    if fmt < SPLIT_SEED_FORMAT and "split_seed" in raw:
+        raise SpecError(f"field 'split_seed' needs spec format {SPLIT_SEED_FORMAT}, not {fmt}")
     known = isinstance(raw.get("model"), str) and raw["model"] in KINDS
     spec = build_spec(raw, check_kind=known)
     if raw.get("id") != spec.id or raw.get("name") != spec.name:
@@ -292,6 +318,8 @@ def driver_argv(spec: JobSpec, out_dir: str, data_paths: dict[str, str]) -> list
         "--split-recipe", spec.split_recipe, "--seed", str(spec.seed),
         *hyper_args(spec.hyper), "--out", out_dir,
     ]
+    if spec.split_seed is not None:
+        argv += ["--split-seed", str(spec.split_seed)]
     if spec.train_hosts:
         argv += ["--train-hosts", ",".join(spec.train_hosts)]
     if "schema_sha256" in spec.data:

@@ -155,8 +155,9 @@ class ArrayModel:
                         "val_sha256": _digest(X_val, y_val)}
         self.report = self._fit(X_train, y_train, X_val, y_val, int(seed), on_epoch)
         pred = self.predict_proba(X_val).argmax(axis=1)
+        labels = rules.present_labels(y_val)  # the loops' (and the report's) label set
         self.val_metrics = {
-            "macro_f1": rules.macro_f1(y_val, pred, self.n_classes),
+            "macro_f1": rules.macro_f1(y_val, pred, self.n_classes, labels=labels),
             "per_class_f1": [float(v) for v in rules.per_class_f1(y_val, pred, self.n_classes)],
             "n_train": int(X_train.shape[0]),
             "n_val": int(X_val.shape[0]),

@@ -5,10 +5,13 @@
 - the train rows are weighted by the class weights of ``rules.class_weights``
   (train slice only), exactly as the nets' cross-entropy;
 - after every round a callback reads the weighted train ``mlogloss`` and
-  the val macro F1 (a custom metric on XGBoost's cached predictions), emits a
-  progress record, and stops after ``patience`` rounds without a strict
-  improvement; the booster is then cut to the best round (``booster[:best]``),
-  so the saved model *is* the best-on-val model.
+  computes the val macro F1 over the classes present in ``y_val``
+  (``rules.present_labels``, fixed once per fit: the report's definition) from
+  the booster's val predictions — itself, not through a custom metric, whose
+  values XGBoost rounds to 6 decimals in its eval log; it emits a progress
+  record, and stops after ``patience`` rounds without a strict improvement;
+  the booster is then cut to the best round (``booster[:best]``), so the
+  saved model *is* the best-on-val model.
 """
 
 from __future__ import annotations
@@ -42,17 +45,22 @@ def xgb_params(cfg: GBTConfig, n_classes: int, seed: int) -> dict:
 
 
 class _F1EarlyStop(xgb.callback.TrainingCallback):
-    def __init__(self, cfg: GBTConfig, on_epoch: ProgressFn | None):
+    def __init__(self, cfg: GBTConfig, on_epoch: ProgressFn | None, dval: xgb.DMatrix,
+                 y_val: np.ndarray, n_classes: int):
         super().__init__()
         self.cfg = cfg
         self.on_epoch = on_epoch
+        self.dval, self.y_val, self.n_classes = dval, y_val, n_classes
+        self.labels = rules.present_labels(y_val)  # one label set for every round
         self.stopper = rules.EarlyStopping(cfg.patience)
         self.history: list[EpochRecord] = []
 
     def after_iteration(self, model, epoch: int, evals_log) -> bool:
         rnd = epoch + 1  # XGBoost counts from 0; our records count from 1
-        record = EpochRecord(rnd, self.cfg.epochs, float(evals_log["train"]["mlogloss"][-1]),
-                             float(evals_log["val"]["macro_f1"][-1]))
+        # dval is one of the evals, so this prediction comes from XGBoost's cache
+        pred = model.predict(self.dval, training=False).reshape(-1, self.n_classes).argmax(axis=1)
+        f1 = rules.macro_f1(self.y_val, pred, self.n_classes, labels=self.labels)
+        record = EpochRecord(rnd, self.cfg.epochs, float(evals_log["train"]["mlogloss"][-1]), f1)
         self.history.append(record)
         self.stopper.update(rnd, record.val_macro_f1)
         if self.on_epoch is not None:
@@ -69,16 +77,10 @@ def fit_xgb(
     dtrain = xgb.DMatrix(X_train, label=y_train, weight=class_weights[y_train],
                          nthread=cfg.threads)
     dval = xgb.DMatrix(X_val, label=y_val, nthread=cfg.threads)
-
-    def macro_f1(predt: np.ndarray, dmat: xgb.DMatrix) -> tuple[str, float]:
-        pred = predt.reshape(-1, n_classes).argmax(axis=1)
-        return "macro_f1", rules.macro_f1(dmat.get_label().astype(np.int64), pred, n_classes)
-
-    stop = _F1EarlyStop(cfg, on_epoch)
+    stop = _F1EarlyStop(cfg, on_epoch, dval, np.asarray(y_val, dtype=np.int64), n_classes)
     booster = xgb.train(
         xgb_params(cfg, n_classes, seed), dtrain, num_boost_round=cfg.epochs,
-        evals=[(dtrain, "train"), (dval, "val")], custom_metric=macro_f1,
-        verbose_eval=False, callbacks=[stop],
+        evals=[(dtrain, "train"), (dval, "val")], verbose_eval=False, callbacks=[stop],
     )
     best = stop.stopper.best_epoch
     booster = booster[:best]

@@ -7,8 +7,10 @@ One loop for the five nets; the rules it applies live in
 - AdamW; the learning rate is set before every step from ``rules.lr_at``
   (warmup over ``warmup_frac`` of all ``epochs * steps_per_epoch`` steps,
   then cosine to 0); gradients clipped to norm 1;
-- after every epoch: val macro F1; early stop after ``patience`` epochs
-  without a strict improvement; the best-on-val weights are restored.
+- after every epoch: val macro F1 over the classes present in ``y_val``
+  (``rules.present_labels``, fixed once per fit: the report's definition);
+  early stop after ``patience`` epochs without a strict improvement; the
+  best-on-val weights are restored.
 
 Determinism: inside :func:`deterministic` torch runs with a fixed intra-op
 thread count and ``use_deterministic_algorithms(True)``; the weights are
@@ -90,6 +92,7 @@ def fit_torch(
         total = cfg.epochs * math.ceil(n / batch)
         warmup = rules.warmup_steps(total, cfg.warmup_frac)
         y_t = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
+        labels = rules.present_labels(y_val)  # one label set for every epoch
         stopper = rules.EarlyStopping(cfg.patience)
         best_state: dict[str, torch.Tensor] = {}
         history: list[EpochRecord] = []
@@ -111,7 +114,7 @@ def fit_torch(
                 loss_sum += float(loss.item()) * len(idx)
             pred = predict_logits(net, prepare, X_val).argmax(dim=1).numpy()
             record = EpochRecord(epoch, cfg.epochs, loss_sum / n,
-                                 rules.macro_f1(y_val, pred, n_classes))
+                                 rules.macro_f1(y_val, pred, n_classes, labels=labels))
             history.append(record)
             if stopper.update(epoch, record.val_macro_f1):
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}

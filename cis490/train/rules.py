@@ -3,15 +3,20 @@
 - class weights: inverse class frequency **of the train slice**,
   ``n / (n_classes * count_c)``, clipped at ``clip`` (an absent class gets
   ``clip``); validation labels never enter;
-- model selection metric: macro F1 (sklearn's definition: the mean F1 over
-  the classes present in ``y_true`` or ``y_pred``);
+- model selection metric: macro F1 over an explicit ``labels`` set, the
+  report's definition (``cis490.evaluate.metrics.macro_f1_score``; the
+  arithmetic exists once, there). Training passes
+  ``labels = present_labels(y_val)`` (the classes present in the val truth),
+  computed once per fit, so every epoch, early stopping, the recorded best
+  and ``val_metrics`` average over the same classes, and predicting a class
+  absent from val cannot change the denominator;
 - learning rate: linear warmup over ``warmup_frac`` of all steps, then cosine
   to exactly 0 at the last step boundary;
 - early stopping: patience counted in epochs without a *strict* improvement
   of val macro F1; the best epoch is the one restored.
 
 Kept apart from the loops so the rules can be checked numerically
-(``tests/train/test_rules.py``) and shared by the torch loop and XGBoost.
+(``tests/train/test_train_rules.py``) and shared by the torch loop and XGBoost.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ __all__ = [
     "lr_at",
     "macro_f1",
     "per_class_f1",
+    "present_labels",
     "warmup_steps",
 ]
 
@@ -42,27 +48,35 @@ def class_weights(y_train: np.ndarray, n_classes: int, clip: float) -> np.ndarra
     return np.minimum(w, float(clip))
 
 
+def _metrics():
+    """``cis490.evaluate.metrics`` (numpy only), imported on first use.
+
+    Not at module level: importing it runs ``cis490.evaluate``'s package
+    ``__init__``, whose modules may import ``cis490.models``, which imports
+    this module — a cycle at import time, none at call time.
+    """
+    from cis490.evaluate import metrics
+
+    return metrics
+
+
+def present_labels(y_true: np.ndarray) -> np.ndarray:
+    """The sorted classes present in ``y_true``: the label set of val macro F1."""
+    return _metrics().present_labels(y_true)
+
+
 def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """F1 of each class (0 where a class has neither truth nor prediction)."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
-    cm = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
-    cm = cm.reshape(n_classes, n_classes).astype(np.float64)
-    tp = np.diag(cm)
-    denom = cm.sum(axis=0) + cm.sum(axis=1)  # predicted + true = 2tp + fp + fn
-    return np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)
+    return _metrics().per_class_f1_score(y_true, y_pred, n_classes)
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Macro F1 over the classes present in ``y_true`` or ``y_pred``."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
-    if y_true.size == 0:
-        raise ValueError("macro F1 of an empty set")
-    present = np.zeros(n_classes, dtype=bool)
-    present[np.unique(y_true)] = True
-    present[np.unique(y_pred)] = True
-    return float(per_class_f1(y_true, y_pred, n_classes)[present].mean())
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, *,
+             labels: np.ndarray) -> float:
+    """Macro F1 over ``labels`` (the report's definition; see the module doc).
+
+    ``labels`` is required: pass ``present_labels(y_val)``, computed once per fit.
+    """
+    return _metrics().macro_f1_score(y_true, y_pred, labels=labels, n_classes=n_classes)
 
 
 def warmup_steps(total_steps: int, warmup_frac: float) -> int:

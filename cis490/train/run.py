@@ -6,7 +6,11 @@
         --train-hosts elliott-thinkpad --split-recipe host --seed 0 \\
         --hyper epochs=20 --hyper hidden=32 --out OUT/ --progress-fd 3
 
-Contract (docs/CONTRACTS.md): ``--hyper key=JSON`` validated against
+Contract (docs/CONTRACTS.md): ``--seed`` seeds training (weights, batches,
+XGBoost); ``--split-seed`` (default: ``--seed``) seeds the train/val/test
+carve-out, so several training seeds can share one split. The checkpoint
+records both: ``data.split.seed`` (the split's seed) and ``data.train_seed``.
+``--hyper key=JSON`` validated against
 ``cis490.models.configs.CONFIGS[model]`` (exit 2 naming the key); with
 ``--expect-schema-sha256`` / ``--expect-validation-sha256`` the driver
 refuses to run (exit 1, one line on stderr) when the files' sha256 differ;
@@ -39,6 +43,17 @@ class DriverError(Exception):
     """An operational refusal: one line for stderr, exit 1."""
 
 
+def _seed(text: str) -> int:
+    """A seed as the spool writes one: an integer in [0, 2^32) (else a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seed {value} is not in [0, 2^32)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0],
@@ -54,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-hosts", default=None,
                    help="comma-separated train hosts (default: the split recipe's)")
     p.add_argument("--split-recipe", default="host", choices=("host", "sample", "time"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="training seed (weights, batches)")
+    p.add_argument("--split-seed", type=_seed, default=None, metavar="N",
+                   help="seed of the train/val/test split (default: --seed)")
     p.add_argument("--epochs", type=int, default=None, help="same as --hyper epochs=N")
     p.add_argument("--hyper", action="append", default=[], metavar="KEY=JSON")
     p.add_argument("--out", required=True, help="directory that receives the checkpoint")
@@ -133,11 +150,12 @@ def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
     digests = check_digests(args)
     check_window(cfg, args.schema)
     hosts = [h for h in args.train_hosts.split(",") if h] if args.train_hosts else None
+    split_seed = args.seed if args.split_seed is None else args.split_seed
     try:
         d = train_data.load_train_val(
             model=args.model, mode=args.mode, validation=args.validation, summary=args.summary,
             tensors=args.tensors, schema=args.schema, schema_sha256=digests["schema"],
-            recipe=args.split_recipe, train_hosts=hosts, seed=args.seed,
+            recipe=args.split_recipe, train_hosts=hosts, seed=split_seed,
         )
     except train_data.SchemaMismatch as exc:
         raise DriverError(str(exc)) from None
@@ -163,10 +181,11 @@ def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
         "validation_sha256": digests["validation"],
         "schema_sha256": digests["schema"],
         "split": {
-            "recipe": args.split_recipe, "train_hosts": list(d.train_hosts), "seed": args.seed,
+            "recipe": args.split_recipe, "train_hosts": list(d.train_hosts), "seed": split_seed,
             "excluded_profiles": sorted(d.excluded_profiles),
             "untested_profiles": sorted(d.untested_profiles),
         },
+        "train_seed": args.seed,
         "train_episodes": len(d.train_episodes),
         "train_episodes_sha256": train_data.episodes_digest(d.train_episodes),
         "val_episodes": len(d.val_episodes),

@@ -142,3 +142,30 @@ def test_missing_proc_stream_is_degraded_not_invalid(tmp_path):
     row = _one_episode_store(tmp_path, drop_proc)
     assert row["status"] == "degraded" and "proc.jsonl missing" in row["reasons"]
     assert not row["has_proc"]
+
+
+def test_validation_records_each_episodes_onset_and_collector(tiny_store, tiny_validation, tmp_path):
+    import pyarrow.parquet as pq
+
+    from cis490.data.synth import COLLECTOR_VERSION
+
+    store, rep = tiny_store
+    rows = {r["episode_id"]: r for r in tiny_validation[1].rows}
+    usable = [e for e, r in rows.items() if r["status"] != "invalid"]
+    assert usable
+    for eid in usable:
+        plan = next(p for p in rep.plans if p.episode_id == eid)
+        meta = json.loads(render_episode(plan, 7)["meta.json"])     # TINY's seed
+        armed = next(p for p in meta["phases"] if p["phase"] == "armed")
+        assert rows[eid]["onset_ns"] == armed["start_wall_ns"] > meta["t0_wall_ns"]
+        assert rows[eid]["collector_version"] == COLLECTOR_VERSION
+    for eid in set(rows) - set(usable):
+        assert rows[eid]["onset_ns"] is None and rows[eid]["collector_version"] is None
+
+    # a table written before the two columns existed is still read, with nulls
+    path, _ = tiny_validation
+    old = pq.read_table(path).drop(["onset_ns", "collector_version"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    df = read_validation(tmp_path / "old.parquet")
+    assert df["onset_ns"].isna().all() and df["collector_version"].isna().all()
+    assert len(df) == len(rows)

@@ -1,7 +1,8 @@
-"""The report lists every model, the untested profiles, the baseline and the digests."""
+"""The comparison and its report: detection first, families, shortcut flag, seeds, contract keys."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -9,137 +10,268 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from cis490.evaluate.compare import Run, compare
+from cis490.evaluate.compare import BASELINE_NAMES, compare
 from cis490.evaluate.importance import Importance
+from cis490.evaluate.predictions import Predictions, Windows, read_predictions, write_predictions
 from cis490.evaluate.report import render_table, write_report
-from evalsim import predict, simulate
+from cis490.evaluate.scoring import Context
+from predsim import STRIDE_S, predictions, scored, world
 
-PROFILES = ("beacon", "cpu-saturate", "fork-storm", "io-walk", "low-and-slow")
 UNTESTED = ("scan-and-dial",)
-SKILLS = {("gbt", "realistic"): 0.80, ("mlp", "realistic"): 0.70,
-          ("cnn", "oracle"): 0.90, ("gru", "realistic"): 0.55}
+VAL = world(24, 1, prefix="v", hosts=("elliott-thinkpad",))
+TEST = world(40, 2, prefix="t", hosts=("k-gamingcom", "other-host"))
+CTX = Context(onset_ns={**VAL[5], **TEST[5]}, stride_s=STRIDE_S)
+SKILLS = {("gbt", "realistic"): 0.8, ("mlp", "realistic"): 0.6, ("gru", "realistic"): 0.45,
+          ("cnn", "oracle"): 1.1, ("gbt", "oracle"): 1.0}
 
 
-def _runs(seed=0):
-    rng = np.random.default_rng(seed)
-    G, m = 60, 12
-    yt, _, groups = simulate(G, m, rng=rng)
-    ep_profile = np.array(PROFILES)[rng.integers(0, len(PROFILES), G)]
-    ep_host = np.where(np.arange(G) % 3 == 0, "elliott-thinkpad", "k-gamingcom")
-    episodes = np.array([f"ep{g:04d}" for g in range(G)])
-    meta = {"profile": ep_profile[groups], "host_id": ep_host[groups]}
-    runs = []
-    for (model, mode), skill in SKILLS.items():
-        u = np.clip(rng.beta(5 * skill, 5 * (1 - skill), G), 0, 1)[groups]
-        imp = Importance(0.7, {"host": 0.2, "netflow": 0.1, **({"proc": 0.3}
-                                                                if mode == "oracle" else {})},
-                         {"host": 0.0, "netflow": 0.0}, 1, 0)
-        runs.append(Run(model=model, mode=mode, y_true=yt, y_pred=predict(yt, u, 4, rng),
-                        groups=episodes[groups], meta=meta,
-                        checkpoint_digest=f"{model}{mode}".encode().hex()[:16].ljust(64, "0"),
-                        schema_hash="ab" * 32,
-                        data_digests={"validation": "cd" * 32, "summary": "ef" * 32},
-                        importance=imp))
-    return runs
+def _preds(**over):
+    out = [predictions(m, mode, s, VAL, TEST) for (m, mode), s in SKILLS.items()]
+    out += [predictions("majority", "baseline", 0.0, VAL, TEST),
+            predictions("clock-only", "baseline", 0.0, VAL, TEST, clock=True),
+            predictions("rule-zscore", "baseline", 0.3, VAL, TEST),
+            predictions("logreg", "baseline", 0.5, VAL, TEST)]
+    return out
 
 
 @pytest.fixture(scope="module")
 def comp():
-    return compare(_runs(), n_resamples=500, seed=7, untested_profiles=UNTESTED)
+    imp = {"gbt_realistic": Importance(0.7, {"host": 0.2, "netflow": 0.1}, {}, 1, 0)}
+    return compare(_preds(), CTX, n_resamples=400, seed=7, untested_profiles=UNTESTED,
+                   importance=imp, provenance={"synthetic": True, "collectors": ["cis490-synth/1"]})
 
 
-def test_models_are_sorted_by_macro_f1_with_cis(comp):
-    points = [m.macro_f1.point for m in comp.models]
-    assert points == sorted(points, reverse=True)
-    assert comp.best == comp.models[0].name and comp.models[0].vs_best is None
+def test_oracle_models_are_a_ceiling_never_in_the_realistic_family(comp):
+    realistic = [m.name for m in comp.family("realistic")]
+    oracle = [m.name for m in comp.family("oracle")]
+    assert realistic[0] == "gbt_realistic" and set(oracle) == {"cnn_oracle", "gbt_oracle"}
+    # the oracle models are better, yet the realistic family's reference is realistic
+    assert comp.best[("realistic", "roc_auc")] == "gbt_realistic"
+    assert comp.best[("oracle", "roc_auc")] == "cnn_oracle"
     for m in comp.models:
-        assert m.macro_f1.low <= m.macro_f1.point <= m.macro_f1.high
-    others = comp.models[1:]
-    assert all(m.vs_best is not None and m.p_holm >= m.vs_best.pvalue for m in others)
-    assert all(m.vs_best.difference <= 0 for m in others)
+        for metric, t in m.vs_best.items():
+            if t is not None:
+                assert t.against == comp.best[(m.family, metric)]
+                assert t.p_holm >= t.pvalue
+    # Holm within the family: two realistic comparisons, one oracle one
+    gru = next(m for m in comp.models if m.name == "gru_realistic").vs_best["roc_auc"]
+    cnn = next(m for m in comp.models if m.name == "gbt_oracle").vs_best["roc_auc"]
+    assert cnn.p_holm == cnn.pvalue                          # a family of one comparison
+    assert gru.p_holm <= min(1.0, 2 * gru.pvalue) + 1e-12
+    aucs = [m.detection.ci["roc_auc"].point for m in comp.family("realistic")]
+    assert aucs == sorted(aucs, reverse=True)
 
 
-def test_baseline_is_the_majority_class(comp):
-    assert comp.class_names[comp.majority_class] == "infected_running"
-    assert comp.majority_source == "test"
-    assert comp.baseline.per_class[0].f1.point == 0
-    assert comp.baseline.macro_f1.point < comp.models[-1].macro_f1.point
+def test_test_labels_cannot_move_the_threshold(comp):
+    rng = np.random.default_rng(3)
+
+    def with_test(fn):
+        out = []
+        for p in _preds():
+            test = {s: dataclasses.replace(w, y_true=fn(w.y_true)) for s, w in p.test.items()}
+            out.append(dataclasses.replace(p, test=test))
+        return compare(out, CTX, n_resamples=50, seed=7, untested_profiles=UNTESTED)
+
+    shuffled = with_test(lambda y: rng.permutation(y))
+    poisoned = with_test(lambda y: np.where(y == 0, 3, 0))
+    want = {m.name: m.detection.thresholds for m in comp.everything}
+    for other in (shuffled, poisoned):
+        assert {m.name: m.detection.thresholds for m in other.everything} == want
+    # the check can fail: the validation labels do move it
+    val_poisoned = [dataclasses.replace(p, val={s: dataclasses.replace(w, y_true=np.where(
+        w.y_true == 0, 3, 0)) for s, w in p.val.items()}) for p in _preds()]
+    moved = compare(val_poisoned, CTX, n_resamples=50, seed=7, untested_profiles=UNTESTED)
+    assert {m.name: m.detection.thresholds for m in moved.everything} != want
 
 
-def test_report_lists_untested_profiles_and_every_model(comp, tmp_path):
+def test_a_model_no_better_than_clock_only_is_flagged():
+    preds = [predictions("gbt", "realistic", 0.9, VAL, TEST),
+             predictions("cnn", "realistic", 0.0, VAL, TEST, clock=True, salt=5),
+             predictions("clock-only", "baseline", 0.0, VAL, TEST, clock=True)]
+    comp = compare(preds, CTX, n_resamples=300, untested_profiles=UNTESTED)
+    by = {m.name: m for m in comp.models}
+    assert by["gbt_realistic"].clock_flag == ()
+    assert set(by["cnn_realistic"].clock_flag) == {"roc_auc", "macro_f1"}
+    assert by["cnn_realistic"].vs_clock["roc_auc"].against == "clock-only"
+
+
+def test_report_leads_with_detection_and_lists_every_model_and_baseline(comp, tmp_path):
     written = write_report(comp, tmp_path)
     md = (tmp_path / "comparison.md").read_text()
-    for run in _runs():
-        assert f"| {run.model} | {run.mode} |" in md
-        assert f"`{run.checkpoint_digest}`" in md
-        data = json.loads((tmp_path / f"{run.name}_eval.json").read_text())
-        assert data["untested_profiles"] == list(UNTESTED)
-        assert set(data["breakdowns"]["profile"]) == set(PROFILES)   # never the untested one
-        assert data["bootstrap"] == {"unit": "episode", "method": "percentile",
-                                     "n_resamples": 500, "confidence": 0.95, "seed": 7}
-        assert data["checkpoint_digest"] == run.checkpoint_digest
-        assert (tmp_path / f"{run.name}_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "## Untested profiles" in md and "`scan-and-dial`: no test windows" in md
-    assert "scan-and-dial (untested)" in md
-    assert "majority: always `infected_running`" in md
-    assert "cd" * 32 in md and "ab" * 32 in md
-    assert "## Permutation importance" in md and "proc" in md
-    for name in ("forest_macro_f1.png", "importance.png", "comparison.json"):
-        assert (tmp_path / name) in written
+    assert md.index("## Detection") < md.index("## Phase attribution")
+    assert md.index("### Realistic models") < md.index("### Oracle models")
+    assert "**Synthetic data.**" in md and "not real malware" in md
+    for m in comp.everything:
+        assert f"| {m.name} |" in md
+        assert (tmp_path / f"{m.name}_eval.json").is_file()
+    for m in comp.models:
+        assert f"`{m.meta['checkpoints']['0']}`" in md
+        assert (tmp_path / f"{m.name}_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "`scan-and-dial`: no test windows" in md and "scan-and-dial (untested)" in md
+    assert "### Permutation importance" in md
+    for name in ("roc_pr.png", "operating_curve.png", "time_to_detect.png", "reliability.png",
+                 "learning_curves.png", "forest_macro_f1.png", "importance.png", "comparison.json"):
+        assert (tmp_path / name) in written, name
     assert not list(tmp_path.glob(".*.tmp"))          # atomic writes left no debris
 
 
-def test_untested_profile_with_test_windows_is_refused():
-    with pytest.raises(ValueError, match="declared untested"):
-        compare(_runs(), n_resamples=50, untested_profiles=("beacon",))
+def test_eval_json_has_the_keys_scripts_rely_on(comp, tmp_path):
+    write_report(comp, tmp_path, plots=False)
+    ci = {"point", "low", "high"}
+    for m in comp.everything:
+        data = json.loads((tmp_path / f"{m.name}_eval.json").read_text())
+        d = data["detection"]
+        for key in ("threshold", "consecutive", "budget_false_alarms_per_host_day",
+                    "benign_host_seconds", "val_benign_host_seconds"):
+            assert isinstance(d[key], (int, float)), key
+        for key in ("false_alarms_per_host_day", "episode_detection_rate", "roc_auc", "pr_auc"):
+            assert set(d[key]) == ci, key
+        assert set(d["time_to_detect_s"]) == {"median", "p90"}
+        assert all(set(v) == ci for v in d["time_to_detect_s"].values())
+        assert set(d["precision_at_base_rate"]) == {"1e-2", "1e-3", "1e-4"}
+        assert isinstance(data["calibration"]["ece_val"], float)
+        assert isinstance(data["calibration"]["ece_test"], float)
+        assert set(data["phase"]["macro_f1"]) == ci
+        assert d["benign_host_seconds"] == STRIDE_S * np.count_nonzero(TEST[4] == 0)
+        assert d["val_benign_host_seconds"] == STRIDE_S * np.count_nonzero(VAL[4] == 0)
+        assert set(data["phase"]["breakdowns"]["profile"]) == {"beacon", "io-walk", "fork-storm"}
+        assert data["untested_profiles"] == list(UNTESTED)
+    summary = json.loads((tmp_path / "comparison.json").read_text())
+    assert set(summary["baselines"]) == set(BASELINE_NAMES)     # named exactly so
+    assert summary["families"]["oracle"] == ["cnn_oracle", "gbt_oracle"]
 
 
-def test_render_table_shows_every_model(comp):
+def test_p_at_the_bootstrap_floor_is_written_as_a_bound(comp, tmp_path):
+    mlp = next(m for m in comp.models if m.name == "mlp_realistic")
+    t = mlp.vs_best["macro_f1"]
+    assert t.at_floor and t.pvalue == pytest.approx(comp.p_floor)
+    write_report(comp, tmp_path, plots=False)
+    md = (tmp_path / "comparison.md").read_text()
+    assert f"≤ {comp.p_floor:.3f}" in md
+    data = json.loads((tmp_path / "mlp_realistic_eval.json").read_text())
+    assert data["vs_best"]["macro_f1"]["p_at_floor"] is True
+
+
+def test_seeds_are_combined_with_the_seed_variance():
+    one = [predictions("gbt", "realistic", s, VAL, TEST, salt=i) for i, s in enumerate((0.4, 0.9))]
+    both = dataclasses.replace(one[0], val={0: one[0].val[0], 1: one[1].val[0]},
+                               test={0: one[0].test[0], 1: one[1].test[0]})
+    singles = [compare([p], CTX, n_resamples=400).models[0] for p in one]
+    multi = compare([both], CTX, n_resamples=400).models[0]
+    assert multi.seeds == (0, 1)
+    for metric in ("roc_auc", "episode_detection_rate"):
+        pts = [s.detection.ci[metric].point for s in singles]
+        ci = multi.detection.ci[metric]
+        assert ci.point == pytest.approx(np.mean(pts))
+        assert ci.low <= min(pts) and ci.high >= max(pts) or ci.high - ci.low > max(
+            s.detection.ci[metric].high - s.detection.ci[metric].low for s in singles)
+    assert multi.macro_f1.point == pytest.approx(np.mean([s.macro_f1.point for s in singles]))
+    assert multi.macro_f1.high - multi.macro_f1.low > max(
+        s.macro_f1.high - s.macro_f1.low for s in singles)
+    assert set(multi.detection.thresholds) == {0, 1}
+
+
+def test_render_table_shows_every_model_and_the_flags(comp):
     buf = io.StringIO()
-    Console(file=buf, width=140, color_system=None).print(render_table(comp))
+    Console(file=buf, width=160, color_system=None).print(render_table(comp))
     out = buf.getvalue()
-    for m in comp.models:
-        assert m.model in out
-    assert "majority" in out and "scan-and-dial" in out and "best" in out
+    for m in comp.everything:
+        assert m.name in out
+    assert "scan-and-dial" in out and "best" in out and "SYNTHETIC" in out
 
 
 def test_same_inputs_give_identical_report_bytes(comp, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     write_report(comp, a)
-    write_report(compare(_runs(), n_resamples=500, seed=7, untested_profiles=UNTESTED), b)
+    imp = {"gbt_realistic": Importance(0.7, {"host": 0.2, "netflow": 0.1}, {}, 1, 0)}
+    write_report(compare(_preds(), CTX, n_resamples=400, seed=7, untested_profiles=UNTESTED,
+                         importance=imp, provenance=dict(comp.provenance)), b)
     for f in sorted(a.iterdir()):
         assert f.read_bytes() == (b / f.name).read_bytes(), f.name
 
 
+def test_untested_profile_with_test_windows_is_refused():
+    with pytest.raises(ValueError, match="declared untested"):
+        compare(_preds(), CTX, n_resamples=50, untested_profiles=("beacon",))
+
+
 def test_duplicate_model_is_refused():
-    runs = _runs()
-    with pytest.raises(ValueError, match="same \\(model, mode\\) twice"):
-        compare([runs[0], runs[0]], n_resamples=50)
+    p = _preds()
+    with pytest.raises(ValueError, match="same model twice"):
+        compare([p[0], p[0]], CTX, n_resamples=50)
 
 
 def test_a_stratum_with_too_few_episodes_gets_no_interval(tmp_path):
-    runs = _runs()
-    profile = runs[0].meta["profile"].copy()
-    groups = runs[0].groups
-    profile[np.isin(groups, ["ep0000", "ep0001"])] = "rare"      # two episodes only
-    meta = {**runs[0].meta, "profile": profile}
-    runs = [Run(**{**r.__dict__, "meta": meta}) for r in runs]
-    comp = compare(runs, n_resamples=200, untested_profiles=UNTESTED)
+    e, h, prof, t, y, on = TEST
+    prof = prof.copy()
+    prof[np.isin(e, ["t0000", "t0001"])] = "rare"              # two episodes only
+    test = (e, h, prof, t, y, on)
+    comp = compare([predictions("gbt", "realistic", 0.8, VAL, test)], CTX, n_resamples=200)
     write_report(comp, tmp_path, plots=False)
-    data = json.loads((tmp_path / f"{runs[0].name}_eval.json").read_text())
-    rare = data["breakdowns"]["profile"]["rare"]
+    data = json.loads((tmp_path / "gbt_realistic_eval.json").read_text())
+    rare = data["phase"]["breakdowns"]["profile"]["rare"]
     assert rare["n_episodes"] == 2 and rare["ci_reported"] is False
     assert rare["macro_f1"]["low"] is None and rare["macro_f1"]["point"] is not None
-    assert data["breakdowns"]["profile"]["beacon"]["ci_reported"] is True
+    assert data["phase"]["breakdowns"]["profile"]["beacon"]["ci_reported"] is True
     assert "(no CI: 2 ep.)" in (tmp_path / "comparison.md").read_text()
 
 
 def test_many_channels_are_tabulated_one_per_row(tmp_path):
     chans = {f"host.c{i:02d}": 0.01 * i for i in range(20)}
-    runs = [Run(**{**r.__dict__, "importance": Importance(0.7, chans, {}, 1, 0)})
-            for r in _runs()]
-    comp = compare(runs, n_resamples=100, untested_profiles=UNTESTED)
+    comp = compare(_preds()[:2], CTX, n_resamples=100,
+                   importance={n: Importance(0.7, chans, {}, 1, 0)
+                               for n in ("gbt_realistic", "mlp_realistic")})
     write_report(comp, tmp_path)
     md = (tmp_path / "comparison.md").read_text()
-    assert "| host.c19 | +0.190 |" in md
+    assert "| host.c19 | +0.190 | +0.190 |" in md
     assert (tmp_path / "importance.png").is_file()
+
+
+def test_predictions_round_trip_and_bad_files_are_one_line_errors(tmp_path):
+    p = predictions("gru", "realistic", 0.7, VAL, TEST, seeds=(0, 3))
+    path = write_predictions(p, tmp_path / "gru_realistic.parquet")
+    back = read_predictions(path)
+    assert (back.model, back.mode, back.family, back.seeds) == ("gru", "realistic", "realistic", (0, 3))
+    for s in (0, 3):
+        for part in ("val", "test"):
+            a, b = getattr(p, part)[s], getattr(back, part)[s]
+            for f in ("episode_id", "host_id", "profile", "t_end_ns", "y_true", "proba"):
+                assert np.array_equal(getattr(a, f), getattr(b, f)), (part, f)
+            assert np.array_equal(a.score, b.score)
+    assert back.meta["checkpoints"] == p.meta["checkpoints"]
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match="not a readable predictions file"):
+        read_predictions(tmp_path / "junk.parquet")
+    with pytest.raises(ValueError, match="sorted"):
+        w = p.test[0]
+        Windows(w.episode_id[::-1], w.host_id, w.profile, w.t_end_ns, w.y_true, w.proba)
+    with pytest.raises(ValueError, match="same, non-empty set of seeds"):
+        Predictions("gru", "realistic", "realistic", {0: p.val[0]}, {1: p.test[3]}, p.class_names)
+
+
+def test_the_report_is_computed_from_the_files_alone(comp, tmp_path):
+    """Writing every prediction and comparing what was read back gives the same numbers."""
+    back = []
+    for p in _preds():
+        back.append(read_predictions(write_predictions(p, tmp_path / f"{p.name}.parquet")))
+    again = compare(back, CTX, n_resamples=400, seed=7, untested_profiles=UNTESTED)
+    assert [m.name for m in comp.everything] == [m.name for m in again.everything]
+    def same(x, y):
+        return all(np.array_equal(np.float64(getattr(x, f)), np.float64(getattr(y, f)),
+                                  equal_nan=True) for f in ("point", "low", "high"))
+
+    for a, b in zip(comp.everything, again.everything):
+        assert set(a.detection.ci) == set(b.detection.ci)
+        assert all(same(a.detection.ci[k], b.detection.ci[k]) for k in a.detection.ci)
+        assert same(a.macro_f1, b.macro_f1) and a.detection.thresholds == b.detection.thresholds
+
+
+def test_a_constant_scorer_alarms_everywhere_or_nowhere():
+    """The majority baseline's score is constant: ROC AUC 0.5 and one threshold above it."""
+    comp = compare([predictions("majority", "baseline", 0.0, VAL, TEST)], CTX, n_resamples=100)
+    m = comp.baselines[0]
+    const = Windows(*TEST[:5], np.tile(np.float32([0.3, 0.1, 0.1, 0.5]), (TEST[4].size, 1)))
+    p = Predictions("majority", "baseline", "baseline", {0: scored(VAL, 0.0, 1)}, {0: const},
+                    m.class_names if hasattr(m, "class_names") else comp.class_names)
+    c2 = compare([p], CTX, n_resamples=100).baselines[0]
+    assert c2.detection.ci["roc_auc"].point == pytest.approx(0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from cis490.fleet import JobState, ManifestError
 from cis490.fleet.manifest import load_manifest, parse_manifest
-from cis490.fleet.spec import job_id
+from cis490.fleet.spec import SpecError, driver_argv, job_id, parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "etc" / "training_manifest.toml.example"
@@ -91,6 +92,27 @@ def test_reload_keeps_states_updates_pending_and_counts_orphans(spool, tmp_path)
     ('[[jobs]]\nmodel="smoke"\nmode="con"\n', r"reserved name on Windows"),
     ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nallowed_hosts=["a/b"]\n', r"invalid host id"),
     ('oops = 1\n', r"unknown top-level key"),
+    # seed lists: every bad one names the job and the field
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[]\n', r"jobs\[0\] \(gbt/oracle\): seed: .*1\.\.64 seeds, got 0"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[0, 1, 0]\n', r"jobs\[0\].*seed: the list repeats 0"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[0, -1]\n', r"jobs\[0\].*seed\[1\]: -1 is not an integer"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[0, "1"]\n', r"jobs\[0\].*seed\[1\]: '1' is not an integer"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[1.5]\n', r"jobs\[0\].*seed\[0\]: 1.5 is not an integer"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[true]\n', r"jobs\[0\].*seed\[0\]: True is not an integer"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[4294967296]\n', r"jobs\[0\].*seed\[0\]"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[[1]]\n', r"jobs\[0\].*seed\[0\]"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=true\n', r"jobs\[0\].*field 'seed' has the wrong type"),
+    ('[defaults]\nseed=' + str(list(range(65))) + '\n[[jobs]]\nmodel="gbt"\nmode="oracle"\n',
+     r"jobs\[0\].*seed: .*got 65"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nsplit_seed=-1\n', r"jobs\[0\].*split_seed must be in"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[0, 1]\nsplit_seed=false\n', r"jobs\[0\].*'split_seed'"),
+    # duplicates after expansion
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[0, 1]\n[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=0\n',
+     r"jobs\[1\] duplicates jobs\[0\].*seed 0\)"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[0, 1]\n[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=1\n'
+     'split_seed=0\n', r"jobs\[1\] duplicates jobs\[0\].*seed 1, split_seed 0"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[2, 3]\nsplit_seed=0\n[[jobs]]\nmodel="gbt"\nmode="oracle"\n'
+     'seed=[3, 4]\nsplit_seed=0\n', r"jobs\[1\] duplicates jobs\[0\].*seed 3, split_seed 0"),
 ])
 def test_invalid_manifest_changes_nothing(spool, tmp_path, text, message):
     good = tmp_path / "good.toml"
@@ -119,3 +141,102 @@ def test_spec_file_is_canonical_json(spool, tmp_path):
     obj = json.loads(raw)
     assert raw == json.dumps(obj, sort_keys=True, separators=(",", ":")).encode() + b"\n"
     assert obj["name"] == p.name[:-5] and obj["id"].startswith(p.name.split(".")[1][:12])
+
+
+
+# --- seed lists and split seeds ---------------------------------------------------
+
+
+def old_job_id(model, mode, hyper, split_recipe, train_hosts, seed) -> str:
+    """The identity formula as it was before split seeds: existing job ids must not move."""
+    ident = {"model": model, "mode": mode, "hyper": hyper, "split_recipe": split_recipe,
+             "train_hosts": sorted(train_hosts), "seed": seed}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
+
+
+def test_int_seed_keeps_its_job_id_and_spec_bytes():
+    text = (b'[defaults]\ntrain_hosts=["h2","h1"]\n[[jobs]]\nmodel="gbt"\nmode="oracle"\n'
+            b'hyper={epochs=5}\nseed=7\n[[jobs]]\nmodel="mlp"\nmode="realistic"\n'
+            b'[[jobs]]\nmodel="cnn"\nmode="oracle"\nseed=3\nsplit_seed=3\n')
+    gbt, mlp, cnn = parse_manifest(text).jobs
+    assert gbt.id == old_job_id("gbt", "oracle", {"epochs": 5}, "host", ["h1", "h2"], 7)
+    assert mlp.id == old_job_id("mlp", "realistic", {}, "host", ["h1", "h2"], 0)
+    assert cnn.id == old_job_id("cnn", "oracle", {}, "host", ["h1", "h2"], 3)  # split_seed == seed
+    for spec in (gbt, mlp, cnn):
+        assert spec.split_seed is None and "split_seed" not in spec.to_dict()
+        assert b"split_seed" not in spec.to_bytes()
+        assert driver_args(spec).count("--split-seed") == 0
+
+
+def test_seed_list_expands_to_one_job_per_seed_sharing_one_split():
+    m = parse_manifest(b'[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[5, 1, 2]\npriority=3\n'
+                       b'[[jobs]]\nmodel="mlp"\nmode="oracle"\nseed=[0, 1]\nsplit_seed=9\n')
+    assert [(j.model, j.seed, j.split_seed) for j in m.jobs] == [
+        ("gbt", 5, None), ("gbt", 1, 5), ("gbt", 2, 5),  # the first seed's split for all
+        ("mlp", 0, 9), ("mlp", 1, 9)]
+    assert len({j.name for j in m.jobs}) == 5 and all(j.priority == 3 for j in m.jobs[:3])
+    # the first seed's job is exactly the job an int seed names
+    assert m.jobs[0].name == parse_manifest(b'[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=5\n'
+                                            b'priority=3\n').jobs[0].name
+    for spec in m.jobs:  # every split seed reaches the driver, and the bytes round-trip
+        argv = driver_args(spec)
+        split = spec.seed if spec.split_seed is None else spec.split_seed
+        assert argv[argv.index("--seed") + 1] == str(spec.seed)
+        assert ("--split-seed" in argv) == (spec.split_seed is not None)
+        if spec.split_seed is not None:
+            assert argv[argv.index("--split-seed") + 1] == str(split)
+            assert spec.to_dict()["split_seed"] == split
+        assert parse_spec(spec.to_bytes(), spec.name) == spec
+
+
+def test_seed_list_expansion_is_idempotent_at_reload(spool, tmp_path):
+    m = tmp_path / "m.toml"
+    base = '[[jobs]]\nmodel="smoke"\nmode="check"\nseed={}\n[[jobs]]\nmodel="smoke"\nmode="other"\n'
+    m.write_text(base.format("[0, 1, 2]"))
+    assert spool.reload(m).to_dict() == {"new": 4, "unchanged": 0, "updated": 0, "orphaned": 0}
+    first = sorted(p.name for p in (spool.root / "pending").iterdir())
+    assert spool.reload(m).to_dict() == {"new": 0, "unchanged": 4, "updated": 0, "orphaned": 0}
+    assert sorted(p.name for p in (spool.root / "pending").iterdir()) == first
+    m.write_text(base.format("[0, 1, 2, 3]"))  # one more seed: one more job, no renames
+    assert spool.reload(m).to_dict() == {"new": 1, "unchanged": 4, "updated": 0, "orphaned": 0}
+    now = sorted(p.name for p in (spool.root / "pending").iterdir())
+    assert set(first) < set(now) and len(now) == 5
+    specs = [spool.read_spec(loc.path) for loc in spool.scan(JobState.PENDING)]
+    assert sorted((s.seed, s.split_seed) for s in specs if s.mode == "check") == [
+        (0, None), (1, 0), (2, 0), (3, 0)]
+
+
+def test_split_seed_is_validated_in_spool_files_and_enters_the_id():
+    spec = parse_manifest(b'[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[0, 1]\n').jobs[1]
+    assert spec.id == job_id("gbt", "oracle", {}, "host", [], 1, 0)
+    assert spec.id != job_id("gbt", "oracle", {}, "host", [], 1)
+    good = spec.to_dict()
+    for bad, message in ((-1, "split_seed must be in"), (2**32, "split_seed must be in"),
+                         (True, "'split_seed' has the wrong type"), ("0", "wrong type"),
+                         (None, "wrong type")):
+        with pytest.raises(SpecError, match=message):
+            parse_spec(json.dumps({**good, "split_seed": bad}).encode())
+    with pytest.raises(SpecError, match="edited or forged"):
+        parse_spec(json.dumps({**good, "split_seed": 2}).encode())
+    with pytest.raises(SpecError, match="edited or forged"):  # dropping it renames the job too
+        parse_spec(json.dumps({k: v for k, v in good.items() if k != "split_seed"}).encode())
+
+
+def test_split_seed_spec_is_format_2_so_an_older_worker_leaves_it_alone(monkeypatch):
+    from cis490.fleet import spec as spec_mod
+    from cis490.fleet.spec import SpecTooNew
+
+    plain, shared = parse_manifest(b'[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[0, 1]\n').jobs
+    assert plain.to_dict()["format"] == 1 and shared.to_dict()["format"] == 2
+    with pytest.raises(SpecError, match="'split_seed' needs spec format 2"):
+        parse_spec(json.dumps({**shared.to_dict(), "format": 1}).encode())
+    monkeypatch.setattr(spec_mod, "SPEC_FORMAT", 1)  # a worker from before split seeds
+    assert parse_spec(plain.to_bytes()) == plain
+    with pytest.raises(SpecTooNew):
+        parse_spec(shared.to_bytes())
+
+
+def driver_args(spec) -> list[str]:
+    paths = {k: f"/d/{k}" for k in ("validation", "summary", "tensors", "schema")}
+    return driver_argv(spec, "/out", paths)

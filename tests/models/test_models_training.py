@@ -21,9 +21,9 @@ def scripted_macro_f1(n_val: int):
     real = rules.macro_f1
     state = {"epoch": 0}
 
-    def fake(y_true, y_pred, n_classes):
+    def fake(y_true, y_pred, n_classes, *, labels):
         if len(y_true) != n_val or state["epoch"] >= len(SCRIPT):
-            return real(y_true, y_pred, n_classes)
+            return real(y_true, y_pred, n_classes, labels=labels)
         state["epoch"] += 1
         return SCRIPT[state["epoch"] - 1]
 
@@ -150,3 +150,31 @@ def test_mode_must_be_a_safe_file_name_part():
     for bad in ("../x", "Oracle", "a b", ""):
         with pytest.raises(ValueError, match="mode"):
             models.create("mlp", n_features=3, n_classes=2, mode=bad)
+
+
+@pytest.mark.parametrize("name", ["gbt", "mlp"])
+def test_selection_and_report_use_the_same_macro_f1(name):
+    """Regression: the recorded best val macro F1 averaged over y_val | y_pred, the report
+    over the classes in y_true only; a val set lacking a class the model predicts told them apart."""
+    from sklearn.metrics import f1_score
+
+    from cis490 import models
+    from cis490.evaluate import metrics
+    from tests.models.models_helpers import FAST_HYPER, shape_kwargs
+
+    Xtr, ytr, Xva, yva = task_for(name, n_train=240, n_val=96)
+    yva = np.where(yva == 1, 0, yva)  # val truth without class 1; its rows still look like 1
+    hyper = {**FAST_HYPER[name], "epochs": 12}
+    model = models.create(name, n_classes=N_CLASSES, **shape_kwargs(name), **hyper)
+    report = model.fit(Xtr, ytr, Xva, yva, seed=0)
+
+    pred = model.predict_proba(Xva).argmax(1)
+    assert 1 in pred and 1 not in yva  # the case where the two old rules differ
+    labels = metrics.present_labels(yva)
+    report_f1 = metrics.macro_f1_score(yva, pred, labels=labels)
+    assert report.best_val_macro_f1 == report_f1  # exactly: one definition, one arithmetic
+    assert model.val_metrics["macro_f1"] == report_f1
+    assert report.history[report.best_epoch - 1].val_macro_f1 == report_f1
+    assert report_f1 == pytest.approx(
+        f1_score(yva, pred, labels=np.unique(yva), average="macro", zero_division=0), abs=1e-12)
+    assert report_f1 != pytest.approx(f1_score(yva, pred, average="macro", zero_division=0))

@@ -179,3 +179,36 @@ def test_driver_output_is_identical_across_processes_and_hash_seeds(demo_data, t
         assert res.returncode == 0, res.stderr
         outs.append({p.name: p.read_bytes() for p in out.iterdir()})
     assert outs[0] == outs[1] and len(outs[0]) == 2
+
+
+def test_driver_splits_with_split_seed_and_trains_with_seed(demo_data, tmp_path, monkeypatch):
+    """Seeds of one manifest list share one split: --split-seed carves it, --seed trains."""
+    from cis490.train import data as train_data
+
+    seeds = []
+    real_split = data_splits.make_split
+
+    def spy_split(validation, recipe, train_hosts, seed, **kw):
+        seeds.append(seed)
+        return real_split(validation, recipe, train_hosts, seed, **kw)
+
+    monkeypatch.setattr(data_splits, "make_split", spy_split)
+    metas = {}
+    for name, extra in (("shared", ["--seed", "3", "--split-seed", "0"]), ("own", ["--seed", "3"])):
+        out = tmp_path / name
+        assert run.main(demo_data.argv("gbt", out, "--hyper", "epochs=5", *extra)) == 0
+        metas[name] = json.loads((out / "gbt_realistic.ckpt.json").read_bytes())
+    assert seeds == [0, 3]
+    shared, own = metas["shared"], metas["own"]
+    assert shared["data"]["split"]["seed"] == 0 and shared["data"]["train_seed"] == 3
+    assert own["data"]["split"]["seed"] == 3 and own["data"]["train_seed"] == 3
+    assert shared["val_metrics"]["seed"] == own["val_metrics"]["seed"] == 3
+    split0 = real_split(str(demo_data.validation), "host", ["elliott-thinkpad"], 0)
+    assert shared["data"]["val_episodes_sha256"] == train_data.episodes_digest(split0.val)
+    assert shared["data"]["train_episodes_sha256"] == train_data.episodes_digest(split0.train)
+
+
+def test_driver_refuses_a_negative_split_seed_as_a_usage_error(demo_data, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        run.main(demo_data.argv("gbt", tmp_path, "--split-seed", "-1"))
+    assert exc.value.code == 2

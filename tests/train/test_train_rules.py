@@ -23,7 +23,7 @@ def test_balanced_train_gives_unit_weights():
     assert np.allclose(rules.class_weights(np.arange(40) % 4, 4, clip=10.0), 1.0)
 
 
-def test_macro_f1_matches_sklearn_including_absent_classes():
+def test_macro_f1_matches_sklearn_with_labels_present_in_y_true():
     from sklearn.metrics import f1_score
 
     rng = np.random.default_rng(0)
@@ -31,10 +31,48 @@ def test_macro_f1_matches_sklearn_including_absent_classes():
         n = int(rng.integers(1, 60))
         y_true = rng.integers(0, 4 if trial % 3 else 2, n)
         y_pred = rng.integers(0, 4 if trial % 2 else 3, n)
-        want = f1_score(y_true, y_pred, average="macro", zero_division=0)
-        assert rules.macro_f1(y_true, y_pred, 4) == pytest.approx(want)
+        labels = rules.present_labels(y_true)
+        assert labels.tolist() == sorted(set(y_true.tolist()))
+        want = f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0)
+        assert rules.macro_f1(y_true, y_pred, 4, labels=labels) == pytest.approx(want)
         per = f1_score(y_true, y_pred, average=None, labels=range(4), zero_division=0)
         assert np.allclose(rules.per_class_f1(y_true, y_pred, 4), per)
+
+
+def test_selection_and_report_use_the_same_macro_f1():
+    """Regression: selection averaged over y_true | y_pred, the report over y_true only."""
+    from sklearn.metrics import f1_score
+
+    from cis490.evaluate import metrics
+
+    y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    y_pred = np.array([0, 3, 0, 1, 0, 2, 3, 2])  # predicts 3, which y_true lacks
+    labels = metrics.present_labels(y_true)
+    assert labels.tolist() == [0, 1, 2]
+    selection = rules.macro_f1(y_true, y_pred, 4, labels=labels)
+    report = metrics.macro_f1_score(y_true, y_pred, labels=labels)
+    ours = metrics.point_metrics(y_true, y_pred, n_classes=4).macro_f1  # the report's own path
+    want = f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0)
+    assert selection == report == ours == pytest.approx(want, abs=1e-15)
+    old_union_rule = f1_score(y_true, y_pred, average="macro", zero_division=0)  # labels 0..3
+    assert selection != pytest.approx(old_union_rule)
+    assert metrics.macro_f1_score(y_true, y_pred, labels=labels, n_classes=4) == selection
+    assert np.array_equal(metrics.per_class_f1_score(y_true, y_pred, 4),
+                          rules.per_class_f1(y_true, y_pred, 4))
+
+
+def test_macro_f1_requires_explicit_labels():
+    from cis490.evaluate import metrics
+
+    y = np.array([0, 1, 1])
+    with pytest.raises(TypeError):
+        rules.macro_f1(y, y, 4)  # labels is keyword-only and required
+    with pytest.raises(TypeError):
+        metrics.macro_f1_score(y, y)
+    with pytest.raises(ValueError, match="labels"):
+        metrics.macro_f1_score(y, y, labels=[])
+    with pytest.raises(ValueError, match="y_true"):
+        metrics.present_labels([])
 
 
 def test_lr_warms_up_linearly_over_5_percent_then_cosine_to_zero():

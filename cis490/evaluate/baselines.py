@@ -1,0 +1,364 @@
+"""Reference detectors that every evaluation table carries as rows.
+
+Invariant: a baseline is fitted at evaluation time on the TRAIN windows, any
+choice it makes (tree depth, C, Platt scaling) is made on VALIDATION macro F1
+only (``point_metrics(...).macro_f1``, the project's one macro F1), and the
+test windows are only predicted. Same inputs give bitwise-same outputs
+(fixed ``random_state``, BLAS held to one thread while sklearn runs).
+
+- ``majority``    constant train class frequencies; its malicious score is
+  constant, so its ROC AUC is 0.5 — the floor.
+- ``clock-only``  a decision tree on ``t_since_start_s`` alone: the shortcut a
+  detector takes when the onset of infection sits at a fixed time in the
+  episode. A model that does not beat it has learnt the clock, not the host.
+- ``rule-zscore`` no learning: per-host robust z-scores of each realistic
+  channel's window mean against the host's benign train windows; the score is
+  the largest |z|. Platt-scaled on validation (monotone, so the ranking is the
+  rule's own). It cannot attribute phases: all malicious probability goes to
+  the last class (``infected_running``, the common malicious phase).
+- ``logreg``      multinomial logistic regression on the standardised summary
+  features plus missingness indicators.
+
+Train is capped to ``max_train_windows`` by whole episodes in a seeded hash
+order (``subsample_episodes``), so memory does not grow with the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from cis490.data.channels import channel_names
+from cis490.data.schema import feature_names as schema_feature_names
+from cis490.evaluate.metrics import point_metrics
+from cis490.models._array import fit_normalisation, standardise
+
+__all__ = ["BASELINES", "BaselineData", "BaselineFit", "fit_baselines", "subsample_episodes"]
+
+BASELINES = ("majority", "clock-only", "rule-zscore", "logreg")
+
+CLOCK_DEPTHS = (1, 2, 3, 4, 6, 8)
+LOGREG_CS = (0.01, 0.1, 1.0)
+MAD_TO_SIGMA = 1.4826
+PLATT_C = 1e4
+
+
+@dataclass(frozen=True)
+class BaselineData:
+    """One split's windows."""
+
+    X: np.ndarray                # (n, F) float32 realistic summary features, NaN = not observed
+    feature_names: list[str]     # F names "<channel>__<stat>"
+    y: np.ndarray                # (n,) int64 phase 0..K-1
+    episode_id: np.ndarray       # (n,) str
+    host_id: np.ndarray          # (n,) str
+    t_since_start_s: np.ndarray  # (n,) float64 seconds from episode start to window end
+
+
+@dataclass(frozen=True)
+class BaselineFit:
+    name: str
+    proba_val: np.ndarray   # (n_val, K) float32, rows sum to 1
+    proba_test: np.ndarray  # (n_test, K) float32
+    info: dict              # JSON-able: what was fitted / chosen
+
+
+# --------------------------------------------------------------------------
+# validation (kept apart from the algorithms)
+
+
+def _check_data(d: BaselineData, arg: str, n_classes: int) -> BaselineData:
+    if not isinstance(d, BaselineData):
+        raise ValueError(f"`{arg}` must be a BaselineData, got {type(d).__name__}")
+    X = np.asarray(d.X)
+    if X.ndim != 2 or not np.issubdtype(X.dtype, np.floating):
+        raise ValueError(f"`{arg}.X` must be a 2-D float array, got {X.dtype} {X.shape}")
+    n, f = X.shape
+    if n == 0:
+        raise ValueError(f"`{arg}.X` has no windows")
+    names = [str(s) for s in d.feature_names]
+    if len(names) != f:
+        raise ValueError(f"`{arg}.feature_names` has {len(names)} names for {f} columns of `{arg}.X`")
+    unknown = sorted(set(names) - set(schema_feature_names(mode="realistic")))
+    if unknown:
+        raise ValueError(f"`{arg}.feature_names` holds non-realistic features: {unknown[:5]}")
+    out = {}
+    for field in ("y", "episode_id", "host_id", "t_since_start_s"):
+        a = np.asarray(getattr(d, field))
+        if a.shape != (n,):
+            raise ValueError(f"`{arg}.{field}` must have one entry per row of `{arg}.X` ({n}), "
+                             f"got shape {a.shape}")
+        out[field] = a
+    y = out["y"]
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"`{arg}.y` must hold integer phases 0..{n_classes - 1}")
+    t = out["t_since_start_s"]
+    if not np.issubdtype(t.dtype, np.number) or not np.all(np.isfinite(t)):
+        raise ValueError(f"`{arg}.t_since_start_s` must be finite numbers")
+    return BaselineData(X=X, feature_names=names, y=y.astype(np.int64),
+                        episode_id=out["episode_id"].astype(str),
+                        host_id=out["host_id"].astype(str),
+                        t_since_start_s=t.astype(np.float64))
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def subsample_episodes(data: BaselineData, max_windows: int, seed: int) -> BaselineData:
+    """At most ``max_windows`` windows, by whole episodes; identity when under the cap.
+
+    Episodes are visited in the order of ``sha256(f"{seed}:{episode_id}")`` and
+    each is kept if it still fits under the cap (so the result is a pure
+    function of the ids, the cap and the seed). Rows keep their input order.
+    """
+    if isinstance(max_windows, bool) or not isinstance(max_windows, (int, np.integer)) \
+            or max_windows < 1:
+        raise ValueError(f"`max_windows` must be a positive integer, got {max_windows!r}")
+    ids = np.asarray(data.episode_id).astype(str)
+    if ids.size <= max_windows:
+        return data
+    uniq, codes, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    order = sorted(range(uniq.size),
+                   key=lambda i: hashlib.sha256(f"{seed}:{uniq[i]}".encode()).hexdigest())
+    keep = np.zeros(uniq.size, dtype=bool)
+    total = 0
+    for i in order:
+        if total + counts[i] <= max_windows:
+            keep[i] = True
+            total += int(counts[i])
+    if total == 0:
+        raise ValueError(f"`max_windows`={max_windows} is smaller than every episode "
+                         f"(smallest has {int(counts.min())} windows)")
+    rows = keep[codes.ravel()]
+    return replace(data, X=np.asarray(data.X)[rows], y=np.asarray(data.y)[rows],
+                   episode_id=ids[rows], host_id=np.asarray(data.host_id)[rows],
+                   t_since_start_s=np.asarray(data.t_since_start_s)[rows])
+
+
+@contextmanager
+def _one_thread():
+    """BLAS/OpenMP held to one thread: reproducible sums, and the 2 shared cores."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1):
+        yield
+
+
+def _full_proba(proba: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
+    """Map an estimator's ``predict_proba`` columns (``classes_``) onto all K classes."""
+    out = np.zeros((proba.shape[0], k), dtype=np.float64)
+    out[:, np.asarray(classes, dtype=np.int64)] = proba
+    return out
+
+
+def _val_f1(y_val: np.ndarray, proba: np.ndarray, k: int) -> float:
+    return point_metrics(y_val, proba.argmax(axis=1), n_classes=k).macro_f1
+
+
+def _select(grid: Sequence, fit_one: Callable, y_val: np.ndarray, k: int):
+    """Fit every grid value; keep the best on val macro F1 (ties -> first, i.e. smaller)."""
+    best, best_f1, scores = None, -np.inf, {}
+    for value in grid:
+        model, proba_val = fit_one(value)
+        f1 = _val_f1(y_val, proba_val, k)
+        scores[str(value)] = f1
+        if f1 > best_f1:
+            best, best_f1 = (value, model, proba_val), f1
+    return best, scores
+
+
+def _f32(p: np.ndarray) -> np.ndarray:
+    return np.asarray(p, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------
+# the four baselines (inputs validated; each returns (proba_val, proba_test, info))
+
+
+def _majority(train, val, test, k, seed):
+    freq = np.bincount(train.y, minlength=k) / train.y.size
+    info = {"train_frequencies": [float(v) for v in freq], "majority_class": int(freq.argmax())}
+    return (np.tile(freq, (val.y.size, 1)), np.tile(freq, (test.y.size, 1)), info)
+
+
+def _clock_only(train, val, test, k, seed):
+    from sklearn.tree import DecisionTreeClassifier
+
+    leaf = max(1, train.y.size // 200)
+    t_tr, t_va, t_te = (d.t_since_start_s.reshape(-1, 1) for d in (train, val, test))
+
+    def fit_one(depth):
+        tree = DecisionTreeClassifier(max_depth=depth, class_weight="balanced",
+                                      min_samples_leaf=leaf, random_state=seed)
+        tree.fit(t_tr, train.y)
+        return tree, _full_proba(tree.predict_proba(t_va), tree.classes_, k)
+
+    (depth, tree, p_val), scores = _select(CLOCK_DEPTHS, fit_one, val.y, k)
+    info = {"feature": "t_since_start_s", "max_depth": depth, "min_samples_leaf": leaf,
+            "n_leaves": int(tree.get_n_leaves()), "val_macro_f1_by_depth": scores}
+    return p_val, _full_proba(tree.predict_proba(t_te), tree.classes_, k), info
+
+
+def _robust_baseline(V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column median and floored 1.4826·MAD of finite values (NaN if none)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column -> NaN, handled later
+        med = np.nanmedian(V, axis=0)
+        mad = np.nanmedian(np.abs(V - med), axis=0)
+    # floor: a channel constant on benign windows must not give infinite z
+    return med, np.maximum(MAD_TO_SIGMA * mad, 1e-3 * (1.0 + np.abs(med)))
+
+
+def _rule_zscore(train, val, test, k, seed):
+    from scipy.special import expit
+    from sklearn.linear_model import LogisticRegression
+
+    chans = channel_names("realistic")
+    col = {n: i for i, n in enumerate(train.feature_names)}
+    used = [c for c in chans if f"{c}__mean" in col]
+    if not used:
+        raise ValueError("`train.feature_names` has no '<channel>__mean' feature of a "
+                         "realistic channel; rule-zscore needs one")
+    idx = [col[f"{c}__mean"] for c in used]
+
+    def transform(d):  # realistic channels are non-negative rates/gauges: log1p squashes bursts
+        with np.errstate(invalid="ignore"):
+            return np.log1p(np.maximum(np.asarray(d.X[:, idx], dtype=np.float64), 0.0))
+
+    V_tr = transform(train)
+    benign = train.y == 0  # only benign train windows ever enter a baseline
+    if not benign.any():
+        raise ValueError("`train` has no benign (y == 0) windows; rule-zscore needs some")
+    pooled = _robust_baseline(V_tr[benign])
+    own = {}
+    for h in np.unique(train.host_id[benign]):
+        med, sig = _robust_baseline(V_tr[benign & (train.host_id == h)])
+        ok = np.isfinite(med)  # a channel the host never observed: pooled for that channel
+        own[str(h)] = (np.where(ok, med, pooled[0]), np.where(ok, sig, pooled[1]))
+    fell_back = {arg: sorted(str(h) for h in np.unique(d.host_id) if str(h) not in own)
+                 for arg, d in (("train", train), ("val", val), ("test", test))}
+
+    def score(d):
+        V = transform(d)
+        med, sig = np.empty_like(V), np.empty_like(V)
+        for h in np.unique(d.host_id):
+            rows = d.host_id == h
+            med[rows], sig[rows] = own.get(str(h), pooled)
+        az = np.abs((V - med) / sig)
+        m = np.where(np.isfinite(az), az, -np.inf).max(axis=1)
+        return np.log1p(np.where(np.isfinite(m), m, 0.0)).reshape(-1, 1)  # none finite -> 0
+
+    s_val, s_te = score(val), score(test)
+    mal = (val.y != 0).astype(np.int64)
+    if mal.min() == mal.max():
+        raise ValueError("`val` must hold clean and malicious windows to Platt-scale rule-zscore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        platt = LogisticRegression(C=PLATT_C, solver="lbfgs", max_iter=1000).fit(s_val, mal)
+    coef, icpt = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    clamped = coef < 0  # a larger anomaly never means "more clean": no ranking rather than a flip
+    if clamped:
+        prev = float(mal.mean())
+        coef, icpt = 0.0, float(np.log(prev / (1.0 - prev)))
+
+    def proba(s):
+        p = expit(coef * s[:, 0] + icpt)
+        out = np.zeros((s.shape[0], k))
+        out[:, 0], out[:, k - 1] = 1.0 - p, p
+        return out
+
+    info = {
+        "channels": used, "channels_missing": [c for c in chans if c not in used],
+        "transform": "log1p(max(x, 0)) of '<channel>__mean'",
+        "baseline": "per host median and 1.4826*MAD of benign train windows, "
+                    "sigma >= 1e-3*(1+|median|)",
+        "score": "log1p(max |z| over finite channels)",
+        "hosts_own_baseline": sorted(own), "hosts_pooled": fell_back,
+        "platt": {"coef": coef, "intercept": icpt, "C": PLATT_C, "fitted_on": "val",
+                  "clamped_negative_coef": bool(clamped),
+                  "warnings": sorted({str(w.message) for w in caught})},
+        "malicious_class": k - 1,
+        "phases": "not attributed: p_clean = 1 - P, p_class_K-1 = P, other classes 0",
+    }
+    return proba(s_val), proba(s_te), info
+
+
+def _logreg(train, val, test, k, seed):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    mean, std = fit_normalisation(train.X)  # train-only statistics
+    gappy = ~np.isfinite(train.X).all(axis=0)  # features that ever miss in train
+
+    def design(d):
+        z, mask = standardise(d.X, mean, std)  # NaN -> 0
+        return np.hstack([z, (~mask[:, gappy]).astype(np.float32)])
+
+    Z_tr, Z_va, Z_te = design(train), design(val), design(test)
+    converged, n_iter = {}, {}
+
+    def fit_one(c):
+        model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000,
+                                   random_state=seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(Z_tr, train.y)
+        hit = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+        converged[str(c)] = not hit  # recorded here, so not repeated as a warning
+        for w in caught:
+            if w not in hit:
+                warnings.warn(w.message, w.category, stacklevel=2)
+        n_iter[str(c)] = int(np.max(model.n_iter_))
+        return model, _full_proba(model.predict_proba(Z_va), model.classes_, k)
+
+    (c, model, p_val), scores = _select(LOGREG_CS, fit_one, val.y, k)
+    info = {"C": c, "val_macro_f1_by_C": scores, "converged_by_C": converged,
+            "n_iter_by_C": n_iter, "n_features": int(train.X.shape[1]),
+            "missing_indicators": [n for n, g in zip(train.feature_names, gappy) if g]}
+    return p_val, _full_proba(model.predict_proba(Z_te), model.classes_, k), info
+
+
+_FITTERS = {"majority": _majority, "clock-only": _clock_only,
+            "rule-zscore": _rule_zscore, "logreg": _logreg}
+
+
+def fit_baselines(train: BaselineData, val: BaselineData, test: BaselineData, *,
+                  n_classes: int = 4, seed: int = 0, names: Sequence[str] = BASELINES,
+                  max_train_windows: int = 200_000) -> dict[str, BaselineFit]:
+    """Fit the requested baselines on train, choose on val, predict val and test.
+
+    Returns ``{name: BaselineFit}`` in ``BASELINES`` order.
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) \
+            or n_classes < 2:
+        raise ValueError(f"`n_classes` must be an integer >= 2, got {n_classes!r}")
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown or not names:
+        raise ValueError(f"`names`: unknown baseline(s) {unknown} (expected some of {BASELINES})")
+    k = int(n_classes)
+    train = _check_data(train, "train", k)
+    val, test = _check_data(val, "val", k), _check_data(test, "test", k)
+    for arg, d in (("val", val), ("test", test)):
+        if d.feature_names != train.feature_names:
+            raise ValueError(f"`{arg}.feature_names` must equal `train.feature_names` "
+                             f"({len(d.feature_names)} vs {len(train.feature_names)} names)")
+    n_all = int(train.y.size)
+    train = subsample_episodes(train, max_train_windows, seed)
+    common = {"n_train_windows": int(train.y.size), "n_train_windows_available": n_all,
+              "train_capped": bool(train.y.size < n_all), "max_train_windows": int(max_train_windows),
+              "n_train_episodes": int(np.unique(train.episode_id).size), "seed": int(seed)}
+    fits = {}
+    with _one_thread():
+        for name in BASELINES:
+            if name not in names:
+                continue
+            p_val, p_test, info = _FITTERS[name](train, val, test, k, int(seed))
+            fits[name] = BaselineFit(name=name, proba_val=_f32(p_val), proba_test=_f32(p_test),
+                                     info={**common, **info})
+    return fits

@@ -1,0 +1,383 @@
+"""Every statistic of every (model, seed) on shared episode resamples; seeds combined.
+
+Input: the ``Predictions`` of each model (``predictions.py``) and a
+``Context`` (onsets, window stride, detection settings). Output: per model,
+``Estimate``s — a point value and ``B`` resampled values — for the phase
+metrics (macro F1, accuracy, per-class F1, per-profile/host strata) and the
+detection metrics (false alarms per host-day, episode detection rate, time
+to detect, alarms before onset, ROC/PR AUC, precision at base rates, ECE),
+plus what the plots need (curves, per-seed thresholds).
+
+Sharing: one ``EpisodeBootstrap`` over the union of the test episodes draws
+the resample weights once; every (model, seed) is scored on the same
+resamples, so paired differences are differences of aligned arrays.
+
+Seeds: a model trained with S seeds has S values per statistic and
+resample. Its estimate is the mean over seeds (point) and, for resample b,
+the value of the seed ``draw[b]`` drawn uniformly for that resample
+(``default_rng([bootstrap_seed, 0x5EED, crc32(name)])``): the interval then
+holds both the episode and the seed variance. With one seed this is the
+plain episode bootstrap.
+
+Thresholds are fixed on validation (``detection.choose_threshold``) before
+any test window is looked at, and the test resamples never move them: the
+intervals are conditional on each seed's τ.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from . import calibration as cal
+from . import detection as det
+from . import ranking as rank
+from .bootstrap import BootstrapCI, EpisodeBootstrap, percentile_interval
+from .predictions import Predictions, Windows
+
+__all__ = ["BASE_RATES", "Context", "Estimate", "ModelStats", "score_all", "seed_draw"]
+
+BASE_RATES: tuple[str, ...] = ("1e-2", "1e-3", "1e-4")
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class Context:
+    onset_ns: Mapping[str, int]         # episode id -> labelled infection onset (absent: unknown)
+    stride_s: float                     # window stride: a benign window stands for stride_s seconds
+    consecutive: int = 1                # k: an alarm needs k consecutive windows >= tau
+    budget_per_day: float = 1.0         # false alarms per benign host-day allowed on validation
+    temperature_scaling: bool = True
+    ece_bins: int = 15
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic: point value (mean over seeds) and its B combined resamples."""
+
+    point: float
+    resamples: np.ndarray               # (B,), NaN where undefined in a resample
+
+    def ci(self, confidence: float, n_resamples: int, seed: int) -> BootstrapCI:
+        r = self.resamples[np.isfinite(self.resamples)]
+        if not np.isfinite(self.point) or r.size == 0:
+            return BootstrapCI(float(self.point), float("nan"), float("nan"), confidence,
+                               n_resamples, seed)
+        low, high = percentile_interval(r, confidence)
+        return BootstrapCI(float(self.point), float(low), float(high), confidence,
+                           n_resamples, seed)
+
+
+@dataclass
+class SeedDetection:
+    """Detection of one seed: its validation-fixed threshold and what it gives on test."""
+
+    seed: int
+    choice: object                      # detection.ThresholdChoice on validation
+    outcomes: object                    # detection.Outcomes on test at that threshold
+    temperature: float | None
+    ece_val: float
+    ece_val_scaled: float | None
+    ece_test_scaled: float | None
+    curves: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelStats:
+    """All statistics of one model (seeds combined) and per-seed details."""
+
+    pred: Predictions
+    phase: dict[str, Estimate]                  # macro_f1, accuracy, f1:<k>
+    strata: dict[str, dict[str, tuple]]         # key -> value -> (n_windows, n_episodes, mf1, acc)
+    detection: dict[str, Estimate]
+    seeds: list[SeedDetection]
+    confusion: np.ndarray                       # (K, K), summed over seeds
+    n_windows: int
+    n_episodes: int
+
+    @property
+    def name(self) -> str:
+        return self.pred.name
+
+
+def seed_draw(name: str, n_seeds: int, n_resamples: int, seed: int) -> np.ndarray:
+    """Which seed each resample uses; depends only on (seed, model name, S, B)."""
+    if n_seeds == 1:
+        return np.zeros(n_resamples, dtype=np.int64)
+    rng = np.random.default_rng([int(seed), 0x5EED, zlib.crc32(name.encode("utf-8"))])
+    return rng.integers(0, n_seeds, size=n_resamples)
+
+
+def _combine(points: Sequence[float], res: Sequence[np.ndarray], draw: np.ndarray) -> Estimate:
+    pts = np.asarray(points, dtype=np.float64)
+    r = np.stack([np.asarray(x, dtype=np.float64) for x in res])      # (S, B)
+    point = float(np.nanmean(pts)) if np.isfinite(pts).any() else float("nan")
+    return Estimate(point, r[draw, np.arange(r.shape[1])])
+
+
+def distinct(arrays) -> list[np.ndarray]:
+    """The distinct arrays among ``arrays`` (equal ones once): models share their windows."""
+    out: list[np.ndarray] = []
+    for a in arrays:
+        if not any(b is a or (b.shape == a.shape and np.array_equal(b, a)) for b in out):
+            out.append(a)
+    return out
+
+
+def _codes(universe: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    codes = np.searchsorted(universe, ids)
+    codes = np.minimum(codes, universe.size - 1)
+    if ids.size and not np.array_equal(universe[codes], ids):
+        raise ValueError("windows name episodes outside the evaluated set")
+    return codes.astype(np.int64)
+
+
+class _Coder:
+    """Episode codes of many window sets, computed once per distinct episode-id array.
+
+    Models scored on the same windows carry equal (not identical) id arrays;
+    comparing them is O(N), encoding strings again is O(N log G) per model.
+    """
+
+    def __init__(self, universe: np.ndarray | None = None):
+        self.universe = universe
+        self.seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def __call__(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(universe, codes) of ``ids``."""
+        for a, uni, c in self.seen:
+            if a is ids or (a.shape == ids.shape and np.array_equal(a, ids)):
+                return uni, c
+        uni = self.universe if self.universe is not None else np.unique(ids)
+        c = _codes(uni, ids)
+        self.seen.append((ids, uni, c))
+        return uni, c
+
+
+def _onsets(universe: np.ndarray, ctx: Context) -> np.ndarray:
+    return np.array([int(ctx.onset_ns.get(str(e), -1) or -1) for e in universe], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- phase
+
+
+def _phase_columns(cols, codes, boot: EpisodeBootstrap):
+    """score_many over every (model, seed) column, sharing identical truth arrays."""
+    truths: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def shared(w: Windows, c: np.ndarray):
+        for t, g in truths:
+            if g is c and t.size == w.y_true.size and np.array_equal(t, w.y_true):
+                return t, g
+        truths.append((np.asarray(w.y_true), c))
+        return truths[-1]
+
+    pairs = [shared(w, c) for (_, _, w), c in zip(cols, codes)]
+    return boot.score_many([w.y_pred for _, _, w in cols], [p[0] for p in pairs],
+                           [p[1] for p in pairs])
+
+
+def _strata(cols, codes, key: str, n_classes: int, n_resamples: int, confidence: float,
+            seed: int):
+    """Per-stratum macro F1 / accuracy resamples of every column: {value: [(col, ...)]}.
+
+    A stratum (a profile or a host) is a set of whole episodes, bootstrapped alone.
+    """
+    out: dict[str, list] = {}
+    keys = [getattr(w, key) for _, _, w in cols]
+    values = sorted(set().union(*(np.unique(k).tolist() for k in {id(k): k for k in keys}.values())))
+    for value in values:
+        sel = [(i, keys[i] == value) for i in range(len(cols))]
+        sel = [(i, m) for i, m in sel if m.any()]
+        if not sel:
+            continue
+        yts = [cols[i][2].y_true[m] for i, m in sel]
+        gs = [codes[i][m] for i, m in sel]
+        episodes = np.unique(np.concatenate([np.unique(g) for g in gs]))
+        labels = np.unique(np.concatenate([np.unique(y) for y in yts]))
+        boot = EpisodeBootstrap.over_episodes(episodes, n_classes=n_classes, labels=labels,
+                                              n_resamples=n_resamples, confidence=confidence,
+                                              seed=seed)
+        scores = boot.score_many([cols[i][2].y_pred[m] for i, m in sel], yts, gs)
+        out[value] = [(i, int(m.sum()), int(np.unique(g).size), s)
+                      for (i, m), g, s in zip(sel, gs, scores)]
+    return out
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def _detect_val(w: Windows, ctx: Context, coder: "_Coder"):
+    _, codes = coder(w.episode_id)
+    sw = det.sweep(codes, w.malicious, w.score, ctx.consecutive)
+    benign_s = float(np.count_nonzero(~w.malicious)) * ctx.stride_s
+    return det.choose_threshold(sw, benign_seconds=benign_s, budget_per_day=ctx.budget_per_day)
+
+
+LINEAR = ("n_false_alarms", "n_benign", "infected", "detected", "pre_onset", "n_malicious",
+          "n_flagged_malicious", "n_flagged_benign")
+
+
+def _linear_columns(o) -> np.ndarray:
+    """Per-episode counts whose resampled sums give the ratio statistics: (G, 8)."""
+    pre = (np.asarray(o.n_pre_onset_alarms) > 0) & np.asarray(o.infected)
+    return np.column_stack([o.n_false_alarms, o.n_benign, o.infected, o.detected, pre,
+                            o.n_malicious, o.n_flagged_malicious, o.n_flagged_benign]
+                           ).astype(np.float64)
+
+
+def _ratio(num, den) -> np.ndarray:
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _detection_from_sums(s: np.ndarray, stride_s: float) -> dict[str, np.ndarray]:
+    """Ratio statistics from summed per-episode counts ``s`` (..., 8)."""
+    c = {k: s[..., i] for i, k in enumerate(LINEAR)}
+    tpr = _ratio(c["n_flagged_malicious"], c["n_malicious"])
+    fpr = _ratio(c["n_flagged_benign"], c["n_benign"])
+    out = {
+        "false_alarms_per_host_day": _ratio(c["n_false_alarms"] * DAY_S, c["n_benign"] * stride_s),
+        "episode_detection_rate": _ratio(c["detected"], c["infected"]),
+        "alarms_before_onset": _ratio(c["pre_onset"], c["infected"]),
+        "tpr": tpr, "fpr": fpr,
+    }
+    for name in BASE_RATES:
+        out[f"precision@{name}"] = det.precision_at_base_rate(tpr, fpr, float(name))
+    return out
+
+
+def _ttd(o, boot: EpisodeBootstrap, q: float) -> tuple[float, np.ndarray]:
+    ttd = np.asarray(o.ttd_s, dtype=np.float64)
+    idx = np.nonzero(np.isfinite(ttd))[0]
+    if idx.size == 0:
+        return float("nan"), np.full(boot.n_resamples, np.nan)
+    idx = idx[np.argsort(ttd[idx], kind="stable")]
+    point = float(det.weighted_quantile(ttd[idx], np.ones((1, idx.size)), q)[0])
+    res = np.concatenate([det.weighted_quantile(ttd[idx], w[:, idx], q)
+                          for w in boot.weight_chunks()])
+    return point, res
+
+
+def _detect_test(w: Windows, codes, choice, boot: EpisodeBootstrap, universe, onsets,
+                 ctx: Context):
+    """Per-seed test statistics at the validation threshold: {name: (point, (B,))}."""
+    score, mal = w.score, w.malicious
+    o = det.episode_outcomes(codes, universe.size, w.t_end_ns, mal, score, choice.threshold,
+                             ctx.consecutive, onsets)
+    lin = _linear_columns(o)
+    full = _detection_from_sums(lin.sum(axis=0), ctx.stride_s)
+    res = _detection_from_sums(boot._resample(lin, int(lin.max(initial=0))), ctx.stride_s)
+    stats = {k: (float(full[k]), res[k]) for k in full}
+    for name, q in (("ttd_median", 0.5), ("ttd_p90", 0.9)):
+        stats[name] = _ttd(o, boot, q)
+    grid = rank.score_grid(score)
+    pos, neg = rank.episode_histograms(codes, universe.size, mal, score, grid)
+    roc_b, ap_b = rank.resampled_aucs(boot.weight_chunks(), pos, neg)
+    stats["roc_auc"] = (rank.roc_auc(mal, score), roc_b)
+    stats["pr_auc"] = (rank.average_precision(mal, score), ap_b)
+    sums = cal.calibration_sums(codes, universe.size, mal, score, ctx.ece_bins)
+    stats["ece_test"] = (float(cal.ece(mal, score, ctx.ece_bins)),
+                         cal.ece_from_sums(_resample_float(boot, sums)))
+    exact = grid.size == np.unique(score).size       # the grid is the scores themselves
+    bound = 0.0 if exact else float(rank.auc_grid_error_bound(pos, neg))
+    return o, stats, {"auc_bin_bound": bound}
+
+
+def _resample_float(boot: EpisodeBootstrap, s: np.ndarray) -> np.ndarray:
+    """``W @ s`` in float64 for non-integer columns (sums of scores)."""
+    return np.concatenate([w.astype(np.float64) @ s for w in boot.weight_chunks()], axis=0)
+
+
+def _curves(w_val: Windows, w_test: Windows, codes, o, ctx: Context) -> dict:
+    mal, score = w_test.malicious, w_test.score
+    fpr, tpr, _ = rank.roc_curve(mal, score)
+    recall, precision = rank.pr_curve(mal, score)
+    sw = det.sweep(codes, mal, score, ctx.consecutive)
+    days = np.count_nonzero(~mal) * ctx.stride_s / DAY_S
+    out = {"roc": (fpr, tpr), "pr": (recall, precision),
+           "operating": (np.asarray(sw.n_false_alarms) / days if days > 0 else None,
+                         _ratio(np.asarray(sw.n_detected), sw.n_infected)),
+           "ttd": np.sort(np.asarray(o.ttd_s)[np.isfinite(o.ttd_s)]),
+           "reliability_val": cal.reliability(w_val.malicious, w_val.score, ctx.ece_bins),
+           "reliability_test": cal.reliability(mal, score, ctx.ece_bins)}
+    return out
+
+
+def _scaled_score(proba: np.ndarray, temperature: float) -> np.ndarray:
+    return 1.0 - cal.apply_temperature(proba, temperature)[:, 0].astype(np.float64)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def score_all(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 2000,
+              confidence: float = 0.95, seed: int = 0) -> tuple[list[ModelStats], EpisodeBootstrap]:
+    """Score every model (all seeds) on shared resamples of the test episodes."""
+    if not preds:
+        raise ValueError("nothing to score: no predictions")
+    k = len(preds[0].class_names)
+    cols = [(p, s, p.test[s]) for p in preds for s in p.seeds]
+    universe = np.unique(np.concatenate([np.unique(a) for a in distinct(w.episode_id for _, _, w in cols)]))
+    labels = np.unique(np.concatenate([np.unique(w.y_true) for _, _, w in cols]))
+    onsets = _onsets(universe, ctx)
+    test_coder, val_coder = _Coder(universe), _Coder()
+    codes = [test_coder(w.episode_id)[1] for _, _, w in cols]
+    boot = EpisodeBootstrap.over_episodes(np.arange(universe.size), n_classes=k, labels=labels,
+                                          n_resamples=n_resamples, confidence=confidence, seed=seed)
+    phase_cols = _phase_columns(cols, codes, boot)
+    strata = {key: _strata(cols, codes, key, k, n_resamples, confidence, seed)
+              for key in ("profile", "host_id")}
+    out = []
+    for p in preds:
+        idx = [i for i, (q, _, _) in enumerate(cols) if q is p]
+        draw = seed_draw(p.name, len(idx), n_resamples, seed)
+        rs = [phase_cols[i] for i in idx]
+        phase = {"macro_f1": _combine([r.macro_f1 for r in rs], [r.macro_f1_b for r in rs], draw),
+                 "accuracy": _combine([r.accuracy for r in rs], [r.accuracy_b for r in rs], draw)}
+        for c in range(k):
+            phase[f"f1:{c}"] = _combine([r.f1[c] for r in rs], [r.f1_b[:, c] for r in rs], draw)
+        model_strata: dict[str, dict[str, tuple]] = {}
+        for key, by_value in strata.items():
+            for value, entries in by_value.items():
+                mine = [e for e in entries if e[0] in idx]
+                if len(mine) != len(idx):
+                    continue                   # the stratum is not in every seed's windows
+                est_f1 = _combine([e[3].macro_f1 for e in mine], [e[3].macro_f1_b for e in mine], draw)
+                est_acc = _combine([e[3].accuracy for e in mine], [e[3].accuracy_b for e in mine], draw)
+                model_strata.setdefault(key, {})[value] = (mine[0][1], mine[0][2], est_f1, est_acc)
+        seeds, per_stat = [], {}
+        for s, i in zip(p.seeds, idx):
+            w_val, w_test = p.val[s], p.test[s]
+            choice = _detect_val(w_val, ctx, val_coder)
+            o, stats, extra = _detect_test(w_test, codes[i], choice, boot, universe, onsets, ctx)
+            temp = ece_vs = ece_ts = None
+            if ctx.temperature_scaling:
+                temp = float(cal.fit_temperature(w_val.proba, w_val.y_true))
+                ece_vs = float(cal.ece(w_val.malicious, _scaled_score(w_val.proba, temp), ctx.ece_bins))
+                ece_ts = float(cal.ece(w_test.malicious, _scaled_score(w_test.proba, temp), ctx.ece_bins))
+            sd = SeedDetection(seed=s, choice=choice, outcomes=o, temperature=temp,
+                               ece_val=float(cal.ece(w_val.malicious, w_val.score, ctx.ece_bins)),
+                               ece_val_scaled=ece_vs, ece_test_scaled=ece_ts,
+                               curves=_curves(w_val, w_test, codes[i], o, ctx))
+            sd.curves.update(extra)
+            seeds.append(sd)
+            for name, (pt, r) in stats.items():
+                per_stat.setdefault(name, ([], []))
+                per_stat[name][0].append(pt)
+                per_stat[name][1].append(r)
+        detection = {name: _combine(pts, rs_, draw) for name, (pts, rs_) in per_stat.items()}
+        confusion = np.zeros((k, k), dtype=np.int64)
+        for s in p.seeds:
+            w = p.test[s]
+            confusion += np.bincount(w.y_true * k + w.y_pred, minlength=k * k).reshape(k, k)
+        first = p.test[p.seeds[0]]
+        out.append(ModelStats(pred=p, phase=phase, strata=model_strata, detection=detection,
+                              seeds=seeds, confusion=confusion, n_windows=len(first),
+                              n_episodes=int(np.unique(codes[idx[0]]).size)))
+    return out, boot
