@@ -53,7 +53,7 @@ def cmd_eval(args) -> int:
 
     comp = run_eval(settings, spool=spool, artifacts=artifacts, note=note)
     written = write_report(comp, args.reports_dir, plots=not args.no_plots)
-    Console(width=max(100, Console().width)).print(render_table(comp))
+    Console(width=max(120, Console().width)).print(render_table(comp))
     best = comp.best.get(("realistic", "roc_auc")) or comp.best.get(("oracle", "roc_auc"))
     flagged = [m.name for m in comp.models if m.clock_flag]
     print(f"eval: {len(comp.models)} models + {len(comp.baselines)} baselines; best realistic "

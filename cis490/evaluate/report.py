@@ -62,6 +62,37 @@ def _ci(ci, fmt: str = ".3f") -> str:
     return f"{format(ci.point, fmt)} [{format(ci.low, fmt)}, {format(ci.high, fmt)}]"
 
 
+def zero_event_bounds(m: ModelEval) -> dict:
+    """Rule-of-three 95 % bounds where no event was seen (the bootstrap gives [x, x] there).
+
+    Zero false alarms in T benign host-days bound the rate by 3 / T per day; a
+    share of n episodes observed at 0 (or 1) is bounded by 3 / n (or 1 − 3 / n).
+    """
+    d, out = m.detection, {}
+    days = d.benign_host_seconds / 86400
+    if d.ci["false_alarms_per_host_day"].point == 0 and days > 0:
+        out["false_alarms_per_host_day_upper_95"] = 3.0 / days
+    n = d.n_infected
+    for key in ("episode_detection_rate", "alarms_before_onset"):
+        pt = d.ci[key].point
+        if n > 0 and pt == 0:
+            out[f"{key}_upper_95"] = min(1.0, 3.0 / n)
+        elif n > 0 and pt == 1:
+            out[f"{key}_lower_95"] = max(0.0, 1.0 - 3.0 / n)
+    return out
+
+
+def _bounded(m: ModelEval, key: str, fmt: str = ".3f") -> str:
+    """A CI cell, or the rule-of-three bound when the statistic sits at 0 (or 1)."""
+    b = zero_event_bounds(m)
+    ci = m.detection.ci[key]
+    if f"{key}_upper_95" in b:
+        return f"{format(ci.point, fmt)} (≤ {format(b[f'{key}_upper_95'], fmt)})"
+    if f"{key}_lower_95" in b:
+        return f"{format(ci.point, fmt)} (≥ {format(b[f'{key}_lower_95'], fmt)})"
+    return _ci(ci, fmt)
+
+
 def _p(t, floor: float, holm: bool = False) -> str:
     if t is None:
         return "—"
@@ -101,6 +132,7 @@ def model_json(m: ModelEval, comp: Comparison) -> dict:
             "n_infected_episodes": d.n_infected, "n_detected_episodes": d.n_detected,
             "n_false_alarms": d.n_false_alarms, "validation": dict(d.val),
             "auc_binning_bound": d.auc_bin_bound,
+            "zero_event_bounds": zero_event_bounds(m),
         },
         "calibration": {"ece_val": c.ece_val, "ece_test": c.ece_test.point,
                         "ece_test_ci": _ci_dict(c.ece_test), "bins": 15,
@@ -185,9 +217,9 @@ def _detection_rows(models, comp: Comparison, *, with_tests: bool) -> list[list[
         diff = ("reference" if with_tests and t is None and not m.is_baseline else
                 "" if t is None else f"{t.difference:+.3f} [{t.low:+.3f}, {t.high:+.3f}]")
         rows.append([str(i) if not m.is_baseline else "—", m.name, _ci(ci["roc_auc"]),
-                     _ci(ci["pr_auc"]), _ci(ci["false_alarms_per_host_day"], ".2f"),
-                     _ci(ci["episode_detection_rate"]), _ci(ci["ttd_median"], ".0f"),
-                     _ci(ci["ttd_p90"], ".0f"), _ci(ci["alarms_before_onset"]), diff,
+                     _ci(ci["pr_auc"]), _bounded(m, "false_alarms_per_host_day", ".2f"),
+                     _bounded(m, "episode_detection_rate"), _ci(ci["ttd_median"], ".0f"),
+                     _ci(ci["ttd_p90"], ".0f"), _bounded(m, "alarms_before_onset"), diff,
                      _p(t, comp.p_floor, holm=True) if with_tests and not m.is_baseline else "",
                      "⚠ clock" if m.clock_flag else ""])
     return rows
@@ -211,7 +243,11 @@ def _detection_section(comp: Comparison, plots: dict) -> list[str]:
              f"(B = {comp.n_resamples}); the test data never moves τ. Δ and p compare ROC AUC "
              "with the best model of the same family on the same resamples, Holm-adjusted "
              f"within the family; the smallest attainable p is 2/(B+1) = {comp.p_floor:.4f}, and "
-             "a p there is written \"≤\" (an upper bound).", ""]
+             "a p there is written \"≤\" (an upper bound). Where no event was seen the bootstrap "
+             "interval collapses to [0, 0], which would read as certainty; such a cell shows the "
+             "95 % rule-of-three bound instead: \"0.00 (≤ b)\" false alarms per host-day with "
+             "b = 3 / (test benign host-days), and a share of n infected episodes at 0 or 1 "
+             "bounded by 3/n or 1 − 3/n.", ""]
     for family, title in (("realistic", "Realistic models (what a deployed defender sees)"),
                           ("oracle", "Oracle models — a ceiling (they also see the sample's "
                                      "own process tree); never compared with the realistic family")):
@@ -488,38 +524,44 @@ def write_report(comp: Comparison, out_dir: str | os.PathLike, *, plots: bool = 
 
 def render_table(comp: Comparison):
     """The terminal view: detection figures, phase macro F1 and the shortcut flag."""
+    from rich import box
     from rich.table import Table
 
     pct = f"{comp.confidence:.0%}"
-    t = Table(title=f"Test split: {comp.n_windows} windows, {comp.n_episodes} episodes ({pct} "
-                    f"episode-bootstrap CIs, B={comp.n_resamples}); τ fixed on validation for "
+    caption = ("untested profiles: " + ", ".join(comp.untested_profiles)
+               if comp.untested_profiles else "untested profiles: none")
+    if any(m.clock_flag for m in comp.models):
+        caption += "   ⚠ = not better than clock-only (may be learning episode time)"
+    if comp.provenance.get("synthetic"):
+        caption += "\nSYNTHETIC DATA (cis490 synth): the numbers describe the generator, not real malware"
+    t = Table(title=f"Test split: {comp.n_windows} windows, {comp.n_episodes} episodes; {pct} "
+                    f"episode-bootstrap CIs (B={comp.n_resamples}); τ fixed on validation for "
                     f"≤ {comp.budget:g} false alarm/host-day, k={comp.consecutive}",
-              caption=("untested profiles: " + ", ".join(comp.untested_profiles)
-                       if comp.untested_profiles else "untested profiles: none")
-              + ("   ⚠ = not better than clock-only" if any(m.clock_flag for m in comp.models) else "")
-              + ("   SYNTHETIC DATA: numbers describe the generator" if comp.provenance.get("synthetic") else ""))
-    for col, just in (("#", "right"), ("model", "left"), ("ROC AUC", "right"), (f"{pct} CI", "left"),
-                      ("FA/day", "right"), ("detected", "right"), ("TTD med", "right"),
+              caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, just in (("#", "right"), ("model", "left"), (f"ROC AUC [{pct} CI]", "left"),
+                      ("FA/day", "right"), ("detected", "right"), ("TTD s", "right"),
                       ("macro F1", "right"), ("p (Holm)", "right"), ("", "left")):
-        t.add_column(col, justify=just)
-    for family in ("realistic", "oracle"):
-        for i, m in enumerate(comp.family(family), 1):
-            ci = m.detection.ci
-            tst = m.vs_best.get("roc_auc")
-            sig = tst is not None and tst.p_holm < 1 - comp.confidence
-            auc = ci["roc_auc"]
-            t.add_row(str(i), m.name, _num(auc.point), f"[{_num(auc.low)}, {_num(auc.high)}]",
-                      _num(ci["false_alarms_per_host_day"].point, ".1f"),
-                      _num(ci["episode_detection_rate"].point, ".2f"),
-                      _num(ci["ttd_median"].point, ".0f"), _num(m.macro_f1.point),
-                      "best" if tst is None else _p(tst, comp.p_floor, holm=True) + (" *" if sig else ""),
-                      "⚠" if m.clock_flag else "", style="bold" if tst is None else None,
-                      end_section=(i == len(comp.family(family))))
-    for m in comp.baselines:
+        t.add_column(col, justify=just, no_wrap=True)
+
+    def cells(m):
         ci = m.detection.ci
         auc = ci["roc_auc"]
-        t.add_row("—", m.name, _num(auc.point), f"[{_num(auc.low)}, {_num(auc.high)}]",
-                  _num(ci["false_alarms_per_host_day"].point, ".1f"),
-                  _num(ci["episode_detection_rate"].point, ".2f"),
-                  _num(ci["ttd_median"].point, ".0f"), _num(m.macro_f1.point), "", "", style="dim")
+        bound = zero_event_bounds(m).get("false_alarms_per_host_day_upper_95")
+        return [m.name, f"{_num(auc.point)} [{_num(auc.low)}, {_num(auc.high)}]",
+                _num(ci["false_alarms_per_host_day"].point, ".1f") if bound is None
+                else f"0 (≤{bound:.0f})",
+                _num(ci["episode_detection_rate"].point, ".2f"),
+                _num(ci["ttd_median"].point, ".0f"), _num(m.macro_f1.point)]
+
+    for family in ("realistic", "oracle"):
+        models = comp.family(family)
+        for i, m in enumerate(models, 1):
+            tst = m.vs_best.get("roc_auc")
+            sig = tst is not None and tst.p_holm < 1 - comp.confidence
+            t.add_row(str(i), *cells(m),
+                      "best" if tst is None else _p(tst, comp.p_floor, holm=True) + (" *" if sig else ""),
+                      "⚠" if m.clock_flag else "", style="bold" if tst is None else None,
+                      end_section=(i == len(models)))
+    for m in comp.baselines:
+        t.add_row("—", *cells(m), "", "", style="dim")
     return t

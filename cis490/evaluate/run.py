@@ -304,6 +304,10 @@ def _predict_group(settings: EvalSettings, kind_cands: list[Candidate], split, *
         if len(arrays[part][1]) == 0:
             raise ValueError(f"no {part} windows for {c0.mode} {c0.model} (split {settings.recipe}: "
                              f"{len(ids)} {part} episodes)")
+    if not (arrays["val"][1] == 0).any():
+        raise ValueError("the validation split has no benign (clean) window, so no threshold can be "
+                         "fixed for a false-alarm budget: every window ends after its episode's "
+                         "onset (episodes too short for the window length?)")
     written, importances = [], {}
     names = sorted({c.name for c in kind_cands})
     for name in names:

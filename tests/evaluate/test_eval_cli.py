@@ -50,7 +50,7 @@ def demo(tmp_path_factory) -> Demo:
     root = tmp_path_factory.mktemp("evaldemo")
     st, val = root / "store", root / "validation_v1.parquet"
     _run(cis490_main, "synth", "--out", str(st), "--episodes-per-host", "14",
-         "--duration-s", "60", "--quiet")
+         "--duration-s", "90", "--quiet")
     _run(cis490_main, "validate", "--store", str(st), "--out", str(val), "--quiet")
     for verb in ("features", "tensors"):
         _run(cis490_main, verb, "--validation", str(val), "--store", str(st),

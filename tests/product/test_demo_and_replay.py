@@ -23,7 +23,7 @@ def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     spool = root / "spool"
     argv = [sys.executable, str(BIN), "--spool", str(spool), "demo", "--episodes-per-host", "10",
-            "--duration-s", "60", "--quiet"]
+            "--duration-s", "90", "--quiet"]
     t0 = time.monotonic()
     first = subprocess.run(argv, capture_output=True, text=True, timeout=1500)
     took = time.monotonic() - t0
@@ -49,12 +49,21 @@ def test_demo_trains_all_twelve_through_real_workers_and_reports_them(demo):
             assert r["host_id"] == "lab-gpu", "the pi host may only train gbt/mlp"
     assert hosts <= {"pi", "lab-gpu"} and "lab-gpu" in hosts
     report = (demo["root"] / "reports" / "eval" / "comparison.md").read_text()
-    rows = [l for l in report.splitlines() if re.match(r"^\| \d+ \| ", l)]
-    assert len(rows) == 12
-    assert {(r.split("|")[2].strip(), r.split("|")[3].strip()) for r in rows} == \
-        {(m, mode) for m in MODELS for mode in ("realistic", "oracle")}
+    assert report.index("## Detection") < report.index("## Phase attribution")
+    detection, phase = report.split("## Phase attribution")
+    rows = [l.split("|") for l in detection.splitlines() if re.match(r"^\| \d+ \| ", l)]
+    assert sorted(r[2].strip() for r in rows) == sorted(
+        f"{m}_{mode}" for m in MODELS for mode in ("realistic", "oracle"))
+    for baseline in ("majority", "clock-only", "rule-zscore", "logreg"):
+        assert f"| — | {baseline} |" in detection
+    rows = [l.split("|") for l in phase.splitlines() if re.match(r"^\| \d+ \| ", l)]
+    assert {(r[2].strip(), r[3].strip()) for r in rows} == \
+        {(m, mode) for m in MODELS for mode in ("realistic", "oracle")} and len(rows) == 12
     assert "scan-and-dial" in report  # the untested profile is reported
-    assert "macro F1" in demo["first"] and "report:" in demo["first"]
+    assert "**Synthetic data.**" in report
+    preds = demo["root"] / "reports" / "eval" / "predictions"
+    assert len(list(preds.glob("*.parquet"))) == 12 + 4
+    assert "macro F1" in demo["first"] and "FA/day" in demo["first"] and "report:" in demo["first"]
 
 
 @pytest.mark.slow
