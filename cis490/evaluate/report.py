@@ -62,16 +62,28 @@ def _ci(ci, fmt: str = ".3f") -> str:
     return f"{format(ci.point, fmt)} [{format(ci.low, fmt)}, {format(ci.high, fmt)}]"
 
 
-def zero_event_bounds(m: ModelEval) -> dict:
+def zero_event_bounds(m: ModelEval, stride_s: float) -> dict:
     """Rule-of-three 95 % bounds where no event was seen (the bootstrap gives [x, x] there).
 
     Zero false alarms in T benign host-days bound the rate by 3 / T per day; a
-    share of n episodes observed at 0 (or 1) is bounded by 3 / n (or 1 − 3 / n).
+    share of n episodes observed at 0 (or 1) is bounded by 3 / n (or 1 − 3 / n);
+    no flagged benign window out of n bounds the FPR by 3 / n (counting windows
+    as independent, which correlated windows are not: the true bound is looser),
+    and so the precision at a base rate from below.
     """
     d, out = m.detection, {}
     days = d.benign_host_seconds / 86400
     if d.ci["false_alarms_per_host_day"].point == 0 and days > 0:
         out["false_alarms_per_host_day_upper_95"] = 3.0 / days
+    n_benign = d.benign_host_seconds / stride_s
+    tpr = d.ci["tpr"].point
+    if d.ci["fpr"].point == 0 and n_benign > 0:
+        fpr_hi = min(1.0, 3.0 / n_benign)
+        out["fpr_upper_95"] = fpr_hi
+        if tpr > 0:
+            for r in BASE_RATES:
+                pi = float(r)
+                out[f"precision@{r}_lower_95"] = tpr * pi / (tpr * pi + fpr_hi * (1 - pi))
     n = d.n_infected
     for key in ("episode_detection_rate", "alarms_before_onset"):
         pt = d.ci[key].point
@@ -82,9 +94,9 @@ def zero_event_bounds(m: ModelEval) -> dict:
     return out
 
 
-def _bounded(m: ModelEval, key: str, fmt: str = ".3f") -> str:
+def _bounded(m: ModelEval, comp: Comparison, key: str, fmt: str = ".3f") -> str:
     """A CI cell, or the rule-of-three bound when the statistic sits at 0 (or 1)."""
-    b = zero_event_bounds(m)
+    b = zero_event_bounds(m, comp.stride_s)
     ci = m.detection.ci[key]
     if f"{key}_upper_95" in b:
         return f"{format(ci.point, fmt)} (≤ {format(b[f'{key}_upper_95'], fmt)})"
@@ -132,7 +144,7 @@ def model_json(m: ModelEval, comp: Comparison) -> dict:
             "n_infected_episodes": d.n_infected, "n_detected_episodes": d.n_detected,
             "n_false_alarms": d.n_false_alarms, "validation": dict(d.val),
             "auc_binning_bound": d.auc_bin_bound,
-            "zero_event_bounds": zero_event_bounds(m),
+            "zero_event_bounds": zero_event_bounds(m, comp.stride_s),
         },
         "calibration": {"ece_val": c.ece_val, "ece_test": c.ece_test.point,
                         "ece_test_ci": _ci_dict(c.ece_test), "bins": 15,
@@ -217,9 +229,9 @@ def _detection_rows(models, comp: Comparison, *, with_tests: bool) -> list[list[
         diff = ("reference" if with_tests and t is None and not m.is_baseline else
                 "" if t is None else f"{t.difference:+.3f} [{t.low:+.3f}, {t.high:+.3f}]")
         rows.append([str(i) if not m.is_baseline else "—", m.name, _ci(ci["roc_auc"]),
-                     _ci(ci["pr_auc"]), _bounded(m, "false_alarms_per_host_day", ".2f"),
-                     _bounded(m, "episode_detection_rate"), _ci(ci["ttd_median"], ".0f"),
-                     _ci(ci["ttd_p90"], ".0f"), _bounded(m, "alarms_before_onset"), diff,
+                     _ci(ci["pr_auc"]), _bounded(m, comp, "false_alarms_per_host_day", ".2f"),
+                     _bounded(m, comp, "episode_detection_rate"), _ci(ci["ttd_median"], ".0f"),
+                     _ci(ci["ttd_p90"], ".0f"), _bounded(m, comp, "alarms_before_onset"), diff,
                      _p(t, comp.p_floor, holm=True) if with_tests and not m.is_baseline else "",
                      "⚠ clock" if m.clock_flag else ""])
     return rows
@@ -295,7 +307,7 @@ def _operating_section(comp: Comparison) -> list[str]:
              "base rate π (the share of malicious windows a deployment would see) is "
              "TPR·π / (TPR·π + FPR·(1 − π)) from the test TPR and FPR of flagged windows "
              "(windows inside a qualifying run).", ""]
-    rows, notes, short = [], [], {}
+    rows, notes, short, zero_fpr = [], [], {}, []
     for m in comp.everything:
         d = m.detection
         fpr = d.ci["fpr"]
@@ -303,16 +315,22 @@ def _operating_section(comp: Comparison) -> list[str]:
                      ", ".join(_num(d.val[s]["detection_rate"]) for s in m.seeds),
                      ", ".join(_num(d.val[s]["false_alarms_per_host_day"], ".2f") for s in m.seeds),
                      f"{d.val_benign_host_seconds / 86400:.3f}",
-                     f"{d.benign_host_seconds / 86400:.3f}", _ci(d.ci["tpr"]), _ci(fpr, ".4f"),
-                     *(_ci(d.ci[f"precision@{r}"]) for r in BASE_RATES)])
+                     f"{d.benign_host_seconds / 86400:.3f}", _ci(d.ci["tpr"]),
+                     _bounded(m, comp, "fpr", ".4f"),
+                     *(_bounded(m, comp, f"precision@{r}") for r in BASE_RATES)])
         if math.isfinite(fpr.point) and fpr.point == 0 and d.benign_host_seconds > 0:
-            n_benign = d.benign_host_seconds / comp.stride_s
-            notes.append(f"- `{m.name}`: no flagged benign test window out of {n_benign:.0f}: the "
-                         f"true FPR may be up to ~{3 / n_benign:.1e} (rule of three), so its "
-                         "precision at low base rates is an upper bound.")
+            zero_fpr.append(m.name)
         days = d.val_benign_host_seconds / 86400
         if days > 0 and comp.budget * days < 1:
             short.setdefault(round(days, 6), []).append(m.name)
+    if zero_fpr:
+        n_benign = comp.everything[0].detection.benign_host_seconds / comp.stride_s
+        notes.append(f"- no flagged benign test window out of {n_benign:.0f} "
+                     f"({', '.join(f'`{n}`' for n in zero_fpr)}): FPR 0 is shown with its "
+                     "rule-of-three bound (≤ 3/n, counting windows as independent — they are "
+                     "not, so the true bound is looser), and the precision at a base rate with "
+                     "the lower bound that this FPR bound implies: a precision of 1.000 here "
+                     "only says that no false positive was seen.")
     for days, names in sorted(short.items()):
         notes.append(f"- validation holds {days:.3f} benign host-days ({', '.join(f'`{n}`' for n in names)}), "
                      f"so a budget of {comp.budget:g} per host-day allows no validation false alarm "
@@ -546,7 +564,7 @@ def render_table(comp: Comparison):
     def cells(m):
         ci = m.detection.ci
         auc = ci["roc_auc"]
-        bound = zero_event_bounds(m).get("false_alarms_per_host_day_upper_95")
+        bound = zero_event_bounds(m, comp.stride_s).get("false_alarms_per_host_day_upper_95")
         return [m.name, f"{_num(auc.point)} [{_num(auc.low)}, {_num(auc.high)}]",
                 _num(ci["false_alarms_per_host_day"].point, ".1f") if bound is None
                 else f"0 (≤{bound:.0f})",

@@ -275,3 +275,27 @@ def test_a_constant_scorer_alarms_everywhere_or_nowhere():
                     m.class_names if hasattr(m, "class_names") else comp.class_names)
     c2 = compare([p], CTX, n_resamples=100).baselines[0]
     assert c2.detection.ci["roc_auc"].point == pytest.approx(0.5)
+
+
+def test_zero_events_get_a_rule_of_three_bound_not_a_collapsed_interval(comp, tmp_path):
+    write_report(comp, tmp_path, plots=False)
+    md = (tmp_path / "comparison.md").read_text()
+    zero = [m for m in comp.everything if m.detection.ci["false_alarms_per_host_day"].point == 0]
+    assert zero, "the fixture should hold a model with no false alarm on test"
+    days = zero[0].detection.benign_host_seconds / 86400
+    for m in zero:
+        data = json.loads((tmp_path / f"{m.name}_eval.json").read_text())
+        bounds = data["detection"]["zero_event_bounds"]
+        assert bounds["false_alarms_per_host_day_upper_95"] == pytest.approx(3 / days)
+        row = next(l for l in md.splitlines() if l.startswith("| ") and f" {m.name} |" in l)
+        assert f"0.00 (≤ {3 / days:.2f})" in row
+        if m.detection.ci["fpr"].point == 0 and m.detection.ci["tpr"].point > 0:
+            n = m.detection.benign_host_seconds / STRIDE_S
+            tpr = m.detection.ci["tpr"].point
+            assert bounds["fpr_upper_95"] == pytest.approx(3 / n)
+            assert bounds["precision@1e-3_lower_95"] == pytest.approx(
+                tpr * 1e-3 / (tpr * 1e-3 + 3 / n * (1 - 1e-3)))
+    busy = [m for m in comp.everything if m.detection.ci["false_alarms_per_host_day"].point > 0]
+    for m in busy:
+        data = json.loads((tmp_path / f"{m.name}_eval.json").read_text())
+        assert "false_alarms_per_host_day_upper_95" not in data["detection"]["zero_event_bounds"]
