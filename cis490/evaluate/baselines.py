@@ -267,9 +267,11 @@ def _rule_zscore(train, val, test, k, seed):
         coef, icpt = 0.0, float(np.log(prev / (1.0 - prev)))
 
     def proba(s):
-        p = expit(coef * s[:, 0] + icpt)
+        x = coef * s[:, 0] + icpt
         out = np.zeros((s.shape[0], k))
-        out[:, 0], out[:, k - 1] = 1.0 - p, p
+        # P(clean) straight from the logit: 1 - expit(x) rounds to 0 for x > 37 and would
+        # tie every far-out window (the ranking then lives in P(clean), see Windows.key)
+        out[:, 0], out[:, k - 1] = expit(-x), expit(x)
         return out
 
     info = {

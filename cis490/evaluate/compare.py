@@ -17,8 +17,8 @@ table but in no family.
 Shortcut flag. Every model is also compared with the ``clock-only``
 baseline (a classifier that sees only the seconds since the episode
 started): a model that is not significantly better than it on ROC AUC or on
-macro F1 (difference ≤ 0, or Holm-adjusted p ≥ 1 − confidence, Holm over
-all models per metric) is flagged "not better than clock-only: may be
+macro F1 (difference ≤ 0, or Holm-adjusted p ≥ 1 − confidence, Holm within
+its family per metric) is flagged "not better than clock-only: may be
 learning episode time".
 
 p at the floor. With B resamples the smallest attainable p is 2/(B + 1);
@@ -39,7 +39,8 @@ import numpy as np
 from .bootstrap import BootstrapCI, _percentile_pvalue, holm, percentile_interval
 from .importance import Importance
 from .predictions import Predictions
-from .scoring import BASE_RATES, Context, Estimate, ModelStats, distinct, score_all
+from .scoring import (BASE_RATES, MIN_CI_EPISODES, Context, Estimate, ModelStats, distinct,
+                      score_all)
 
 __all__ = ["BASELINE_NAMES", "BASE_RATES", "CLASS_NAMES", "FAMILY_METRICS", "MIN_CI_EPISODES", "Calibration",
            "ClassScore", "Comparison", "Detection", "ModelEval", "Paired", "StratumScore",
@@ -52,11 +53,6 @@ BASELINE_NAMES: tuple[str, ...] = ("majority", "clock-only", "rule-zscore", "log
 FAMILY_METRICS: tuple[str, ...] = ("roc_auc", "macro_f1")
 CLOCK = "clock-only"
 
-# Below this many episodes a percentile interval is not reported: with G
-# clusters there are at most C(2G-1, G) distinct resamples (1, 3, 10, 35 for
-# G = 1..4), so the "interval" reflects the few episodes, not uncertainty —
-# one episode gives [x, x], which would read as certainty.
-MIN_CI_EPISODES = 5
 
 
 @dataclass(frozen=True)
@@ -102,8 +98,9 @@ class Paired:
 
 @dataclass(frozen=True)
 class Detection:
-    threshold: float                          # median of the per-seed thresholds
-    thresholds: Mapping[int, float]           # seed -> tau fixed on validation
+    threshold: float                          # lower median of the per-seed thresholds
+    thresholds: Mapping[int, float]           # seed -> tau on the score 1 - P(clean) (> 1: never)
+    thresholds_p_clean: Mapping[int, float]   # seed -> alarm iff P(clean) <= this (exact)
     consecutive: int
     budget: float
     benign_host_seconds: float
@@ -114,6 +111,7 @@ class Detection:
     n_detected: float                         # mean over seeds
     n_false_alarms: float
     auc_bin_bound: float                      # 0 when the score grid is exact
+    ci_notes: Mapping[str, str] = field(default_factory=dict)   # statistic -> why no CI
 
 
 @dataclass(frozen=True)
@@ -205,10 +203,11 @@ def _paired(a: Estimate, b: Estimate, metric: str, against: str, confidence: flo
     d_b = a.resamples - b.resamples
     d_b = d_b[np.isfinite(d_b)]
     d = a.point - b.point
-    if d_b.size == 0 or not np.isfinite(d):
+    if d_b.size == 0 or not np.isfinite(d) or a.why_no_ci() or b.why_no_ci():
         return d, float("nan"), float("nan"), 1.0, False
     low, high = percentile_interval(d_b, confidence)
     p = _percentile_pvalue(d_b)
+    floor = 2.0 / (d_b.size + 1)              # the floor of the resamples actually used
     return float(d), float(low), float(high), p, bool(p <= floor * (1 + 1e-12))
 
 
@@ -243,7 +242,10 @@ def _model_eval(m: ModelStats, settings, ctx: Context, class_names) -> ModelEval
             StratumScore(value, nw, ne, _ci(f1, settings), _ci(acc, settings))
             for value, (nw, ne, f1, acc) in sorted(strata.items()))
     seeds = m.seeds
-    thresholds = {s.seed: float(s.choice.threshold) for s in seeds}
+    # the sweep runs on the key -P(clean) (full float32 resolution near P = 0): an alarm
+    # needs -P >= t, i.e. P(clean) <= -t, i.e. score = 1 - P >= 1 + t
+    p_clean = {s.seed: -float(s.choice.threshold) for s in seeds}
+    thresholds = {sd: 1.0 - p for sd, p in p_clean.items()}
     val = {s.seed: {"detection_rate": float(s.choice.detection_rate),
                     "n_detected": int(s.choice.n_detected), "n_infected": int(s.choice.n_infected),
                     "false_alarms": int(s.choice.n_false_alarms),
@@ -251,15 +253,19 @@ def _model_eval(m: ModelStats, settings, ctx: Context, class_names) -> ModelEval
                     "n_candidates": int(s.choice.n_candidates)} for s in seeds}
     first = seeds[0].outcomes
     ci = {name: _ci(e, settings) for name, e in m.detection.items()}
+    # a threshold some seed actually uses: the lower median of the per-seed ones
+    taus = sorted(thresholds.values())
     detection = Detection(
-        threshold=float(np.median(list(thresholds.values()))), thresholds=thresholds,
+        threshold=float(taus[(len(taus) - 1) // 2]), thresholds=thresholds,
+        thresholds_p_clean=p_clean,
         consecutive=ctx.consecutive, budget=ctx.budget_per_day,
         benign_host_seconds=float(np.sum(first.n_benign)) * ctx.stride_s,
         val_benign_host_seconds=float(seeds[0].choice.benign_host_seconds), val=val, ci=ci,
         n_infected=int(np.sum(first.infected)),
         n_detected=float(np.mean([np.sum(s.outcomes.detected) for s in seeds])),
         n_false_alarms=float(np.mean([np.sum(s.outcomes.n_false_alarms) for s in seeds])),
-        auc_bin_bound=float(max(s.curves.get("auc_bin_bound", 0.0) for s in seeds)))
+        auc_bin_bound=float(max(s.curves.get("auc_bin_bound", 0.0) for s in seeds)),
+        ci_notes={name: why for name, e in m.detection.items() if (why := e.why_no_ci())})
     mean = (lambda xs: None if any(x is None for x in xs) else float(np.mean(xs)))
     calibration = Calibration(
         ece_val=float(np.mean([s.ece_val for s in seeds])), ece_test=ci["ece_test"],
@@ -304,12 +310,15 @@ def compare(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 20
             for n in names:
                 extra[n]["vs_best"][metric] = tests.get(n)
     models = sorted((n for n, e in evals.items() if not e.is_baseline))
-    if CLOCK in stats and models:
+    for family in ("realistic", "oracle"):            # Holm within (family, metric), as above
+        names = [n for n in models if evals[n].family == family]
+        if CLOCK not in stats or not names:
+            continue
         for metric in FAMILY_METRICS:
             raw = {n: _paired(_metric(stats[n], metric), _metric(stats[CLOCK], metric), metric,
-                              CLOCK, confidence, floor) for n in models}
-            adj = dict(zip(models, holm([raw[n][3] for n in models]).tolist()))
-            for n in models:
+                              CLOCK, confidence, floor) for n in names}
+            adj = dict(zip(names, holm([raw[n][3] for n in names]).tolist()))
+            for n in names:
                 t = Paired(metric, CLOCK, *raw[n][:4], adj[n], raw[n][4])
                 extra[n]["vs_clock"][metric] = t
                 if not (t.difference > 0 and t.p_holm < 1 - confidence):

@@ -5,7 +5,9 @@ The stream. The windows of one split come sorted by (episode, ``t_end_ns``):
 non-decreasing (each episode's windows are contiguous and in time order; every
 function checks this and raises ``ValueError`` naming ``codes``);
 ``malicious`` (N,) bool is True where the window's true label is not
-``clean``; ``score`` (N,) float64 in [0, 1] is 1 - P(clean); ``t_end_ns`` (N,)
+``clean``; ``score`` (N,) float64 is any finite detection score, higher = more
+malicious (the evaluation passes ``-P(clean)``: the same order as 1 - P(clean),
+without the rounding of 1 - p to 1.0 when p < 1e-16); ``t_end_ns`` (N,)
 int64; ``onset_ns`` (G,) int64 is the labelled infection onset of each
 episode, -1 meaning unknown (then the ``t_end_ns`` of the episode's first
 malicious window stands in).
@@ -153,13 +155,16 @@ def _as_bool(a, name: str, n: int | None = None) -> np.ndarray:
     return arr
 
 
-def _as_score(a, name: str = "score", n: int | None = None) -> np.ndarray:
+def _as_score(a, name: str = "score", n: int | None = None, *, unit: bool = True) -> np.ndarray:
+    """Finite float64 scores; ``unit`` also requires them to lie in [0, 1] (probabilities)."""
     arr = _vector(a, name, n)
     if arr.size and not np.issubdtype(arr.dtype, np.number):
         raise ValueError(f"`{name}` must be numeric, got dtype {arr.dtype}")
     arr = arr.astype(np.float64, copy=False)
-    if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
-        raise ValueError(f"`{name}` must lie in [0, 1] (no NaN)")
+    if arr.size and not np.isfinite(arr).all():
+        raise ValueError(f"`{name}` must be finite (no NaN)")
+    if unit and arr.size and not (arr.min() >= 0 and arr.max() <= 1):
+        raise ValueError(f"`{name}` must lie in [0, 1]")
     return arr
 
 
@@ -222,7 +227,7 @@ def _alarms(codes, score, tau, k) -> tuple[Alarms, np.ndarray]:
 def alarms(codes, score, tau, k) -> Alarms:
     """The alarms of the stream at threshold ``tau``, ``k`` consecutive windows."""
     c = validate_codes(codes)
-    return _alarms(c, _as_score(score, n=c.size), _check_tau(tau), _check_k(k))[0]
+    return _alarms(c, _as_score(score, n=c.size, unit=False), _check_tau(tau), _check_k(k))[0]
 
 
 def episode_outcomes(codes, n_groups, t_end_ns, malicious, score, tau, k,
@@ -239,7 +244,7 @@ def episode_outcomes(codes, n_groups, t_end_ns, malicious, score, tau, k,
     if np.any((t[1:] < t[:-1]) & (c[1:] == c[:-1])):
         raise ValueError("`t_end_ns` must be non-decreasing within each episode")
     mal = _as_bool(malicious, "malicious", n)
-    s = _as_score(score, n=n)
+    s = _as_score(score, n=n, unit=False)
     onset = _vector(onset_ns, "onset_ns", g)
     if onset.size and (not np.issubdtype(onset.dtype, np.integer) or onset.min() < -1):
         raise ValueError("`onset_ns` must hold integer nanoseconds, -1 for unknown")
@@ -299,7 +304,7 @@ def sweep(codes, malicious, score, k) -> Sweep:
     """False alarms and detected episodes at every distinct score (and one above all)."""
     c = validate_codes(codes)
     mal = _as_bool(malicious, "malicious", c.size)
-    s = _as_score(score, n=c.size)
+    s = _as_score(score, n=c.size, unit=False)
     k = _check_k(k)
     top = np.nextafter(max(1.0, float(s.max(initial=0.0))), np.inf)
     thr = np.append(np.unique(s), top)

@@ -15,11 +15,14 @@ seed of the model:
 | ``y_true`` | int64 | phase index (``CLASS_NAMES`` order) |
 | ``p_<class>`` | float32 | the model's probability of each phase |
 | ``score`` | float64 | detection score, ``1 − p_clean`` |
+| ``onset_ns`` | int64 | the episode's labelled infection onset (−1: none or unknown) |
 
 Rows are sorted by (split, seed, episode_id, t_end_ns); the file's key-value
 metadata ``cis490.predictions`` (JSON) names the model, mode, family, the
-checkpoint digest of each seed, the schema hash and, for a baseline, what
-was fitted. Files are published with ``atomic_write`` (through
+checkpoint digest of each seed, the schema hash, the window stride
+``stride_s`` (benign host-time per window) and, for a baseline, what was
+fitted — so that the files alone rebuild the whole report
+(``scoring.Context.from_predictions``). Files are published with ``atomic_write`` (through
 ``atomic_writer``), so a reader never sees half a file.
 
 Invariant kept by ``Windows``: one split of one seed, sorted by
@@ -58,10 +61,13 @@ class Windows:
     t_end_ns: np.ndarray        # (n,) int64
     y_true: np.ndarray          # (n,) int64
     proba: np.ndarray           # (n, K) float32
+    onset_ns: np.ndarray | None = None   # (n,) int64 onset of the window's episode, -1 unknown
 
     def __post_init__(self) -> None:
         n = len(self.y_true)
-        for what in ("episode_id", "host_id", "profile", "t_end_ns"):
+        if self.onset_ns is None:
+            object.__setattr__(self, "onset_ns", np.full(n, -1, dtype=np.int64))
+        for what in ("episode_id", "host_id", "profile", "t_end_ns", "onset_ns"):
             if np.shape(getattr(self, what)) != (n,):
                 raise ValueError(f"Windows.{what} must have one entry per window ({n})")
         if self.proba.ndim != 2 or self.proba.shape[0] != n:
@@ -79,6 +85,16 @@ class Windows:
     def score(self) -> np.ndarray:
         """Detection score ``1 − P(clean)``, float64."""
         return 1.0 - self.proba[:, 0].astype(np.float64)
+
+    @property
+    def key(self) -> np.ndarray:
+        """Ranking key with the order of ``score``: ``-P(clean)``, float64.
+
+        ``1 − p`` rounds to exactly 1.0 for p < 1.1e-16 (float64 spacing near
+        1), which would tie the most confident windows; ``-p`` keeps float32's
+        resolution near 0. Thresholds and ranking metrics use this key.
+        """
+        return -self.proba[:, 0].astype(np.float64)
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -126,7 +142,7 @@ def write_predictions(pred: Predictions, path: str | os.PathLike) -> Path:
     import pyarrow.parquet as pq
 
     cols: dict[str, list] = {k: [] for k in ("episode_id", "host_id", "profile", "split", "seed",
-                                              "t_end_ns", "y_true", "proba")}
+                                              "t_end_ns", "y_true", "onset_ns", "proba")}
     for split in SPLITS:
         part = pred.val if split == "val" else pred.test
         for seed in sorted(part):
@@ -139,6 +155,7 @@ def write_predictions(pred: Predictions, path: str | os.PathLike) -> Path:
             cols["seed"].append(np.full(n, int(seed), dtype=np.int64))
             cols["t_end_ns"].append(np.asarray(w.t_end_ns, dtype=np.int64))
             cols["y_true"].append(np.asarray(w.y_true, dtype=np.int64))
+            cols["onset_ns"].append(np.asarray(w.onset_ns, dtype=np.int64))
             cols["proba"].append(np.asarray(w.proba, dtype=np.float32))
     cat = {k: np.concatenate(v) for k, v in cols.items()}
     proba = cat.pop("proba")
@@ -151,6 +168,7 @@ def write_predictions(pred: Predictions, path: str | os.PathLike) -> Path:
     for j, n in enumerate(names):
         arrays[n] = pa.array(proba[:, j], pa.float32())
     arrays["score"] = pa.array(1.0 - proba[:, 0].astype(np.float64), pa.float64())
+    arrays["onset_ns"] = pa.array(cat["onset_ns"], pa.int64())
     meta = {"format": FORMAT, "model": pred.model, "mode": pred.mode, "family": pred.family,
             "classes": list(pred.class_names), **dict(pred.meta)}
     table = pa.table(arrays).replace_schema_metadata(
@@ -197,6 +215,7 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
             parts[s][int(sd)] = Windows(
                 episode_id=col["episode_id"][m].astype(str), host_id=col["host_id"][m].astype(str),
                 profile=col["profile"][m].astype(str), t_end_ns=col["t_end_ns"][m].astype(np.int64),
-                y_true=col["y_true"][m].astype(np.int64), proba=proba[m])
+                y_true=col["y_true"][m].astype(np.int64), proba=proba[m],
+                onset_ns=col["onset_ns"][m].astype(np.int64) if "onset_ns" in col else None)
     return Predictions(model=model, mode=mode, family=family, val=parts["val"],
                        test=parts["test"], class_names=classes, meta=meta)

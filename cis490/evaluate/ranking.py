@@ -120,7 +120,7 @@ def score_grid(score, max_bins: int = 4096) -> np.ndarray:
     (``auc_grid_error_bound``), which is at most ``max_b N_b / (2 N)``.
     Average precision has no such bound; it is that of the snapped scores.
     """
-    s = _as_score(score)
+    s = _as_score(score, unit=False)
     if s.size == 0:
         raise ValueError("`score` must not be empty")
     max_bins = _scalar(max_bins, "max_bins", "an integer >= 1", lambda v: v >= 1, True)
@@ -154,7 +154,7 @@ def episode_histograms(codes, n_groups, malicious, score, grid):
     """
     c = validate_codes(codes, n_groups)
     mal = _as_bool(malicious, "malicious", c.size)
-    s = _as_score(score, n=c.size)
+    s = _as_score(score, n=c.size, unit=False)
     gr = _vector(grid, "grid").astype(np.float64)
     if gr.size == 0 or np.any(np.diff(gr) <= 0):
         raise ValueError("`grid` must be non-empty and strictly increasing")

@@ -105,6 +105,14 @@ def _bounded(m: ModelEval, comp: Comparison, key: str, fmt: str = ".3f") -> str:
     return _ci(ci, fmt)
 
 
+def _tau(d, seed: int) -> str:
+    """τ on the score, with P(clean) where 1 − P rounds (a confident detector's τ)."""
+    t, p = d.thresholds[seed], d.thresholds_p_clean[seed]
+    if p < 0:
+        return "never alarms"
+    return f"{t:.4f}" if p >= 1e-4 else f"{t:.4f} (P(clean) ≤ {p:.2e})"
+
+
 def _p(t, floor: float, holm: bool = False) -> str:
     if t is None:
         return "—"
@@ -130,6 +138,7 @@ def model_json(m: ModelEval, comp: Comparison) -> dict:
         "seeds": list(m.seeds), "n_windows": m.n_windows, "n_episodes": m.n_episodes,
         "detection": {
             "threshold": d.threshold, "thresholds_per_seed": dict(d.thresholds),
+            "threshold_p_clean_per_seed": dict(d.thresholds_p_clean),
             "consecutive": d.consecutive, "budget_false_alarms_per_host_day": d.budget,
             "benign_host_seconds": d.benign_host_seconds,
             "val_benign_host_seconds": d.val_benign_host_seconds,
@@ -145,6 +154,7 @@ def model_json(m: ModelEval, comp: Comparison) -> dict:
             "n_false_alarms": d.n_false_alarms, "validation": dict(d.val),
             "auc_binning_bound": d.auc_bin_bound,
             "zero_event_bounds": zero_event_bounds(m, comp.stride_s),
+            "ci_notes": dict(d.ci_notes),
         },
         "calibration": {"ece_val": c.ece_val, "ece_test": c.ece_test.point,
                         "ece_test_ci": _ci_dict(c.ece_test), "bins": 15,
@@ -237,6 +247,10 @@ def _detection_rows(models, comp: Comparison, *, with_tests: bool) -> list[list[
     return rows
 
 
+_LABEL = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "false_alarms_per_host_day": "false alarms",
+          "episode_detection_rate": "detection rate", "ttd_median": "time to detect (median)",
+          "ttd_p90": "time to detect (p90)", "alarms_before_onset": "alarms before onset"}
+
 DETECTION_HEADER = ["#", "model", "ROC AUC", "PR AUC", "false alarms / host-day",
                     "episodes detected", "time to detect, median (s)", "p90 (s)",
                     "infected eps. alarmed before onset", "Δ ROC AUC vs best", "p (Holm)", "flag"]
@@ -269,6 +283,12 @@ def _detection_section(comp: Comparison, plots: dict) -> list[str]:
         lines += [f"### {title}", ""]
         lines += _table(DETECTION_HEADER, _detection_rows(models, comp, with_tests=True)
                         + _detection_rows(comp.baselines, comp, with_tests=False))
+    notes = sorted({f"{m.name}: {_LABEL.get(k, k)} — {why}" for m in comp.everything
+                    for k, why in m.detection.ci_notes.items() if k in _LABEL})
+    if notes:
+        lines += ["No interval where too few episodes stand behind a figure (fewer than "
+                  f"{MIN_CI_EPISODES}) or it is undefined in over 5 % of the resamples:", ""]
+        lines += [f"- {n}" for n in notes] + [""]
     if comp.baselines:
         lines += ["Baselines (rows `—`, in no family): `majority` (train class frequencies), "
                   "`clock-only` (sees only the seconds since the episode started), `rule-zscore` "
@@ -286,7 +306,7 @@ def _clock_section(comp: Comparison) -> list[str]:
         return []
     lines = ["## Shortcut check: better than the clock?", "",
              "`clock-only` sees nothing but the seconds since its episode started. A model that "
-             "is not significantly better than it (paired bootstrap, Holm over all models, per "
+             "is not significantly better than it (paired bootstrap, Holm within its family, per "
              "metric) may be learning episode time rather than behaviour.", ""]
     rows = []
     for m in comp.models:
@@ -303,7 +323,9 @@ def _clock_section(comp: Comparison) -> list[str]:
 
 def _operating_section(comp: Comparison) -> list[str]:
     lines = ["## Operating point", "",
-             "τ per training seed; validation figures are what τ was chosen on. Precision at a "
+             "τ per training seed (an alarm needs score ≥ τ, i.e. P(clean) ≤ 1 − τ; a "
+             "detector that could meet the budget only by never alarming shows \"never "
+             "alarms\"); validation figures are what τ was chosen on. Precision at a "
              "base rate π (the share of malicious windows a deployment would see) is "
              "TPR·π / (TPR·π + FPR·(1 − π)) from the test TPR and FPR of flagged windows "
              "(windows inside a qualifying run).", ""]
@@ -311,7 +333,7 @@ def _operating_section(comp: Comparison) -> list[str]:
     for m in comp.everything:
         d = m.detection
         fpr = d.ci["fpr"]
-        rows.append([m.name, ", ".join(f"{d.thresholds[s]:.4f}" for s in m.seeds),
+        rows.append([m.name, ", ".join(_tau(d, s) for s in m.seeds),
                      ", ".join(_num(d.val[s]["detection_rate"]) for s in m.seeds),
                      ", ".join(_num(d.val[s]["false_alarms_per_host_day"], ".2f") for s in m.seeds),
                      f"{d.val_benign_host_seconds / 86400:.3f}",

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -237,13 +239,18 @@ def check_against_split(chosen: Sequence[Candidate], split) -> None:
             "val_episodes_sha256": episodes_digest(split.val)}
     test_hosts = set(split.test_hosts)
     for c in chosen:
+        missing = [k for k in ("train_hosts", *want) if not (c.split if k == "train_hosts"
+                                                            else c.data).get(k)]
+        if missing:
+            raise EvalRefused(f"checkpoint {c.name} ({c.digest[:12]}) does not record "
+                              f"{', '.join(missing)}, so what it was trained on cannot be checked "
+                              f"against this split; refusing to score it — retrain it")
         overlap = sorted(set(c.split.get("train_hosts") or ()) & test_hosts)
         if split.recipe == "host" and overlap:
             raise EvalRefused(f"checkpoint {c.name} ({c.digest[:12]}) was trained on "
                               f"{', '.join(overlap)}, a test host of this split; refusing to score it")
         for key, value in want.items():
-            got = c.data.get(key)
-            if got is not None and got != value:
+            if c.data[key] != value:
                 raise EvalRefused(
                     f"checkpoint {c.name} ({c.digest[:12]}) was trained on other "
                     f"{key.split('_')[0]} episodes than this data's {split.recipe} split gives "
@@ -269,13 +276,26 @@ def channel_groups(model: str, mode: str, level: str) -> dict[str, list[int]]:
     return groups
 
 
-def _windows(y: np.ndarray, meta, proba: np.ndarray) -> Windows:
-    return Windows(episode_id=np.asarray(meta["episode_id"]).astype(str),
+def _windows(y: np.ndarray, meta, proba: np.ndarray, onsets: dict) -> Windows:
+    eid = np.asarray(meta["episode_id"]).astype(str)
+    return Windows(episode_id=eid,
                    host_id=np.asarray(meta["host_id"]).astype(str),
                    profile=np.asarray(meta["profile"]).astype(str),
                    t_end_ns=np.asarray(meta["t_end_ns"], dtype=np.int64),
                    y_true=np.asarray(y, dtype=np.int64),
-                   proba=np.asarray(proba, dtype=np.float32))
+                   proba=np.asarray(proba, dtype=np.float32),
+                   onset_ns=np.array([onsets.get(e, -1) for e in eid], dtype=np.int64))
+
+
+def _check_validation(y_val: np.ndarray) -> None:
+    """A threshold is fixed on validation: it needs benign and malicious windows there."""
+    if not (y_val == 0).any():
+        raise ValueError("the validation split has no benign (clean) window, so no threshold can be "
+                         "fixed for a false-alarm budget: every window ends after its episode's "
+                         "onset (episodes too short for the window length?)")
+    if not (y_val != 0).any():
+        raise ValueError("the validation split has no malicious window, so no threshold can be "
+                         "chosen for detection (every validation episode is benign-only?)")
 
 
 def _stride_s(schema: Path) -> float:
@@ -287,7 +307,8 @@ def _stride_s(schema: Path) -> float:
 
 
 def _predict_group(settings: EvalSettings, kind_cands: list[Candidate], split, *,
-                   schema_sha256: str, pred_dir: Path, note) -> tuple[list[Path], dict]:
+                   schema_sha256: str, pred_dir: Path, facts: dict, note
+                   ) -> tuple[list[Path], dict]:
     """Load one (input kind, mode)'s val + test windows once; predict every checkpoint."""
     from cis490 import models as model_lib
     from cis490.train.data import SchemaMismatch, load_arrays
@@ -304,10 +325,7 @@ def _predict_group(settings: EvalSettings, kind_cands: list[Candidate], split, *
         if len(arrays[part][1]) == 0:
             raise ValueError(f"no {part} windows for {c0.mode} {c0.model} (split {settings.recipe}: "
                              f"{len(ids)} {part} episodes)")
-    if not (arrays["val"][1] == 0).any():
-        raise ValueError("the validation split has no benign (clean) window, so no threshold can be "
-                         "fixed for a false-alarm budget: every window ends after its episode's "
-                         "onset (episodes too short for the window length?)")
+    _check_validation(arrays["val"][1])
     written, importances = [], {}
     names = sorted({c.name for c in kind_cands})
     for name in names:
@@ -317,7 +335,7 @@ def _predict_group(settings: EvalSettings, kind_cands: list[Candidate], split, *
             model = model_lib.load(c.checkpoint, expect_schema_sha256=schema_sha256)
             for part, out in (("val", val), ("test", test)):
                 X, y, meta = arrays[part]
-                out[c.train_seed] = _windows(y, meta, model.predict_proba(X))
+                out[c.train_seed] = _windows(y, meta, model.predict_proba(X), facts["onsets"])
             if c is mine[0] and settings.importance != "none":
                 X, y, _ = arrays["test"]
                 importances[name] = permutation_importance(
@@ -331,7 +349,8 @@ def _predict_group(settings: EvalSettings, kind_cands: list[Candidate], split, *
                 "schema_sha256": mine[0].schema_sha256,
                 "history": {str(c.train_seed): c.history for c in mine},
                 "train_hosts": sorted(mine[0].split.get("train_hosts") or []),
-                "split": {k: mine[0].split.get(k) for k in ("recipe", "seed")}}
+                "split": {k: mine[0].split.get(k) for k in ("recipe", "seed")},
+                "stride_s": facts["stride_s"]}
         pred = Predictions(model=mine[0].model, mode=mine[0].mode,
                            family="oracle" if mine[0].mode == "oracle" else "realistic",
                            val=val, test=test, class_names=CLASS_NAMES, meta=meta)
@@ -354,7 +373,7 @@ def _baseline_data(settings: EvalSettings, ids: Sequence[str], started: dict):
     return data, meta
 
 
-def _fit_baselines(settings: EvalSettings, split, started: dict, pred_dir: Path,
+def _fit_baselines(settings: EvalSettings, split, started: dict, pred_dir: Path, facts: dict,
                    note) -> list[Path]:
     from .baselines import fit_baselines
 
@@ -369,10 +388,12 @@ def _fit_baselines(settings: EvalSettings, split, started: dict, pred_dir: Path,
                          names=settings.baselines, max_train_windows=BASELINE_MAX_TRAIN_WINDOWS)
     written = []
     for name, fit in fits.items():
+        onsets = facts["onsets"]
         pred = Predictions(model=name, mode="baseline", family="baseline",
-                           val={0: _windows(val.y, val_meta, fit.proba_val)},
-                           test={0: _windows(test.y, test_meta, fit.proba_test)},
-                           class_names=CLASS_NAMES, meta={"info": fit.info})
+                           val={0: _windows(val.y, val_meta, fit.proba_val, onsets)},
+                           test={0: _windows(test.y, test_meta, fit.proba_test, onsets)},
+                           class_names=CLASS_NAMES,
+                           meta={"info": fit.info, "stride_s": facts["stride_s"]})
         written.append(write_predictions(pred, pred_dir / f"{name}.parquet"))
         note(f"fitted baseline {name} on {fit.info.get('n_train_windows', '?')} train windows")
     return written
@@ -411,25 +432,47 @@ def evaluate(settings: EvalSettings, chosen: Sequence[Candidate], *, schema_sha2
     split = make_split(settings.validation, settings.recipe, settings.train_hosts, settings.seed)
     check_against_split(chosen, split)
     started, onsets, origin = _episode_facts(settings.validation, split)
-    pred_dir = Path(settings.reports_dir) / "predictions"
-    pred_dir.mkdir(parents=True, exist_ok=True)
-    groups: dict[tuple[str, str], list[Candidate]] = {}
-    for c in chosen:
-        kind = "summary" if c.model in SUMMARY_MODELS else "tensor"
-        groups.setdefault((kind, c.mode), []).append(c)
-    written, importances = [], {}
-    for key in sorted(groups):                 # one (kind, mode) in memory at a time
-        w, imp = _predict_group(settings, groups[key], split, schema_sha256=schema_sha256,
-                                pred_dir=pred_dir, note=note)
-        written += w
-        importances.update(imp)
-    if settings.baselines:
-        written += _fit_baselines(settings, split, started, pred_dir, note)
-    keep = {p.name for p in written}
-    for stale in pred_dir.glob("*.parquet"):   # the directory is the audit trail of THIS run
-        if stale.name not in keep:
-            stale.unlink()
-    preds = [read_predictions(p) for p in sorted(written)]
+    facts = {"onsets": onsets, "stride_s": _stride_s(settings.schema)}
+    reports = Path(settings.reports_dir)
+    reports.mkdir(parents=True, exist_ok=True)
+    # the run writes into a fresh directory that replaces predictions/ only once everything
+    # was computed: predictions/ always holds the inputs of one whole run, never a mix
+    staging = Path(tempfile.mkdtemp(prefix=".predictions-", dir=reports))
+    try:
+        groups: dict[tuple[str, str], list[Candidate]] = {}
+        for c in chosen:
+            kind = "summary" if c.model in SUMMARY_MODELS else "tensor"
+            groups.setdefault((kind, c.mode), []).append(c)
+        written, importances = [], {}
+        for key in sorted(groups):             # one (kind, mode) in memory at a time
+            w, imp = _predict_group(settings, groups[key], split, schema_sha256=schema_sha256,
+                                    pred_dir=staging, facts=facts, note=note)
+            written += w
+            importances.update(imp)
+        if settings.baselines:
+            written += _fit_baselines(settings, split, started, staging, facts, note)
+        preds = [read_predictions(p) for p in sorted(written)]   # every number from the files
+        ctx = Context.from_predictions(preds, consecutive=settings.consecutive,
+                                       budget_per_day=float(settings.false_alarm_budget),
+                                       temperature_scaling=settings.temperature_scaling)
+        comp = _compare(settings, preds, ctx, split, origin, data_digests, importances)
+        _publish(staging, reports / "predictions")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return comp
+
+
+def _publish(staging: Path, dest: Path) -> None:
+    """Swap ``staging`` in as ``dest`` (a rename each; the old directory is removed)."""
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.rename(dest, old)
+    os.rename(staging, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _compare(settings: EvalSettings, preds, ctx, split, origin, data_digests, importances):
     provenance = {
         **origin, "validation": str(settings.validation),
         "validation_sha256": data_digests.get("validation", ""),
@@ -438,9 +481,6 @@ def evaluate(settings: EvalSettings, chosen: Sequence[Candidate], *, schema_sha2
         "test_hosts": list(split.test_hosts), "n_train": len(split.train),
         "n_val": len(split.val), "n_test": len(split.test),
     }
-    ctx = Context(onset_ns=onsets, stride_s=_stride_s(settings.schema),
-                  consecutive=settings.consecutive, budget_per_day=float(settings.false_alarm_budget),
-                  temperature_scaling=settings.temperature_scaling)
     return compare(preds, ctx, n_resamples=settings.n_resamples, confidence=settings.confidence,
                    seed=settings.bootstrap_seed, untested_profiles=split.untested_profiles,
                    importance=importances, provenance=provenance)

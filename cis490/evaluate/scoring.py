@@ -38,10 +38,21 @@ from . import ranking as rank
 from .bootstrap import BootstrapCI, EpisodeBootstrap, percentile_interval
 from .predictions import Predictions, Windows
 
-__all__ = ["BASE_RATES", "Context", "Estimate", "ModelStats", "score_all", "seed_draw"]
+__all__ = ["BASE_RATES", "MAX_UNDEFINED", "MIN_CI_EPISODES", "Context", "Estimate", "ModelStats",
+           "score_all", "seed_draw"]
 
 BASE_RATES: tuple[str, ...] = ("1e-2", "1e-3", "1e-4")
 DAY_S = 86400.0
+
+# Below this many episodes behind a statistic a percentile interval is not
+# reported: with G clusters there are at most C(2G-1, G) distinct resamples
+# (1, 3, 10, 35 for G = 1..4), so the "interval" reflects the few episodes, not
+# uncertainty — one episode gives [x, x], which would read as certainty.
+MIN_CI_EPISODES = 5
+# A statistic undefined in more than this share of resamples (e.g. a time to
+# detect in resamples that drew no detected episode) gets no interval: the
+# defined resamples are then a biased subset.
+MAX_UNDEFINED = 0.05
 
 
 @dataclass(frozen=True)
@@ -53,19 +64,50 @@ class Context:
     temperature_scaling: bool = True
     ece_bins: int = 15
 
+    @classmethod
+    def from_predictions(cls, preds: Sequence[Predictions], **settings) -> "Context":
+        """What the report needs beyond the scores, read from the predictions files alone:
+        each window's ``onset_ns`` column and the ``stride_s`` of their metadata."""
+        strides = {float(p.meta["stride_s"]) for p in preds if p.meta.get("stride_s")}
+        if len(strides) != 1 or len(preds) != sum(1 for p in preds if p.meta.get("stride_s")):
+            raise ValueError("the predictions files disagree on (or lack) the window stride "
+                             f"stride_s ({sorted(strides) or 'none'}); re-run `cis490 eval`")
+        onsets: dict[str, int] = {}
+        for p in preds:
+            for w in (*p.val.values(), *p.test.values()):
+                known = w.onset_ns >= 0
+                onsets.update(zip(w.episode_id[known].tolist(), w.onset_ns[known].tolist()))
+        return cls(onset_ns=onsets, stride_s=strides.pop(), **settings)
+
 
 @dataclass(frozen=True)
 class Estimate:
-    """A statistic: point value (mean over seeds) and its B combined resamples."""
+    """A statistic: point value (mean over seeds), its B combined resamples, and how many
+    episodes stand behind it (the fewest over seeds)."""
 
     point: float
     resamples: np.ndarray               # (B,), NaN where undefined in a resample
+    n_units: int | None = None
+
+    @property
+    def undefined_share(self) -> float:
+        return float(np.mean(~np.isfinite(self.resamples))) if self.resamples.size else 0.0
+
+    def why_no_ci(self) -> str | None:
+        """Why no interval is reported (None when one is)."""
+        if not np.isfinite(self.point):
+            return "undefined"
+        if self.n_units is not None and self.n_units < MIN_CI_EPISODES:
+            return f"{self.n_units} episode(s) behind it"
+        if self.undefined_share > MAX_UNDEFINED:
+            return f"undefined in {self.undefined_share:.0%} of resamples"
+        return None
 
     def ci(self, confidence: float, n_resamples: int, seed: int) -> BootstrapCI:
-        r = self.resamples[np.isfinite(self.resamples)]
-        if not np.isfinite(self.point) or r.size == 0:
+        if self.why_no_ci() is not None:
             return BootstrapCI(float(self.point), float("nan"), float("nan"), confidence,
                                n_resamples, seed)
+        r = self.resamples[np.isfinite(self.resamples)]
         low, high = percentile_interval(r, confidence)
         return BootstrapCI(float(self.point), float(low), float(high), confidence,
                            n_resamples, seed)
@@ -111,11 +153,13 @@ def seed_draw(name: str, n_seeds: int, n_resamples: int, seed: int) -> np.ndarra
     return rng.integers(0, n_seeds, size=n_resamples)
 
 
-def _combine(points: Sequence[float], res: Sequence[np.ndarray], draw: np.ndarray) -> Estimate:
+def _combine(points: Sequence[float], res: Sequence[np.ndarray], draw: np.ndarray,
+             units: Sequence[int] | None = None) -> Estimate:
     pts = np.asarray(points, dtype=np.float64)
     r = np.stack([np.asarray(x, dtype=np.float64) for x in res])      # (S, B)
-    point = float(np.nanmean(pts)) if np.isfinite(pts).any() else float("nan")
-    return Estimate(point, r[draw, np.arange(r.shape[1])])
+    point = float(np.mean(pts)) if np.isfinite(pts).all() else float("nan")
+    return Estimate(point, r[draw, np.arange(r.shape[1])],
+                    None if units is None else int(min(units)))
 
 
 def distinct(arrays) -> list[np.ndarray]:
@@ -212,7 +256,7 @@ def _strata(cols, codes, key: str, n_classes: int, n_resamples: int, confidence:
 
 def _detect_val(w: Windows, ctx: Context, coder: "_Coder"):
     _, codes = coder(w.episode_id)
-    sw = det.sweep(codes, w.malicious, w.score, ctx.consecutive)
+    sw = det.sweep(codes, w.malicious, w.key, ctx.consecutive)
     benign_s = float(np.count_nonzero(~w.malicious)) * ctx.stride_s
     return det.choose_threshold(sw, benign_seconds=benign_s, budget_per_day=ctx.budget_per_day)
 
@@ -266,26 +310,35 @@ def _ttd(o, boot: EpisodeBootstrap, q: float) -> tuple[float, np.ndarray]:
 
 def _detect_test(w: Windows, codes, choice, boot: EpisodeBootstrap, universe, onsets,
                  ctx: Context):
-    """Per-seed test statistics at the validation threshold: {name: (point, (B,))}."""
-    score, mal = w.score, w.malicious
-    o = det.episode_outcomes(codes, universe.size, w.t_end_ns, mal, score, choice.threshold,
+    """Per-seed test statistics at the validation threshold: {name: (point, (B,), units)}."""
+    key, score, mal = w.key, w.score, w.malicious
+    o = det.episode_outcomes(codes, universe.size, w.t_end_ns, mal, key, choice.threshold,
                              ctx.consecutive, onsets)
     lin = _linear_columns(o)
     full = _detection_from_sums(lin.sum(axis=0), ctx.stride_s)
     res = _detection_from_sums(boot._resample(lin, int(lin.max(initial=0))), ctx.stride_s)
-    stats = {k: (float(full[k]), res[k]) for k in full}
+    n_inf = int(np.count_nonzero(o.infected))
+    n_ben = int(np.count_nonzero(np.asarray(o.n_benign) > 0))
+    units = {"false_alarms_per_host_day": n_ben, "fpr": n_ben, "episode_detection_rate": n_inf,
+             "alarms_before_onset": n_inf, "tpr": n_inf,
+             **{f"precision@{r}": min(n_inf, n_ben) for r in BASE_RATES}}
+    stats = {k: (float(full[k]), res[k], units[k]) for k in full}
+    n_det = int(np.count_nonzero(o.detected))
     for name, q in (("ttd_median", 0.5), ("ttd_p90", 0.9)):
-        stats[name] = _ttd(o, boot, q)
-    grid = rank.score_grid(score)
-    pos, neg = rank.episode_histograms(codes, universe.size, mal, score, grid)
+        stats[name] = (*_ttd(o, boot, q), n_det)
+    both = bool(mal.any() and (~mal).any())          # ranking needs both classes on test
+    grid = rank.score_grid(key)
+    pos, neg = rank.episode_histograms(codes, universe.size, mal, key, grid)
     roc_b, ap_b = rank.resampled_aucs(boot.weight_chunks(), pos, neg)
-    stats["roc_auc"] = (rank.roc_auc(mal, score), roc_b)
-    stats["pr_auc"] = (rank.average_precision(mal, score), ap_b)
+    nan = float("nan")
+    stats["roc_auc"] = (rank.roc_auc(mal, key) if both else nan, roc_b, min(n_inf, n_ben))
+    stats["pr_auc"] = (rank.average_precision(mal, key) if both else nan, ap_b, min(n_inf, n_ben))
     sums = cal.calibration_sums(codes, universe.size, mal, score, ctx.ece_bins)
     stats["ece_test"] = (float(cal.ece(mal, score, ctx.ece_bins)),
-                         cal.ece_from_sums(_resample_float(boot, sums)))
-    exact = grid.size == np.unique(score).size       # the grid is the scores themselves
-    bound = 0.0 if exact else float(rank.auc_grid_error_bound(pos, neg))
+                         cal.ece_from_sums(_resample_float(boot, sums)),
+                         int(np.count_nonzero(np.asarray(o.n_windows) > 0)))
+    exact = grid.size == np.unique(key).size         # the grid is the scores themselves
+    bound = 0.0 if exact or not both else float(rank.auc_grid_error_bound(pos, neg))
     return o, stats, {"auc_bin_bound": bound}
 
 
@@ -295,17 +348,17 @@ def _resample_float(boot: EpisodeBootstrap, s: np.ndarray) -> np.ndarray:
 
 
 def _curves(w_val: Windows, w_test: Windows, codes, o, ctx: Context) -> dict:
-    mal, score = w_test.malicious, w_test.score
-    fpr, tpr, _ = rank.roc_curve(mal, score)
-    recall, precision = rank.pr_curve(mal, score)
-    sw = det.sweep(codes, mal, score, ctx.consecutive)
+    mal, key = w_test.malicious, w_test.key
+    sw = det.sweep(codes, mal, key, ctx.consecutive)
     days = np.count_nonzero(~mal) * ctx.stride_s / DAY_S
-    out = {"roc": (fpr, tpr), "pr": (recall, precision),
-           "operating": (np.asarray(sw.n_false_alarms) / days if days > 0 else None,
+    out = {"operating": (np.asarray(sw.n_false_alarms) / days if days > 0 else None,
                          _ratio(np.asarray(sw.n_detected), sw.n_infected)),
            "ttd": np.sort(np.asarray(o.ttd_s)[np.isfinite(o.ttd_s)]),
            "reliability_val": cal.reliability(w_val.malicious, w_val.score, ctx.ece_bins),
-           "reliability_test": cal.reliability(mal, score, ctx.ece_bins)}
+           "reliability_test": cal.reliability(mal, w_test.score, ctx.ece_bins)}
+    if mal.any() and (~mal).any():                   # curves need both classes
+        fpr, tpr, _ = rank.roc_curve(mal, key)
+        out["roc"], out["pr"] = (fpr, tpr), rank.pr_curve(mal, key)
     return out
 
 
@@ -338,10 +391,11 @@ def score_all(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 
         idx = [i for i, (q, _, _) in enumerate(cols) if q is p]
         draw = seed_draw(p.name, len(idx), n_resamples, seed)
         rs = [phase_cols[i] for i in idx]
-        phase = {"macro_f1": _combine([r.macro_f1 for r in rs], [r.macro_f1_b for r in rs], draw),
-                 "accuracy": _combine([r.accuracy for r in rs], [r.accuracy_b for r in rs], draw)}
+        g = [int(np.unique(codes[i]).size) for i in idx]       # test episodes behind each seed
+        phase = {"macro_f1": _combine([r.macro_f1 for r in rs], [r.macro_f1_b for r in rs], draw, g),
+                 "accuracy": _combine([r.accuracy for r in rs], [r.accuracy_b for r in rs], draw, g)}
         for c in range(k):
-            phase[f"f1:{c}"] = _combine([r.f1[c] for r in rs], [r.f1_b[:, c] for r in rs], draw)
+            phase[f"f1:{c}"] = _combine([r.f1[c] for r in rs], [r.f1_b[:, c] for r in rs], draw, g)
         model_strata: dict[str, dict[str, tuple]] = {}
         for key, by_value in strata.items():
             for value, entries in by_value.items():
@@ -357,7 +411,9 @@ def score_all(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 
             choice = _detect_val(w_val, ctx, val_coder)
             o, stats, extra = _detect_test(w_test, codes[i], choice, boot, universe, onsets, ctx)
             temp = ece_vs = ece_ts = None
-            if ctx.temperature_scaling:
+            # a class column that is 0 on every validation window (a baseline that cannot
+            # attribute phases) would dominate the log loss that T is fitted on: no scaling
+            if ctx.temperature_scaling and (w_val.proba > 0).any(axis=0).all():
                 temp = float(cal.fit_temperature(w_val.proba, w_val.y_true))
                 ece_vs = float(cal.ece(w_val.malicious, _scaled_score(w_val.proba, temp), ctx.ece_bins))
                 ece_ts = float(cal.ece(w_test.malicious, _scaled_score(w_test.proba, temp), ctx.ece_bins))
@@ -367,11 +423,12 @@ def score_all(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 
                                curves=_curves(w_val, w_test, codes[i], o, ctx))
             sd.curves.update(extra)
             seeds.append(sd)
-            for name, (pt, r) in stats.items():
-                per_stat.setdefault(name, ([], []))
+            for name, (pt, r, n) in stats.items():
+                per_stat.setdefault(name, ([], [], []))
                 per_stat[name][0].append(pt)
                 per_stat[name][1].append(r)
-        detection = {name: _combine(pts, rs_, draw) for name, (pts, rs_) in per_stat.items()}
+                per_stat[name][2].append(n)
+        detection = {name: _combine(pts, rs_, draw, us) for name, (pts, rs_, us) in per_stat.items()}
         confusion = np.zeros((k, k), dtype=np.int64)
         for s in p.seeds:
             w = p.test[s]

@@ -526,7 +526,10 @@ class Spool:
             if parse_name(name) is None:
                 continue
             if self.locate(name):
-                os.unlink(entry.path)
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    pass  # another worker's recovery (or the sweeper itself) got there first
             elif rename_resolved(Path(entry.path), self.path_of(JobState.PENDING, name)):
                 recovered.append(name)
         return recovered

@@ -42,7 +42,7 @@ def world(n_episodes: int, seed: int, *, prefix: str = "ep", windows: int = 40,
 
 
 def scored(w, skill: float, seed: int, *, clock: bool = False) -> Windows:
-    e, h, p, t, y, _ = w
+    e, h, p, t, y, onsets = w
     rng = np.random.default_rng([seed, 0x5C])
     logits = rng.normal(0.0, 1.0, (y.size, len(CLASS_NAMES)))
     if clock:                                   # a "model" that only knows the time
@@ -53,7 +53,8 @@ def scored(w, skill: float, seed: int, *, clock: bool = False) -> Windows:
         logits[np.arange(y.size), y] += 3.0 * skill
     proba = np.exp(logits - logits.max(axis=1, keepdims=True))
     proba /= proba.sum(axis=1, keepdims=True)
-    return Windows(e, h, p, t, y, proba.astype(np.float32))
+    return Windows(e, h, p, t, y, proba.astype(np.float32),
+                   np.array([onsets.get(x, -1) for x in e], dtype=np.int64))
 
 
 def predictions(model: str, mode: str, skill: float, val, test, *, seeds=(0,),
@@ -69,5 +70,5 @@ def predictions(model: str, mode: str, skill: float, val, test, *, seeds=(0,),
         meta={"checkpoints": {str(s): f"{model}{mode}{s}".encode().hex()[:16].ljust(64, "0")
                               for s in seeds}, "schema_sha256": "ab" * 32,
               "history": {str(s): [{"epoch": i, "loss": 1.0 / i, "val_macro_f1": 0.5}
-                                   for i in (1, 2, 3)] for s in seeds}}
-        if fam != "baseline" else {"info": {"what": model}})
+                                   for i in (1, 2, 3)] for s in seeds}, "stride_s": STRIDE_S}
+        if fam != "baseline" else {"info": {"what": model}, "stride_s": STRIDE_S})

@@ -246,3 +246,21 @@ def test_bad_input_names_the_argument(fixed_world, which, change, match):
 def test_unknown_baseline_name_is_refused(fixed_world):
     with pytest.raises(ValueError, match="`names`"):
         fit_baselines(*fixed_world, names=["majority", "oracle"])
+
+
+def test_rule_zscore_keeps_its_ranking_on_a_far_off_host():
+    """Regression: P(clean) was 1 − expit(x), which rounds to 0 once x > 37, so a host far
+    from the pooled baseline got one tied score and ROC AUC 0.5 whatever the rule saw."""
+    from scipy.stats import spearmanr
+
+    levels = {"h0": 8.0, "h1": 12.0, "h9": 400.0, "hx": 10.0}       # h9: 400 vs ~10 in train
+    train, val, test = _splits(3, fixed_onset=True, n_train=20, n_val=15, n_test=20, shift=6.0,
+                               host_level=levels)
+    fit = fit_baselines(train, val, test, names=["rule-zscore"])["rule-zscore"]
+    key = -fit.proba_test[:, 0].astype(np.float64)            # the evaluation's ranking key
+    n = test.y.size
+    assert fit.proba_test[:, 0].max() < 1e-10                 # every window far out ...
+    assert np.unique(key).size > 0.9 * n                      # ... yet almost no ties
+    x = np.log1p(np.maximum(test.X[:, 0].astype(np.float64), 0.0))  # the channel that moves
+    assert spearmanr(key, x).statistic > 0.99                 # the stored order is the rule's
+    assert roc_auc_score(test.y != 0, key) > 0.9              # and it still separates

@@ -239,10 +239,22 @@ def test_eval_refuses_a_checkpoint_trained_on_other_episodes(demo, tmp_path, cap
 def test_a_checkpoint_trained_on_a_test_host_is_refused():
     from cis490.data.splits import Split
 
+    from cis490.train.data import episodes_digest
+
     split = Split(recipe="host", seed=0, train=("a",), val=("b",), test=("c",),
                   train_hosts=("h1",), test_hosts=("h2", "h3"))
-    ok = _cand(split={"recipe": "host", "train_hosts": ["h1"], "seed": 0})
-    check_against_split([ok], split)
-    bad = _cand(split={"recipe": "host", "train_hosts": ["h1", "h3"], "seed": 0})
+
+    def cand(hosts, **digests):
+        c = _cand(split={"recipe": "host", "train_hosts": hosts, "seed": 0})
+        c.meta["data"].update(digests)
+        return c
+
+    good = {"train_episodes_sha256": episodes_digest(["a"]),
+            "val_episodes_sha256": episodes_digest(["b"])}
+    check_against_split([cand(["h1"], **good)], split)
     with pytest.raises(EvalRefused, match="h3, a test host"):
-        check_against_split([bad], split)
+        check_against_split([cand(["h1", "h3"], **good)], split)
+    # a partial record cannot be checked: refused, not waved through
+    with pytest.raises(EvalRefused, match="does not record val_episodes_sha256"):
+        check_against_split([cand(["h1"], train_episodes_sha256=good["train_episodes_sha256"])],
+                            split)

@@ -412,7 +412,7 @@ def test_unsorted_codes_are_refused():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(score=[0.1, 1.5, 0.2]), "`score`"),
+    (dict(score=[0.1, float("nan"), 0.2]), "`score`"),
     (dict(k=0), "`k`"),
     (dict(n_groups=1), "`n_groups`"),
     (dict(malicious=[0, 2, 1]), "`malicious`"),

@@ -254,7 +254,9 @@ def test_the_report_is_computed_from_the_files_alone(comp, tmp_path):
     back = []
     for p in _preds():
         back.append(read_predictions(write_predictions(p, tmp_path / f"{p.name}.parquet")))
-    again = compare(back, CTX, n_resamples=400, seed=7, untested_profiles=UNTESTED)
+    ctx = Context.from_predictions(back)                 # onsets and stride from the files too
+    assert ctx == CTX
+    again = compare(back, ctx, n_resamples=400, seed=7, untested_profiles=UNTESTED)
     assert [m.name for m in comp.everything] == [m.name for m in again.everything]
     def same(x, y):
         return all(np.array_equal(np.float64(getattr(x, f)), np.float64(getattr(y, f)),
@@ -299,3 +301,74 @@ def test_zero_events_get_a_rule_of_three_bound_not_a_collapsed_interval(comp, tm
     for m in busy:
         data = json.loads((tmp_path / f"{m.name}_eval.json").read_text())
         assert "false_alarms_per_host_day_upper_95" not in data["detection"]["zero_event_bounds"]
+
+
+def test_a_statistic_on_too_few_episodes_gets_no_interval():
+    """One detected episode: its time to detect is a number, never an interval [x, x]."""
+    few = world(40, 2, prefix="t", hosts=("k-gamingcom",))
+    p = predictions("gbt", "realistic", 0.8, VAL, few)
+    w = p.test[0]
+    proba = w.proba.copy()
+    proba[:, 0] = np.where(w.episode_id == "t0000", proba[:, 0], 1.0)   # one episode can alarm
+    proba[:, 1:] = np.where((w.episode_id == "t0000")[:, None], proba[:, 1:], 0.0)
+    p = dataclasses.replace(p, test={0: dataclasses.replace(w, proba=proba)})
+    m = compare([p], CTX, n_resamples=200).models[0]
+    ttd = m.detection.ci["ttd_median"]
+    assert m.detection.n_detected == 1
+    assert np.isfinite(ttd.point) and np.isnan(ttd.low) and np.isnan(ttd.high)
+    assert "1 episode(s)" in m.detection.ci_notes["ttd_median"]
+    assert np.isfinite(m.detection.ci["roc_auc"].low)         # 40 episodes: an interval
+
+
+def test_a_test_split_without_benign_windows_reports_what_it_can():
+    e, h, prof, t, y, on = TEST
+    mal_only = (e, h, prof, t, np.where(y == 0, 3, y), on)
+    comp = compare([predictions("gbt", "realistic", 0.8, VAL, mal_only)], CTX, n_resamples=100)
+    d = comp.models[0].detection
+    assert np.isnan(d.ci["roc_auc"].point) and np.isnan(d.ci["false_alarms_per_host_day"].point)
+    assert d.benign_host_seconds == 0 and np.isfinite(d.ci["episode_detection_rate"].point)
+
+
+def test_validation_without_benign_or_malicious_windows_is_refused_in_one_line():
+    from cis490.evaluate.run import _check_validation
+
+    _check_validation(np.array([0, 3, 3]))
+    with pytest.raises(ValueError, match="no benign \\(clean\\) window"):
+        _check_validation(np.array([1, 3, 3]))
+    with pytest.raises(ValueError, match="no malicious window"):
+        _check_validation(np.array([0, 0]))
+
+
+def test_the_clock_check_is_holm_adjusted_within_each_family():
+    """Adding oracle models must not change a realistic model's clock-only verdict."""
+    base = [predictions("gbt", "realistic", 0.8, VAL, TEST),
+            predictions("mlp", "realistic", 0.5, VAL, TEST),
+            predictions("clock-only", "baseline", 0.0, VAL, TEST, clock=True)]
+    more = base + [predictions(m, "oracle", 1.0 + 0.1 * i, VAL, TEST)
+                   for i, m in enumerate(("gbt", "cnn", "gru", "lstm"))]
+    a = {m.name: m for m in compare(base, CTX, n_resamples=200).models}
+    b = {m.name: m for m in compare(more, CTX, n_resamples=200).models}
+    for name in ("gbt_realistic", "mlp_realistic"):
+        for metric in ("roc_auc", "macro_f1"):
+            assert a[name].vs_clock[metric].p_holm == b[name].vs_clock[metric].p_holm
+
+
+def test_temperature_scaling_is_skipped_for_a_scorer_with_structural_zeros():
+    p = predictions("rule-zscore", "baseline", 0.3, VAL, TEST)
+    for part in (p.val, p.test):
+        w = part[0]
+        proba = np.zeros_like(w.proba)
+        proba[:, 0], proba[:, 3] = w.proba[:, 0], 1.0 - w.proba[:, 0]  # no phase attribution
+        part[0] = dataclasses.replace(w, proba=proba)
+    m = compare([p, predictions("gbt", "realistic", 0.8, VAL, TEST)], CTX, n_resamples=100)
+    rule = m.baselines[0]
+    assert rule.calibration.temperature is None and rule.calibration.ece_test_scaled is None
+    assert m.models[0].calibration.temperature is not None
+
+
+def test_the_reported_threshold_is_one_a_seed_uses():
+    p = predictions("gbt", "realistic", 0.8, VAL, TEST, seeds=(0, 1))
+    d = compare([p], CTX, n_resamples=100).models[0].detection
+    assert d.threshold in d.thresholds.values()
+    for s, tau in d.thresholds.items():
+        assert tau == pytest.approx(1 - d.thresholds_p_clean[s])

@@ -271,3 +271,25 @@ def test_a_spec_parked_by_a_crashed_sweeper_is_recovered(spool, tmp_path):
     assert spool.recover_parked(time.time() + 120, older_than=60) == [a]
     assert sorted(spool.name_of(l) for l in spool.scan(JobState.PENDING)) == sorted([a, b])
     assert [p.name for p in spool.tmp.iterdir()] == []
+
+
+def test_two_workers_recovering_the_same_parked_leftover_do_not_crash(spool, tmp_path, monkeypatch):
+    """Regression (sshfs chaos run): two workers' sweeps found the same leftover copy in
+    tmp/; the second one's unlink raised ENOENT and its worker exited."""
+    import time
+
+    smoke_manifest(tmp_path / "m.toml", 1)
+    spool.reload(tmp_path / "m.toml")
+    (b,) = (spool.name_of(l) for l in spool.scan(JobState.PENDING))
+    leftover = spool.tmp / f"{b}.json.reload-0003"
+    leftover.write_bytes(spool.path_of(JobState.PENDING, b).read_bytes())
+    real = spool.locate
+
+    def locate_while_a_rival_removes_it(name):
+        found = real(name)
+        leftover.unlink()                  # the other worker's recovery wins the race
+        return found
+
+    monkeypatch.setattr(spool, "locate", locate_while_a_rival_removes_it)
+    assert spool.recover_parked(time.time() + 120, older_than=60) == []
+    assert [spool.name_of(l) for l in spool.scan(JobState.PENDING)] == [b]
