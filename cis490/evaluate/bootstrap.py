@@ -146,6 +146,14 @@ def _weight_chunks(n_groups: int, n_resamples: int, seed: int) -> Iterator[np.nd
         yield counts.reshape(b, n_groups).astype(np.float32)
 
 
+def episode_codes(episode_ids: np.ndarray, ids: np.ndarray, what: str = "`episode_id`") -> np.ndarray:
+    """Index of each of ``ids`` in the sorted ``episode_ids``; ValueError for an unknown one."""
+    codes = np.minimum(np.searchsorted(episode_ids, ids), episode_ids.size - 1)
+    if ids.size and not np.array_equal(episode_ids[codes], ids):
+        raise ValueError(f"{what} names episodes outside the test set")
+    return codes.astype(np.int64)
+
+
 def percentile_interval(stats: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval along axis 0 (linear interpolation, as scipy)."""
     alpha = (1.0 - confidence) / 2.0
@@ -236,10 +244,7 @@ class EpisodeBootstrap:
             g = np.asarray(groups)
             if g.shape != yt.shape:
                 raise ValueError(f"`groups[{i}]` must have one entry per window ({yt.size})")
-            codes = np.searchsorted(self.episode_ids, g)
-            codes = np.minimum(codes, self.n_groups - 1)
-            if not np.array_equal(self.episode_ids[codes], g):
-                raise ValueError(f"`groups[{i}]` names episodes outside the test set")
+            codes = episode_codes(self.episode_ids, g, f"`groups[{i}]`")
             if yt.size and yt.max() >= self.n_classes:
                 raise ValueError(f"`y_trues[{i}]` holds class {yt.max()} but `n_classes` "
                                  f"is {self.n_classes}")

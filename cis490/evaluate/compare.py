@@ -198,8 +198,8 @@ def _check(preds: Sequence[Predictions], untested: Sequence[str]) -> None:
         raise ValueError(f"profiles {clash} are declared untested but have test windows")
 
 
-def _paired(a: Estimate, b: Estimate, metric: str, against: str, confidence: float,
-            floor: float) -> tuple[float, float, float, float, bool]:
+def _paired(a: Estimate, b: Estimate, confidence: float) -> tuple[float, float, float, float, bool]:
+    """(difference, low, high, p, p at the floor) of ``a − b`` on shared resamples."""
     d_b = a.resamples - b.resamples
     d_b = d_b[np.isfinite(d_b)]
     d = a.point - b.point
@@ -211,15 +211,12 @@ def _paired(a: Estimate, b: Estimate, metric: str, against: str, confidence: flo
     return float(d), float(low), float(high), p, bool(p <= floor * (1 + 1e-12))
 
 
-def _family_tests(stats: dict[str, ModelStats], names: list[str], metric: str, key,
-                  confidence: float, floor: float) -> tuple[str, dict[str, Paired]]:
-    """Every model of a family against its best on ``metric``, Holm within the family."""
-    est = {n: key(stats[n]) for n in names}
-    best = sorted(names, key=lambda n: (-np.nan_to_num(est[n].point, nan=-np.inf), n))[0]
-    others = [n for n in names if n != best]
-    raw = {n: _paired(est[n], est[best], metric, best, confidence, floor) for n in others}
-    adj = dict(zip(others, holm([raw[n][3] for n in others]).tolist())) if others else {}
-    return best, {n: Paired(metric, best, *raw[n][:4], adj[n], raw[n][4]) for n in others}
+def _tests_against(est: Mapping[str, Estimate], names: Sequence[str], ref: str, ref_est: Estimate,
+                   metric: str, confidence: float) -> dict[str, Paired]:
+    """Each of ``names`` against ``ref`` on ``metric``, Holm-adjusted over ``names``."""
+    raw = {n: _paired(est[n], ref_est, confidence) for n in names}
+    adj = dict(zip(names, holm([raw[n][3] for n in names]).tolist()))
+    return {n: Paired(metric, ref, *raw[n][:4], adj[n], raw[n][4]) for n in names}
 
 
 def _metric(m: ModelStats, metric: str) -> Estimate:
@@ -293,7 +290,6 @@ def compare(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 20
                                  seed=seed)
     stats = {s.name: s for s in stats_list}
     settings = (boot.confidence, boot.n_resamples, boot.seed)
-    floor = 2.0 / (boot.n_resamples + 1)
     class_names = preds[0].class_names
     evals = {n: _model_eval(s, settings, ctx, class_names) for n, s in stats.items()}
 
@@ -303,26 +299,23 @@ def compare(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 20
         names = sorted(n for n, e in evals.items() if e.family == family)
         if not names:
             continue
-        for metric in FAMILY_METRICS:
-            b, tests = _family_tests(stats, names, metric, lambda s, mt=metric: _metric(s, mt),
-                                     confidence, floor)
+        for metric in FAMILY_METRICS:        # Holm within (family, metric)
+            est = {n: _metric(stats[n], metric) for n in names}
+            b = sorted(names, key=lambda n: (-np.nan_to_num(est[n].point, nan=-np.inf), n))[0]
             best[(family, metric)] = b
+            others = [n for n in names if n != b]
+            tests = _tests_against(est, others, b, est[b], metric, confidence)
             for n in names:
                 extra[n]["vs_best"][metric] = tests.get(n)
-    models = sorted((n for n, e in evals.items() if not e.is_baseline))
-    for family in ("realistic", "oracle"):            # Holm within (family, metric), as above
-        names = [n for n in models if evals[n].family == family]
-        if CLOCK not in stats or not names:
-            continue
-        for metric in FAMILY_METRICS:
-            raw = {n: _paired(_metric(stats[n], metric), _metric(stats[CLOCK], metric), metric,
-                              CLOCK, confidence, floor) for n in names}
-            adj = dict(zip(names, holm([raw[n][3] for n in names]).tolist()))
-            for n in names:
-                t = Paired(metric, CLOCK, *raw[n][:4], adj[n], raw[n][4])
+            if CLOCK not in stats:
+                continue
+            clock = _tests_against(est, names, CLOCK, _metric(stats[CLOCK], metric), metric,
+                                   confidence)
+            for n, t in clock.items():
                 extra[n]["vs_clock"][metric] = t
                 if not (t.difference > 0 and t.p_holm < 1 - confidence):
                     extra[n]["clock_flag"] += (metric,)
+    models = sorted((n for n, e in evals.items() if not e.is_baseline))
     importance = dict(importance or {})
 
     def finish(n: str) -> ModelEval:

@@ -25,23 +25,13 @@ import os
 from pathlib import Path
 
 from cis490.fleet.atomic import atomic_write
+from cis490.models.checkpoint import json_safe
 
 from .compare import BASE_RATES, MIN_CI_EPISODES, Comparison, ModelEval
 
 __all__ = ["comparison_json", "comparison_markdown", "model_json", "render_table", "write_report"]
 
 FLAG_TEXT = "not better than clock-only: may be learning episode time"
-
-
-def _clean(obj):
-    """NaN/inf -> None, tuples -> lists, int keys -> str (JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 def _ci_dict(ci, reported: bool = True) -> dict:
@@ -133,7 +123,7 @@ def model_json(m: ModelEval, comp: Comparison) -> dict:
     """Everything known about one model's (or baseline's) score, JSON-ready."""
     d, c = m.detection, m.calibration
     ci = d.ci
-    return _clean({
+    return json_safe({
         "model": m.model, "mode": m.mode, "name": m.name, "family": m.family,
         "seeds": list(m.seeds), "n_windows": m.n_windows, "n_episodes": m.n_episodes,
         "detection": {
@@ -185,7 +175,7 @@ def model_json(m: ModelEval, comp: Comparison) -> dict:
 
 
 def comparison_json(comp: Comparison) -> dict:
-    return _clean({
+    return json_safe({
         "provenance": dict(comp.provenance),
         "families": {f: [m.name for m in comp.family(f)] for f in ("realistic", "oracle")},
         "best": {f"{fam}/{metric}": name for (fam, metric), name in sorted(comp.best.items())},
@@ -502,7 +492,7 @@ def _provenance_section(comp: Comparison) -> list[str]:
     lines = ["## Provenance", ""] + _table(["model", "checkpoint digest(s)", "schema hash"], rows)
     for m in comp.baselines:
         lines.append(f"- `{m.name}`: fitted at evaluation time — "
-                     f"{json.dumps(_clean(m.meta.get('info', {})), sort_keys=True)}")
+                     f"{json.dumps(json_safe(m.meta.get('info', {})), sort_keys=True)}")
     return lines + [""]
 
 

@@ -399,11 +399,8 @@ def _fit_baselines(settings: EvalSettings, split, started: dict, pred_dir: Path,
     return written
 
 
-def _episode_facts(validation: Path, split) -> tuple[dict, dict, dict]:
-    """started_at_ns of every episode, onset_ns of the test episodes, and the data's origin."""
-    from cis490.data.validate import read_validation
-
-    df = read_validation(validation)
+def _episode_facts(df) -> tuple[dict, dict, dict]:
+    """started_at_ns and onset_ns of every usable episode, and the data's origin."""
     started = dict(zip(df["episode_id"].astype(str), df["started_at_ns"].astype("int64")))
     usable = df[df["status"] != "invalid"]
     onset_col = usable["onset_ns"]
@@ -425,13 +422,15 @@ def evaluate(settings: EvalSettings, chosen: Sequence[Candidate], *, schema_sha2
              ) -> Comparison:
     """Predict, write the predictions files, fit baselines, read everything back, compare."""
     from cis490.data.splits import make_split
+    from cis490.data.validate import read_validation
     from cis490.models.configs import SUMMARY_MODELS
 
     if not chosen:
         raise ValueError("no checkpoint to evaluate for this split")
-    split = make_split(settings.validation, settings.recipe, settings.train_hosts, settings.seed)
+    validation = read_validation(settings.validation)          # read once, for both
+    split = make_split(validation, settings.recipe, settings.train_hosts, settings.seed)
     check_against_split(chosen, split)
-    started, onsets, origin = _episode_facts(settings.validation, split)
+    started, onsets, origin = _episode_facts(validation)
     facts = {"onsets": onsets, "stride_s": _stride_s(settings.schema)}
     reports = Path(settings.reports_dir)
     reports.mkdir(parents=True, exist_ok=True)

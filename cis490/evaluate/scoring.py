@@ -35,7 +35,7 @@ import numpy as np
 from . import calibration as cal
 from . import detection as det
 from . import ranking as rank
-from .bootstrap import BootstrapCI, EpisodeBootstrap, percentile_interval
+from .bootstrap import BootstrapCI, EpisodeBootstrap, episode_codes, percentile_interval
 from .predictions import Predictions, Windows
 
 __all__ = ["BASE_RATES", "MAX_UNDEFINED", "MIN_CI_EPISODES", "Context", "Estimate", "ModelStats",
@@ -162,21 +162,17 @@ def _combine(points: Sequence[float], res: Sequence[np.ndarray], draw: np.ndarra
                     None if units is None else int(min(units)))
 
 
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a is b or (a.shape == b.shape and np.array_equal(a, b))
+
+
 def distinct(arrays) -> list[np.ndarray]:
     """The distinct arrays among ``arrays`` (equal ones once): models share their windows."""
     out: list[np.ndarray] = []
     for a in arrays:
-        if not any(b is a or (b.shape == a.shape and np.array_equal(b, a)) for b in out):
+        if not any(_same(a, b) for b in out):
             out.append(a)
     return out
-
-
-def _codes(universe: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    codes = np.searchsorted(universe, ids)
-    codes = np.minimum(codes, universe.size - 1)
-    if ids.size and not np.array_equal(universe[codes], ids):
-        raise ValueError("windows name episodes outside the evaluated set")
-    return codes.astype(np.int64)
 
 
 class _Coder:
@@ -193,16 +189,16 @@ class _Coder:
     def __call__(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(universe, codes) of ``ids``."""
         for a, uni, c in self.seen:
-            if a is ids or (a.shape == ids.shape and np.array_equal(a, ids)):
+            if _same(a, ids):
                 return uni, c
         uni = self.universe if self.universe is not None else np.unique(ids)
-        c = _codes(uni, ids)
+        c = episode_codes(uni, ids)
         self.seen.append((ids, uni, c))
         return uni, c
 
 
 def _onsets(universe: np.ndarray, ctx: Context) -> np.ndarray:
-    return np.array([int(ctx.onset_ns.get(str(e), -1) or -1) for e in universe], dtype=np.int64)
+    return np.array([int(ctx.onset_ns.get(str(e), -1)) for e in universe], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- phase

@@ -36,6 +36,7 @@ __all__ = [
     "canonical_json",
     "check_schema",
     "find_checkpoint",
+    "json_safe",
     "library_versions",
     "read_checkpoint",
     "sha256_bytes",
@@ -47,21 +48,21 @@ FORMAT = "cis490-ckpt/1"
 SUFFIX = ".ckpt.json"
 
 
-def _finite(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """Replace non-finite floats by None (JSON has no NaN); tuples -> lists."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
 def canonical_json(obj: Any) -> bytes:
     """The one byte form of ``obj``: sorted keys, fixed separators, repr floats."""
     text = json.dumps(
-        _finite(obj), sort_keys=True, indent=2, separators=(",", ": "),
+        json_safe(obj), sort_keys=True, indent=2, separators=(",", ": "),
         ensure_ascii=True, allow_nan=False,
     )
     return (text + "\n").encode("ascii")
