@@ -6,7 +6,7 @@
 
 Sections:
 
-1. throughput over one generated store (``--episodes-per-host`` x 2 hosts,
+1. throughput over one generated store (``--episodes-per-host`` x 2 hosts (``--hosts 2``),
    ``--duration-s`` each): episodes/s of the decode floor (decompress + tar +
    JSON parse of the same tarballs, nothing else), of the summary-feature
    builder and of the tensor builder, each at ``--jobs 1`` and ``--jobs 2``
@@ -62,7 +62,7 @@ def make_data(base: Path, per_host: int, duration: int) -> Path:
     d = base / f"store-{per_host}x{duration}"
     if not (d / "validation_v1.parquet").exists():
         _cli("synth", "--out", str(d / "store"), "--episodes-per-host", str(per_host),
-             "--duration-s", str(duration), "--jobs", "2")
+             "--duration-s", str(duration), "--hosts", "2", "--jobs", "2")
         _cli("validate", "--store", str(d / "store"), "--out", str(d / "validation_v1.parquet"), "--jobs", "2")
     return d
 

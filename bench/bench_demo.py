@@ -1,7 +1,7 @@
 """Benchmark of the demo (issue 6): wall time by stage, and the coordinator's
 overhead per job against the training time.
 
-    .venv/bin/python bench/bench_demo.py [--dir DIR] [--episodes-per-host 40] [--duration-s 120]
+    .venv/bin/python bench/bench_demo.py [--dir DIR] [--episodes-per-host N] [--duration-s S]
 
 Runs `cis490-spool demo --quiet` from scratch in a scratch directory (so
 nothing is reused), then reads the stage timings the demo records and every
@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default=None)
-    ap.add_argument("--episodes-per-host", type=int, default=40)
-    ap.add_argument("--duration-s", type=int, default=120)
+    ap.add_argument("--episodes-per-host", type=int, default=None, help="default: the demo's")
+    ap.add_argument("--duration-s", type=int, default=None, help="default: the demo's 60-240 s")
     args = ap.parse_args()
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
@@ -40,9 +40,10 @@ def main() -> int:
     spool = root / "spool"
     print(f"bench_demo in {root}; {os.cpu_count()} CPUs; load {os.getloadavg()}")
     t0 = time.monotonic()
+    world = [a for flag, v in (("--episodes-per-host", args.episodes_per_host),
+                               ("--duration-s", args.duration_s)) if v is not None for a in (flag, str(v))]
     r = subprocess.run([sys.executable, str(REPO / "bin" / "cis490-spool"), "--spool", str(spool), "demo",
-                        "--episodes-per-host", str(args.episodes_per_host), "--duration-s", str(args.duration_s),
-                        "--quiet"], capture_output=True, text=True)
+                        *world, "--quiet"], capture_output=True, text=True)
     wall = time.monotonic() - t0
     if r.returncode:
         print(r.stdout[-2000:], r.stderr[-2000:])

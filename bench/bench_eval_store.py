@@ -60,7 +60,7 @@ def build(root: Path, episodes: int, duration: int) -> dict[str, Path]:
     if not (root / ".built").exists():
         root.mkdir(parents=True, exist_ok=True)
         for argv in (["synth", "--out", str(d["store"]), "--episodes-per-host", str(episodes),
-                      "--duration-s", str(duration), "--jobs", "2"],
+                      "--duration-s", str(duration), "--hosts", "2", "--jobs", "2"],
                      ["validate", "--store", str(d["store"]), "--out", str(d["validation"]),
                       "--jobs", "2"],
                      ["features", "--validation", str(d["validation"]), "--store", str(d["store"]),

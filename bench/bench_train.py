@@ -44,7 +44,7 @@ def build_data(out: Path, episodes: int, duration: int) -> Path:
     py = [sys.executable, "-m", "cis490"]
     steps = [
         ["synth", "--out", str(data / "store"), "--episodes-per-host", str(episodes),
-         "--duration-s", str(duration)],
+         "--duration-s", str(duration), "--hosts", "2"],
         ["validate", "--store", str(data / "store"), "--out", str(data / "validation_v1.parquet")],
         ["features", "--validation", str(data / "validation_v1.parquet"), "--store",
          str(data / "store"), "--out-dir", str(data / "features")],

@@ -63,13 +63,19 @@ def stage(name: str, stamp_dir: Path, params: dict, inputs: list[Path], outputs:
     return True
 
 
-def build_data(data: Path, episodes_per_host: int, duration_s: int, seed: int, jobs: int) -> dict[str, Path]:
+# The demo's world: the default world (four hosts, benign-only majority, random onsets,
+# eight weeks of drift) at a size that trains in a few minutes on 2 cores.
+DEMO_WORLD = {"episodes_per_host": 20, "min_duration_s": 60, "max_duration_s": 240, "benign_frac": 0.5}
+
+
+def build_data(data: Path, world: dict, seed: int, jobs: int) -> dict[str, Path]:
     data.mkdir(parents=True, exist_ok=True)
     store, validation = data / "store", data / "validation_v1.parquet"
     features, tensors = data / "features", data / "tensors"
-    stage("synth", data, {"episodes_per_host": episodes_per_host, "duration_s": duration_s, "seed": seed},
-          [], [store], ["synth", "--out", str(store), "--episodes-per-host", str(episodes_per_host),
-                             "--duration-s", str(duration_s), "--seed", str(seed), "--jobs", str(jobs)])
+    flags = [a for k, v in sorted(world.items()) for a in (f"--{k.replace('_', '-')}", str(v))]
+    # the world's version is part of the stamp: a store of the first generator is rebuilt
+    stage("synth", data, {**world, "seed": seed, "world": "cis490-synth/2"}, [], [store],
+          ["synth", "--out", str(store), *flags, "--seed", str(seed), "--jobs", str(jobs)])
     # params name the table's version: a table from before onset_ns/collector_version is rebuilt
     stage("validate", data, {"columns": "onset_ns,collector_version"}, [store], [validation],
           ["validate", "--store", str(store), "--out", str(validation), "--jobs", str(jobs)])
@@ -121,8 +127,8 @@ def drain(spool, bin_path: Path, quiet: bool) -> None:
             fh.close()
 
 
-def run_demo(spool_path: str, *, episodes_per_host: int = 40, duration_s: int = 120, seed: int = 0,
-             quiet: bool = False) -> int:
+def run_demo(spool_path: str, *, world: dict | None = None, seed: int = 0, quiet: bool = False) -> int:
+    """The demo; ``world`` overrides keys of ``DEMO_WORLD`` (synth options by their keyword)."""
     from cis490.fleet.layout import JobState
     from cis490.fleet.spool import Spool
 
@@ -131,7 +137,7 @@ def run_demo(spool_path: str, *, episodes_per_host: int = 40, duration_s: int = 
     data = root.parent / "demo-data"  # the example manifest's [data] paths: ../demo-data/…
     timings = {}
     t0 = time.monotonic()
-    build_data(data, episodes_per_host, duration_s, seed, jobs=min(2, os.cpu_count() or 1))
+    build_data(data, {**DEMO_WORLD, **(world or {})}, seed, jobs=min(2, os.cpu_count() or 1))
     timings["data"] = time.monotonic() - t0
 
     spool = Spool.open(root) if (root / "spool.toml").exists() else Spool.init(root)

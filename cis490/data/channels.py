@@ -33,6 +33,8 @@ __all__ = [
 
 # Labels, in class-index order (0..3). CONTRACTS.md: "Labels and modes".
 PHASES: tuple[str, ...] = ("clean", "armed", "infecting", "infected_running")
+# A profile named benign-* is a benign-only episode: clean throughout (docs/DATA_PIPELINE.md).
+BENIGN_PREFIX = "benign-"
 
 # Threat-model modes and the episode streams each may use.
 MODES: dict[str, tuple[str, ...]] = {

@@ -45,15 +45,21 @@ def cmd_synth(args) -> int:
     from .synth import SynthConfig, plan_store, synthesize
 
     _check_jobs(args)
-    cfg = SynthConfig(episodes_per_host=args.episodes_per_host, duration_s=args.duration_s,
-                      seed=args.seed, defects=not args.no_defects)
+    lengths = ({"duration_s": args.duration_s} if args.duration_s is not None else
+               {"min_duration_s": args.min_duration_s, "max_duration_s": args.max_duration_s})
+    cfg = SynthConfig(episodes_per_host=args.episodes_per_host, seed=args.seed,
+                      defects=not args.no_defects, benign_frac=args.benign_frac, hosts=args.hosts,
+                      weeks=args.weeks, **lengths)
     with progress_bar("synth", len(plan_store(cfg)), quiet=args.quiet) as prog:
         rep = synthesize(args.out, cfg, jobs=args.jobs, progress=prog)
     defects = ("no defects" if not cfg.defects else
                f"defects: torn index line {rep.torn_index_line}, truncated {len(rep.truncated)}, "
                f"no meta {len(rep.no_meta)}, counter reset {len(rep.counter_reset)}")
-    print(f"synth: {rep.n_episodes} episodes ({cfg.episodes_per_host} per host x 2 hosts, "
-          f"{cfg.duration_s} s); netflow missing on {len(rep.degraded)}; {defects} -> {args.out}")
+    lengths = (f"{cfg.min_duration_s} s" if cfg.min_duration_s == cfg.max_duration_s else
+               f"{cfg.min_duration_s}-{cfg.max_duration_s} s")
+    print(f"synth: {rep.n_episodes} episodes ({cfg.episodes_per_host} per host x {cfg.hosts} hosts, "
+          f"{lengths}, {rep.n_benign} benign-only, over {rep.span_weeks:.1f} weeks); "
+          f"netflow missing on {len(rep.degraded)}; {defects} -> {args.out}")
     return 0
 
 
@@ -112,14 +118,32 @@ def cmd_tensors(args) -> int:
     return _build(args, "tensors", build_tensors)
 
 
+# SynthConfig's defaults, repeated so that building the parser imports nothing heavy
+# (tests/data/test_data_cli.py checks they agree)
+SYNTH_DEFAULTS = {"episodes_per_host": 40, "min_duration_s": 90, "max_duration_s": 600,
+                  "benign_frac": 0.6, "hosts": 4, "weeks": 8}
+
+
 def register(sub) -> None:
+    d = SYNTH_DEFAULTS
     f = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("synth", help="write a synthetic episode store", formatter_class=f,
                        description="Write a synthetic episode store (DATA.md) with its defects.\n\n"
                        f"example: cis490 synth --out {EXAMPLE_STORE} --episodes-per-host 40 --seed 0")
     p.add_argument("--out", required=True, metavar="STORE")
-    p.add_argument("--episodes-per-host", type=int, default=40, metavar="N")
-    p.add_argument("--duration-s", type=int, default=120, metavar="S")
+    p.add_argument("--episodes-per-host", type=int, default=d["episodes_per_host"], metavar="N")
+    p.add_argument("--min-duration-s", type=int, default=d["min_duration_s"], metavar="S",
+                   help=f"shortest episode (default {d['min_duration_s']})")
+    p.add_argument("--max-duration-s", type=int, default=d["max_duration_s"], metavar="S",
+                   help=f"longest episode (default {d['max_duration_s']})")
+    p.add_argument("--duration-s", type=int, default=None, metavar="S",
+                   help="every episode exactly S seconds (overrides --min/--max-duration-s)")
+    p.add_argument("--benign-frac", type=float, default=d["benign_frac"], metavar="F",
+                   help=f"share of each host's episodes that are benign-only (default {d['benign_frac']})")
+    p.add_argument("--hosts", type=int, default=d["hosts"], metavar="N",
+                   help=f"the first N hosts of the world, 2..{d['hosts']} (default {d['hosts']})")
+    p.add_argument("--weeks", type=int, default=d["weeks"], metavar="W",
+                   help=f"weeks of started_at the episodes spread over (default {d['weeks']})")
     p.add_argument("--seed", type=int, default=0, metavar="N")
     p.add_argument("--no-defects", action="store_true", help="a clean store (no injected defects)")
     _jobs(p)

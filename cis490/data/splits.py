@@ -12,14 +12,24 @@ Invariants (each guarded by a test):
   cannot be tested on an unseen sample and are excluded from all three
   parts, and reported in ``excluded_profiles`` with the reason. Test comes
   from the train hosts (so the recipe measures the sample effect alone).
-- ``time``: the latest ``test_frac`` of the train hosts' episodes by
-  ``started_at`` are test; every train/val episode starts strictly before
-  every test episode (ties at the cut go to test).
-- Validation is carved from the train part by episode, per profile, in an
-  order fixed by ``sha256(seed:episode_id)``: deterministic, and stable when
-  unrelated episodes come or go.
+- ``time``: ordered by ``(started_at_ns, episode_id)``, the latest
+  ``test_frac`` of the train hosts' episodes are test and the latest
+  ``val_frac`` of the rest are val: train on the past, tune on the recent
+  past, test on the future. Every train episode starts strictly before every
+  val episode, and every val episode strictly before every test episode
+  (ties at either cut go to the later part). If ties at the val cut would
+  leave no train episode, the cut moves to the next later start time (no
+  val if there is none). ``val_frac = 0`` or fewer than 2 episodes before
+  the test cut: no val. The seed plays no part in this recipe.
+- ``host`` and ``sample``: validation is carved from the train part by
+  episode, per profile, in an order fixed by ``sha256(seed:episode_id)``:
+  deterministic, and stable when unrelated episodes come or go.
 - ``untested_profiles``: profiles present in train but absent from test
   (e.g. ``scan-and-dial`` under ``host``). Reported, never averaged in.
+- ``leave_one_host_out``: one ``host`` split per host with usable episodes,
+  trained on every other host, so each fold's test is exactly that host
+  (needs >= 2 such hosts). The fleet manifest's
+  ``split_recipe = "leave-one-host-out"`` expands to the same folds as jobs.
 """
 
 from __future__ import annotations
@@ -29,9 +39,11 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["RECIPES", "Split", "make_split"]
+__all__ = ["LEAVE_ONE_HOST_OUT", "RECIPES", "Split", "leave_one_host_out", "make_split"]
 
 RECIPES = ("host", "sample", "time")
+# not a recipe of one split: a set of `host` splits, one per held-out host (leave_one_host_out)
+LEAVE_ONE_HOST_OUT = "leave-one-host-out"
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,25 @@ def _carve_val(df, seed: int, val_frac: float) -> tuple[list[str], list[str]]:
         n_val = 0 if len(ids) < 2 else min(len(ids) - 1, max(1, round(val_frac * len(ids))))
         val += ids[:n_val]
         train += ids[n_val:]
+    return sorted(train), sorted(val)
+
+
+def _carve_val_by_time(df, val_frac: float) -> tuple[list[str], list[str]]:
+    """The latest ``val_frac`` of ``df``'s episodes by start time; ties at the cut go to val."""
+    ordered = df.sort_values(["started_at_ns", "episode_id"], kind="mergesort")
+    ids, starts = list(ordered["episode_id"]), [int(t) for t in ordered["started_at_ns"]]
+    n = len(ids)
+    if n < 2 or val_frac == 0:
+        return sorted(ids), []
+    first_val = n - min(n - 1, max(1, round(val_frac * n)))
+    cut = starts[first_val]
+    if cut == starts[0]:  # the tie at the cut would take every episode: cut at the next start
+        later = [t for t in starts if t > cut]
+        if not later:
+            return sorted(ids), []
+        cut = later[0]
+    train = [e for e, t in zip(ids, starts) if t < cut]
+    val = [e for e, t in zip(ids, starts) if t >= cut]
     return sorted(train), sorted(val)
 
 
@@ -132,7 +163,10 @@ def make_split(validation, recipe: str, train_hosts=None, seed: int = 0, *, val_
     if len(train_df) == 0 or len(test_df) == 0:
         raise ValueError(f"{recipe} recipe: empty {'train' if len(train_df) == 0 else 'test'} part "
                          f"(train_hosts={', '.join(train_hosts) or 'all'})")
-    train, val = _carve_val(train_df, seed, val_frac)
+    if recipe == "time":
+        train, val = _carve_val_by_time(train_df, val_frac)
+    else:
+        train, val = _carve_val(train_df, seed, val_frac)
     untested = sorted(set(train_df["profile"]) - set(test_df["profile"]))
     return Split(
         recipe=recipe, seed=seed, train=tuple(train), val=tuple(val),
@@ -142,3 +176,18 @@ def make_split(validation, recipe: str, train_hosts=None, seed: int = 0, *, val_
         untested_profiles=tuple(untested), excluded_profiles=excluded,
         held_out_samples=tuple(sorted(held_out)), n_invalid=n_invalid,
     )
+
+
+def leave_one_host_out(validation, seed: int = 0, **kwargs) -> dict[str, Split]:
+    """One ``host`` split per host with usable episodes, keyed by the held-out host.
+
+    Fold ``h`` trains (and validates) on every other host and tests on ``h``
+    alone. ``kwargs`` go to ``make_split`` (``val_frac``, ``test_frac``,
+    ``min_samples``). Needs at least two hosts with usable episodes.
+    """
+    df = _load(validation)
+    hosts = sorted(df.loc[df["status"] != "invalid", "host_id"].unique())
+    if len(hosts) < 2:
+        raise ValueError(f"{LEAVE_ONE_HOST_OUT}: needs >= 2 hosts with usable episodes, "
+                         f"got {len(hosts)} ({', '.join(hosts) or 'none'})")
+    return {h: make_split(df, "host", [o for o in hosts if o != h], seed, **kwargs) for h in hosts}

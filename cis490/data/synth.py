@@ -36,33 +36,73 @@ import zstandard
 
 from ..fleet.atomic import atomic_write
 from .channels import HOST_COUNTERS, HOST_GAUGES, PHASES, PROC_COUNTERS, PROC_GAUGES
-from .world import HOSTS, PROFILE_WEIGHTS, HostSpec, Signals, apply_sample, draw_timeline, samples_of
+from .world import (BENIGN_PROFILES, HOSTS, PROFILE_WEIGHTS, WORKLOADS, HostSpec, Signals, apply_sample,
+                    apply_workload, benign_weights, clean_timeline, draw_timeline, is_benign, samples_of)
 
-__all__ = ["SynthConfig", "SynthReport", "EpisodePlan", "plan_store", "render_episode",
+__all__ = ["SynthConfig", "SynthReport", "EpisodePlan", "plan_store", "render_episode", "episode_phases",
            "pack_episode", "synthesize", "COLLECTOR_VERSION"]
 
-COLLECTOR_VERSION = "cis490-synth/1"
+COLLECTOR_VERSION = "cis490-synth/2"
 ZSTD_LEVEL = 3
 _EPOCH = datetime(2026, 3, 2, 8, 0, 0, tzinfo=timezone.utc)
 MIN_EPISODES_WITH_DEFECTS = 4
+WEEK_S = 7 * 86400
+MIN_GAP_S = 60  # between two episodes of one host
+WORKLOAD_WITH_INFECTION = 0.35  # share of infected episodes that also run a benign workload
+# short per-channel gaps inside episodes: fields a collector plugin failed to report
+GAP_GROUPS = {
+    "cpu": ("cpu_user_pct", "cpu_sys_pct", "cpu_iowait_pct", "load1"),
+    "disk": ("disk_read_bytes_total", "disk_write_bytes_total", "disk_read_ops_total",
+             "disk_write_ops_total"),
+    "net": ("net_rx_bytes_total", "net_tx_bytes_total", "net_rx_packets_total", "net_tx_packets_total"),
+    "proc": PROC_GAUGES + PROC_COUNTERS,
+}
+GAP_EPISODE_FRAC = 0.3
 
 
 @dataclass(frozen=True)
 class SynthConfig:
+    """What to generate. ``duration_s`` fixes every episode's length (it sets
+    ``min_duration_s = max_duration_s``); otherwise lengths are uniform in
+    ``[min_duration_s, max_duration_s]`` for benign and infected episodes alike."""
+
     episodes_per_host: int = 40
-    duration_s: int = 120
+    duration_s: int | None = None
     seed: int = 0
     defects: bool = True
+    min_duration_s: int = 90
+    max_duration_s: int = 600
+    benign_frac: float = 0.6  # share of each host's episodes that are benign-only
+    hosts: int = len(HOSTS)  # the first N hosts of the world
+    weeks: int = 8  # span of started_at (longer when the episodes do not fit)
 
     def __post_init__(self) -> None:
+        if self.duration_s is not None:
+            object.__setattr__(self, "min_duration_s", self.duration_s)
+            object.__setattr__(self, "max_duration_s", self.duration_s)
         if self.episodes_per_host < 1:
             raise ValueError("episodes_per_host must be >= 1")
         if self.defects and self.episodes_per_host < MIN_EPISODES_WITH_DEFECTS:
             raise ValueError(
                 f"episodes_per_host must be >= {MIN_EPISODES_WITH_DEFECTS} when defects are injected"
             )
-        if not 60 <= self.duration_s <= 86400:
-            raise ValueError(f"duration_s must be within 60..86400, got {self.duration_s}")
+        for name in ("min_duration_s", "max_duration_s"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 60 <= v <= 86400:
+                label = "duration_s" if self.duration_s is not None else name
+                raise ValueError(f"{label} must be an integer within 60..86400, got {v!r}")
+        if self.min_duration_s > self.max_duration_s:
+            raise ValueError(f"min_duration_s ({self.min_duration_s}) > max_duration_s ({self.max_duration_s})")
+        if not 0.0 <= self.benign_frac < 1.0:
+            raise ValueError(f"benign_frac must be in [0, 1), got {self.benign_frac}")
+        if not 2 <= self.hosts <= len(HOSTS):
+            raise ValueError(f"hosts must be within 2..{len(HOSTS)}, got {self.hosts}")
+        if not 1 <= self.weeks <= 520:
+            raise ValueError(f"weeks must be within 1..520, got {self.weeks}")
+
+    @property
+    def host_ids(self) -> tuple[str, ...]:
+        return tuple(h.host_id for h in HOSTS[: self.hosts])
 
 
 @dataclass(frozen=True)
@@ -72,11 +112,13 @@ class EpisodePlan:
     index: int  # episode number on its host
     host_id: str
     profile: str
-    sample_name: str
+    sample_name: str  # the malware sample, or the benign workload's program
     started_at_ns: int
     duration_s: int
     netflow: bool
     defect: str = ""  # "", "truncated", "no_meta", "counter_reset"
+    workload: str = ""  # a benign workload running beside an infection ("" none)
+    age_weeks: float = 0.0  # weeks since the world's first episode
 
     @property
     def path(self) -> str:
@@ -86,6 +128,10 @@ class EpisodePlan:
     def started_at(self) -> str:
         dt = datetime.fromtimestamp(self.started_at_ns // 10**9, tz=timezone.utc)
         return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    @property
+    def benign(self) -> bool:
+        return is_benign(self.profile)
 
 
 @dataclass
@@ -99,6 +145,17 @@ class SynthReport:
     degraded: tuple[str, ...] = ()
     plans: list[EpisodePlan] = field(default_factory=list)
 
+    @property
+    def n_benign(self) -> int:
+        return sum(p.benign for p in self.plans)
+
+    @property
+    def span_weeks(self) -> float:
+        if not self.plans:
+            return 0.0
+        t = [p.started_at_ns for p in self.plans]
+        return (max(t) - min(t)) / 1e9 / WEEK_S
+
 
 def _assign(rng: np.random.Generator, options: list[str], weights: list[float], n: int) -> list[str]:
     """Every option once (shuffled) when n allows, then weighted draws."""
@@ -108,31 +165,69 @@ def _assign(rng: np.random.Generator, options: list[str], weights: list[float], 
     return first + rest
 
 
+def _start_times(rng: np.random.Generator, durations: np.ndarray, span_s: int) -> np.ndarray:
+    """Episode starts (s from the host's first), in order, spread over ``span_s``, never overlapping.
+
+    The free time (span minus the episodes) is cut at sorted uniform points;
+    if the episodes do not fit the span, the span grows to fit them.
+    """
+    n = len(durations)
+    busy = int(durations.sum()) + MIN_GAP_S * n
+    free = max(span_s - busy, 0)
+    cuts = np.sort(rng.uniform(0, free, n)) if free else np.zeros(n)
+    starts = cuts + np.concatenate([[0], np.cumsum(durations[:-1] + MIN_GAP_S)])
+    return np.floor(starts).astype(np.int64)
+
+
+def _pick(options, j: int, hi: int):
+    return options[(j + hi) % len(options)]
+
+
 def plan_store(cfg: SynthConfig) -> list[EpisodePlan]:
-    """Decide every episode's coordinates (cheap, deterministic, in the parent)."""
+    """Decide every episode's coordinates (cheap, deterministic, in the parent).
+
+    Per host: ``round(benign_frac * n)`` benign-only episodes at random
+    positions; infected ones get profiles with every profile once, then
+    weighted draws. Start times spread over ``weeks``; a sample is drawn only
+    from the samples already seen at that time (``first_frac``), in rotation;
+    the benign profile follows the mix of its time (``benign_weights``).
+    """
     plans: list[EpisodePlan] = []
-    for hi, host in enumerate(HOSTS):
+    epoch = int(_EPOCH.timestamp())
+    span_s = cfg.weeks * WEEK_S
+    for hi, host in enumerate(HOSTS[: cfg.hosts]):
         rng = np.random.default_rng([cfg.seed, hi, 0x5EED])
-        profiles = _assign(rng, list(host.profiles), [PROFILE_WEIGHTS[p] for p in host.profiles],
-                           cfg.episodes_per_host)
+        n = cfg.episodes_per_host
+        n_benign = min(n - 1, round(cfg.benign_frac * n)) if n > 1 else 0
+        benign = np.zeros(n, bool)
+        benign[rng.permutation(n)[:n_benign]] = True
+        durations = rng.integers(cfg.min_duration_s, cfg.max_duration_s + 1, n)
+        starts = epoch + hi * 7 * 60 + int(rng.integers(0, 300)) + _start_times(rng, durations, span_s)
+        frac = (starts - epoch) / span_s
+        profiles = iter(_assign(rng, list(host.profiles), [PROFILE_WEIGHTS[p] for p in host.profiles],
+                                n - n_benign))
         seen: dict[str, int] = {}
-        t = int(_EPOCH.timestamp()) + hi * 7 * 60 + int(rng.integers(0, 300))
-        for i, prof in enumerate(profiles):
-            samples = samples_of(prof)
+        for i in range(n):
+            if benign[i]:
+                w = benign_weights(frac[i])
+                prof = str(rng.choice(BENIGN_PROFILES, p=np.array([w[p] for p in BENIGN_PROFILES]) / sum(w.values())))
+            else:
+                prof = next(profiles)
+            options = [s for s in samples_of(prof) if s.first_frac <= frac[i]] or [samples_of(prof)[0]]
             j = seen.get(prof, 0)
             seen[prof] = j + 1
-            if j < len(samples):  # each sample at least once, then io-walk-heavy draws
-                sample = samples[(j + hi) % len(samples)]
-            else:
-                sample = samples[int(rng.integers(0, len(samples)))]
+            sample = _pick(options, j, hi)
+            workload = ""
+            if not benign[i] and rng.random() < WORKLOAD_WITH_INFECTION:
+                workload = WORKLOADS[int(rng.integers(0, len(WORKLOADS)))].name
             eid = hashlib.sha256(f"{cfg.seed}:{host.host_id}:{i}".encode()).hexdigest()[:16]
             netflow = rng.random() >= host.netflow_missing_frac
             plans.append(EpisodePlan(
                 episode_id=eid, host_index=hi, index=i, host_id=host.host_id, profile=prof,
-                sample_name=sample.name, started_at_ns=t * 10**9, duration_s=cfg.duration_s,
-                netflow=bool(netflow),
+                sample_name=sample.name, started_at_ns=int(starts[i]) * 10**9,
+                duration_s=int(durations[i]), netflow=bool(netflow), workload=workload,
+                age_weeks=float(starts[i] - epoch) / WEEK_S,
             ))
-            t += cfg.duration_s + int(rng.integers(60, 900))
     plans.sort(key=lambda p: (p.started_at_ns, p.episode_id))
     if cfg.defects:
         plans = _mark_defects(plans, cfg.seed)
@@ -159,15 +254,45 @@ def _dumps(rows: list[dict]) -> bytes:
     return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
 
 
+def _workload(name: str):
+    return next(w for w in WORKLOADS if w.name == name)
+
+
+def _gap(rng: np.random.Generator, n: int, defect: str) -> tuple[tuple[str, ...], int, int]:
+    """Fields one collector plugin failed to report, over seconds [start, stop); () for none."""
+    if rng.random() >= GAP_EPISODE_FRAC:
+        return (), 0, 0
+    groups = [g for g in GAP_GROUPS if not (g == "net" and defect == "counter_reset")]
+    group = groups[int(rng.integers(0, len(groups)))]
+    length = int(rng.integers(5, 41))
+    start = int(rng.integers(2, max(3, n - length)))
+    return GAP_GROUPS[group], start, min(n, start + length)
+
+
+def _timeline(plan: EpisodePlan, seed: int):
+    """The episode's generator and its timeline: the first thing drawn from it."""
+    rng = np.random.default_rng([seed, plan.host_index, plan.index])
+    return rng, (clean_timeline(plan.duration_s) if plan.benign else draw_timeline(rng, plan.duration_s))
+
+
+def episode_phases(plan: EpisodePlan, seed: int) -> list[dict]:
+    """The labelled phases ``meta.json`` of this episode carries (cheap: no signals rendered)."""
+    return _phases(plan, _timeline(plan, seed)[1])
+
+
 def render_episode(plan: EpisodePlan, seed: int) -> dict[str, bytes]:
     """The members of one episode tarball (name -> bytes), defects applied."""
     host: HostSpec = HOSTS[plan.host_index]
     sample = next(s for s in samples_of(plan.profile) if s.name == plan.sample_name)
-    rng = np.random.default_rng([seed, plan.host_index, plan.index])
+    rng, tl = _timeline(plan, seed)
     n, t0 = plan.duration_s, plan.started_at_ns
-    tl = draw_timeline(rng, n)
-    sig = Signals(rng, host, n)
-    apply_sample(sig, tl, sample)
+    sig = Signals(rng, host, n, plan.age_weeks)
+    if plan.benign:
+        apply_workload(sig, sample)
+    else:
+        if plan.workload:
+            apply_workload(sig, _workload(plan.workload))
+        apply_sample(sig, tl, sample)
 
     gauges, counters = sig.host_rows()
     if plan.defect == "counter_reset":  # agent restart: one counter restarts from zero
@@ -177,6 +302,7 @@ def render_episode(plan: EpisodePlan, seed: int) -> dict[str, bytes]:
     jitter = rng.integers(0, 15_000_000, n)
     keep = rng.random(n) >= 0.004
     keep[:2] = True
+    gap_fields, g0, g1 = _gap(rng, n, plan.defect)
     host_rows = []
     gl, cl = gauges.tolist(), counters.astype(np.int64).tolist()
     for sec in range(n):
@@ -187,6 +313,9 @@ def render_episode(plan: EpisodePlan, seed: int) -> dict[str, bytes]:
         for name, v in zip(HOST_GAUGES, gl[sec]):
             row[name] = v if name in ("cpu_user_pct", "cpu_sys_pct", "cpu_iowait_pct", "load1") else int(v)
         row.update(zip(HOST_COUNTERS, cl[sec]))
+        if g0 <= sec < g1:
+            for name in gap_fields:
+                row.pop(name, None)
         host_rows.append(row)
 
     pg, pc = sig.proc_rows()
@@ -197,6 +326,9 @@ def render_episode(plan: EpisodePlan, seed: int) -> dict[str, bytes]:
         for name, v in zip(PROC_GAUGES, pgl[sec]):
             row[name] = v if name == "cpu_pct" else int(v)
         row.update(zip(PROC_COUNTERS, pcl[sec]))
+        if g0 <= sec < g1:
+            for name in gap_fields:
+                row.pop(name, None)
         proc_rows.append(row)
 
     members = {"host.jsonl": _dumps(host_rows), "proc.jsonl": _dumps(proc_rows)}
@@ -226,11 +358,16 @@ def _netflow(sig: Signals, host: HostSpec, plan: EpisodePlan, rng: np.random.Gen
     return _dumps(rows)
 
 
+def _phases(plan: EpisodePlan, tl) -> list[dict]:
+    t0, n = plan.started_at_ns, plan.duration_s
+    edges = [0, *tl.labelled, n]  # a benign-only episode: [0, n], clean throughout
+    return [{"phase": ph, "start_wall_ns": t0 + edges[i] * 10**9, "end_wall_ns": t0 + edges[i + 1] * 10**9}
+            for i, ph in enumerate(PHASES[: len(edges) - 1])]
+
+
 def _meta(plan: EpisodePlan, tl, sources: list[str]) -> bytes:
     t0, n = plan.started_at_ns, plan.duration_s
-    edges = [0, *tl.labelled, n]
-    phases = [{"phase": ph, "start_wall_ns": t0 + edges[i] * 10**9, "end_wall_ns": t0 + edges[i + 1] * 10**9}
-              for i, ph in enumerate(PHASES)]
+    phases = _phases(plan, tl)
     meta = {
         "episode_id": plan.episode_id, "host_id": plan.host_id, "profile": plan.profile,
         "sample_name": plan.sample_name, "t0_wall_ns": t0, "duration_s": n, "phases": phases,

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from .channels import REGISTRY, SOURCES
+from .channels import BENIGN_PREFIX, REGISTRY, SOURCES
 from .episode import Episode, EpisodeError, Limits, read_episode
 
 __all__ = ["STATUSES", "ValidationResult", "read_index", "validate_episode", "validate_store",
@@ -173,17 +173,7 @@ def _check_content(ep: Episode, rec: dict, reasons: list[str], warns: list[str])
             reasons.append(f"{src}.jsonl present but not listed in meta.json channels")
     for name in ep.unknown_members:
         reasons.append(f"unknown member {name!r}")
-    phases = meta.get("phases")
-    names = [p.get("phase") for p in phases] if isinstance(phases, list) and all(isinstance(p, dict) for p in phases) else None
-    if names != list(REGISTRY.phases):
-        reasons.append(f"meta.json phases {names!r} are not {list(REGISTRY.phases)!r} in order")
-    else:
-        edges = [t0] + [p.get("end_wall_ns") for p in phases]
-        starts = [p.get("start_wall_ns") for p in phases]
-        if starts != edges[:-1] or edges[-1] != t0 + dur * 10**9 or any(
-            not isinstance(a, int) or not isinstance(b, int) or b <= a for a, b in zip(edges, edges[1:])
-        ):
-            reasons.append("meta.json phases are not contiguous over [t0, t0 + duration)")
+    _check_phases(meta, rec, t0, dur, reasons, warns)
     if "host" not in ep.streams:
         reasons.append("host.jsonl missing")
     for src, rows in sorted(ep.streams.items()):
@@ -209,6 +199,33 @@ def _check_content(ep: Episode, rec: dict, reasons: list[str], warns: list[str])
                     if prev is not None and v < prev:
                         warns.append(f"counter reset: {ch.name} at row {i}")
                     prev = v
+
+
+def _check_phases(meta: dict, rec: dict, t0: int, dur: int, reasons: list[str], warns: list[str]) -> None:
+    """Phases: a non-empty run of consecutive phases of the chain, in order, each
+    non-empty, contiguous over [t0, t0 + duration). A ``benign-*`` profile has
+    exactly ``clean``; a malicious profile that never leaves ``clean`` is
+    usable (the sample never ran) and gets a warning."""
+    chain = list(REGISTRY.phases)
+    phases = meta.get("phases")
+    ok_shape = isinstance(phases, list) and bool(phases) and all(isinstance(p, dict) for p in phases)
+    names = [p.get("phase") for p in phases] if ok_shape else None
+    first = chain.index(names[0]) if names and names[0] in chain else -1
+    if names is None or first < 0 or names != chain[first:first + len(names)]:
+        reasons.append(f"meta.json phases {names!r} are not a run of consecutive phases of {chain!r}")
+        return
+    edges = [t0] + [p.get("end_wall_ns") for p in phases]
+    starts = [p.get("start_wall_ns") for p in phases]
+    if starts != edges[:-1] or edges[-1] != t0 + dur * 10**9 or any(
+        not isinstance(a, int) or not isinstance(b, int) or b <= a for a, b in zip(edges, edges[1:])
+    ):
+        reasons.append("meta.json phases are not contiguous over [t0, t0 + duration)")
+        return
+    benign = str(rec["profile"]).startswith(BENIGN_PREFIX)
+    if benign and names != chain[:1]:
+        reasons.append(f"profile {rec['profile']!r} is benign but meta.json labels phases {names!r}")
+    elif not benign and names == chain[:1]:
+        warns.append(f"profile {rec['profile']!r} never leaves {chain[0]!r} (the sample did not run)")
 
 
 def _episode_facts(meta: dict | None, status: str) -> dict:

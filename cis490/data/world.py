@@ -1,4 +1,4 @@
-"""The synthetic world of DATA.md: hosts, profiles, samples and their signals.
+"""The synthetic world (docs/DATA_PIPELINE.md): hosts, profiles, samples, workloads, signals.
 
 Invariant: everything random is drawn from a generator seeded by
 ``(seed, host index, episode index)``, so one episode's content depends on
@@ -11,6 +11,15 @@ different on a 4-core laptop and a 16-core gaming PC: cross-host transfer
 costs accuracy, as on the real store. Phase changes are soft (sigmoid ramps
 of a few seconds) and the labelled boundaries are jittered around the
 behavioural ones, so windows near a boundary carry label noise.
+
+No shortcut by construction: an infected episode's onset and each phase's
+length are drawn in seconds, independently of the episode's (random)
+length, so the time since the episode started says next to nothing about
+its label; benign-only episodes (profiles ``benign-*``, every window
+``clean``) run workloads that resemble malicious signatures on purpose
+(backup ~ io-walk, compile ~ cpu-saturate, update ~ exfiltration); and the
+world ages: hosts' background levels drift week by week, the benign mix
+shifts, and some samples are first seen late (``Sample.first_frac``).
 """
 
 from __future__ import annotations
@@ -19,9 +28,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .channels import HOST_COUNTERS, HOST_GAUGES, PROC_COUNTERS, PROC_GAUGES
+from .channels import BENIGN_PREFIX, HOST_COUNTERS, HOST_GAUGES, PROC_COUNTERS, PROC_GAUGES
 
 PROFILES = ("scan-and-dial", "cpu-saturate", "low-and-slow", "io-walk", "beacon", "fork-storm")
+BENIGN_PROFILES = ("benign-idle", "benign-compile", "benign-browsing", "benign-backup",
+                   "benign-update", "benign-videocall")
+# the benign mix at the start and at the end of the world's span (linear in between):
+# remote work grows (video calls), builds move to CI (fewer local compiles)
+BENIGN_WEIGHTS_START = {"benign-idle": 0.24, "benign-compile": 0.24, "benign-browsing": 0.2,
+                        "benign-backup": 0.12, "benign-update": 0.12, "benign-videocall": 0.08}
+BENIGN_WEIGHTS_END = {"benign-idle": 0.2, "benign-compile": 0.08, "benign-browsing": 0.2,
+                      "benign-backup": 0.12, "benign-update": 0.12, "benign-videocall": 0.28}
+
+
+def is_benign(profile: str) -> bool:
+    return profile.startswith(BENIGN_PREFIX)
+
+
+def benign_weights(frac: float) -> dict[str, float]:
+    """The benign workload mix at ``frac`` (0 = start, 1 = end) of the world's span."""
+    f = min(max(float(frac), 0.0), 1.0)
+    return {p: (1 - f) * BENIGN_WEIGHTS_START[p] + f * BENIGN_WEIGHTS_END[p] for p in BENIGN_PROFILES}
 PROFILE_WEIGHTS = {
     "scan-and-dial": 0.15, "cpu-saturate": 0.13, "low-and-slow": 0.13,
     "io-walk": 0.27, "beacon": 0.16, "fork-storm": 0.16,
@@ -35,21 +62,38 @@ class Sample:
     intensity: float  # scales the running-phase signature
     period_s: float = 0.0  # beacon / exfil / pool period
     extra: float = 0.0  # profile-specific knob
+    first_frac: float = 0.0  # share of the world's span before the sample is first seen
 
 
 SAMPLES: tuple[Sample, ...] = (
     Sample("mirai_v1", "scan-and-dial", 1.0, period_s=3.0, extra=18.0),
-    Sample("gafgyt_b", "scan-and-dial", 0.7, period_s=5.0, extra=10.0),
+    Sample("gafgyt_b", "scan-and-dial", 0.7, period_s=5.0, extra=10.0, first_frac=0.45),
     Sample("xmrig_fork", "cpu-saturate", 1.0, period_s=10.0, extra=0.9),
     Sample("slowdrip", "low-and-slow", 1.0, period_s=17.0, extra=4000.0),
     Sample("lockwalk_a", "io-walk", 1.0, extra=1.0),
     Sample("lockwalk_b", "io-walk", 0.75, extra=0.6),
-    Sample("cryptwalk", "io-walk", 1.3, extra=1.4),
+    Sample("cryptwalk", "io-walk", 1.3, extra=1.4, first_frac=0.5),
     Sample("filecrawl", "io-walk", 0.5, extra=0.2),
     Sample("cobalt_sim", "beacon", 1.0, period_s=6.0, extra=600.0),
-    Sample("sliver_sim", "beacon", 0.8, period_s=11.0, extra=1500.0),
+    Sample("sliver_sim", "beacon", 0.8, period_s=11.0, extra=1500.0, first_frac=0.55),
     Sample("forkbomb_c", "fork-storm", 1.0, extra=1.0),
-    Sample("spawnstorm", "fork-storm", 0.6, extra=0.5),
+    Sample("spawnstorm", "fork-storm", 0.6, extra=0.5, first_frac=0.6),
+)
+
+# Benign workloads: ``sample_name`` of a benign-only episode names the program that ran.
+WORKLOADS: tuple[Sample, ...] = (
+    Sample("desktop-idle", "benign-idle", 0.6),
+    Sample("screen-locked", "benign-idle", 0.35),
+    Sample("make-j", "benign-compile", 1.0, extra=0.95),
+    Sample("cargo-build", "benign-compile", 0.75, extra=0.6),
+    Sample("firefox", "benign-browsing", 1.0, extra=5.0),
+    Sample("chromium", "benign-browsing", 1.3, extra=8.0),
+    Sample("restic", "benign-backup", 1.0, extra=1.0),
+    Sample("rsync-nas", "benign-backup", 0.8, extra=0.4),
+    Sample("apt-upgrade", "benign-update", 1.0, period_s=45.0),
+    Sample("flatpak-update", "benign-update", 0.7, period_s=70.0),
+    Sample("zoom", "benign-videocall", 1.0, extra=2.6e5),
+    Sample("jitsi", "benign-videocall", 0.8, extra=1.6e5),
 )
 
 
@@ -68,7 +112,7 @@ class HostSpec:
 
 HOSTS: tuple[HostSpec, ...] = (
     HostSpec(
-        "elliott-thinkpad", 4, 16, False, "192.168.7.21", 0.0, PROFILES, 1.0,
+        "elliott-thinkpad", 4, 16, False, "192.168.7.21", 0.15, PROFILES, 1.0,
         base=dict(user=0.35, sys=0.12, iowait=0.8, procs=230, threads=950, tcp=22,
                   fds=3100, mem=6.2e9, swap=2.1e8, ctx=3800, intr=2400, forks=1.5,
                   dr=1.8e5, dw=3.5e5, dro=18, dwo=35, rx=4.0e4, tx=9.0e3, flows=1.0),
@@ -80,12 +124,28 @@ HOSTS: tuple[HostSpec, ...] = (
                   fds=3700, mem=8.0e9, swap=0.0, ctx=4800, intr=3200, forks=2.0,
                   dr=3.0e5, dw=5.5e5, dro=30, dwo=52, rx=7.0e4, tx=1.4e4, flows=1.4),
     ),
+    HostSpec(  # a 32-core build workstation with fast NVMe: busy background, big numbers
+        "j-workstation", 32, 128, False, "10.3.1.17", 0.25, PROFILES, 3.5,
+        base=dict(user=0.9, sys=0.3, iowait=0.3, procs=480, threads=2600, tcp=40,
+                  fds=6200, mem=2.4e10, swap=0.0, ctx=9000, intr=6500, forks=4.0,
+                  dr=6.0e5, dw=9.0e5, dro=55, dwo=80, rx=1.2e5, tx=3.0e4, flows=2.0),
+    ),
+    HostSpec(  # a 2-core mini PC with a slow SATA disk: quiet, swaps, waits on IO
+        "r-minipc", 2, 8, False, "192.168.50.9", 0.10, PROFILES, 0.45,
+        base=dict(user=0.15, sys=0.06, iowait=1.6, procs=140, threads=520, tcp=12,
+                  fds=1600, mem=2.9e9, swap=4.0e8, ctx=1900, intr=1300, forks=0.7,
+                  dr=7.0e4, dw=1.4e5, dro=9, dwo=16, rx=2.0e4, tx=5.0e3, flows=0.6),
+    ),
 )
+# Background levels drift as the hosts age (updates, more tabs, more services): per week
+BASE_DRIFT_PER_WEEK = {"user": 0.02, "procs": 0.01, "threads": 0.015, "mem": 0.02, "fds": 0.01,
+                       "rx": 0.04, "tx": 0.04, "flows": 0.03, "ctx": 0.01}
 HOST_BY_ID = {h.host_id: h for h in HOSTS}
 
 
 def samples_of(profile: str) -> tuple[Sample, ...]:
-    return tuple(s for s in SAMPLES if s.profile == profile)
+    """The malware samples of a malicious profile, or the workloads of a benign one."""
+    return tuple(s for s in (WORKLOADS if is_benign(profile) else SAMPLES) if s.profile == profile)
 
 
 def _sig(x: np.ndarray) -> np.ndarray:
@@ -104,19 +164,38 @@ def _ar1(rng: np.random.Generator, n: int, sigma: float, rho: float = 0.85) -> n
 
 @dataclass
 class Timeline:
-    behaviour: tuple[float, float, float]  # true phase change times (s)
-    labelled: tuple[int, int, int]  # boundaries written to meta.json (s)
+    behaviour: tuple[float, ...]  # true phase change times (s); () for a benign-only episode
+    labelled: tuple[int, ...]  # boundaries written to meta.json (s)
     armed: np.ndarray
     infecting: np.ndarray
     running: np.ndarray
 
+    @property
+    def infected(self) -> bool:
+        return bool(self.behaviour)
+
+
+def clean_timeline(duration_s: int) -> Timeline:
+    """A benign-only episode: ``clean`` throughout, no process tree of a sample."""
+    z = np.zeros(duration_s)
+    return Timeline((), (), z, z.copy(), z.copy())
+
 
 def draw_timeline(rng: np.random.Generator, duration_s: int) -> Timeline:
-    """Phase boundaries: armed/infecting short, infected_running long."""
+    """Random onset and phase lengths, in seconds, independent of the episode's length.
+
+    ``armed`` lasts 3-12 s and ``infecting`` 6-30 s (capped for short
+    episodes); the onset is uniform over what leaves >= 10 s of ``clean``
+    before it and >= 20 s (or a fifth of the episode) of ``infected_running``
+    after: where in the episode the infection starts carries no label.
+    """
     d = float(duration_s)
-    b1 = d * rng.uniform(0.22, 0.34)
-    b2 = b1 + max(3.0, d * rng.uniform(0.05, 0.08))
-    b3 = b2 + max(4.0, d * rng.uniform(0.08, 0.12))
+    armed = min(rng.uniform(3.0, 12.0), max(2.0, 0.08 * d))
+    infecting = min(rng.uniform(6.0, 30.0), max(3.0, 0.15 * d))
+    lo = min(10.0, 0.15 * d)
+    hi = max(lo, d - armed - infecting - max(20.0, 0.2 * d))
+    b1 = rng.uniform(lo, hi)
+    b2, b3 = b1 + armed, b1 + armed + infecting
     lab = np.rint(np.array([b1, b2, b3]) + rng.normal(0.0, 0.8, 3)).astype(int)
     lab[0] = max(1, lab[0])
     lab[1] = max(lab[0] + 1, lab[1])
@@ -130,9 +209,13 @@ def draw_timeline(rng: np.random.Generator, duration_s: int) -> Timeline:
 class Signals:
     """Per-second physical quantities of one episode, plus its flows."""
 
-    def __init__(self, rng: np.random.Generator, host: HostSpec, duration_s: int) -> None:
+    def __init__(self, rng: np.random.Generator, host: HostSpec, duration_s: int,
+                 age_weeks: float = 0.0) -> None:
         self.rng, self.host, self.n = rng, host, duration_s
-        b, n = host.base, duration_s
+        n = duration_s
+        b = {k: v * (1.0 + BASE_DRIFT_PER_WEEK.get(k, 0.0) * max(0.0, age_weeks))
+             for k, v in host.base.items()}
+        self.base = b
         s = np.arange(n)
         ep = rng.lognormal(0.0, 0.25)  # this episode's overall background level
 
@@ -166,7 +249,7 @@ class Signals:
                                max(int(dur_ms), 0), direction))
 
     def _background_flows(self) -> None:
-        rng, lam = self.rng, self.host.base["flows"]
+        rng, lam = self.rng, self.base["flows"]
         counts = rng.poisson(lam, self.n)
         for sec in np.nonzero(counts)[0]:
             for _ in range(counts[sec]):
@@ -222,7 +305,7 @@ class Signals:
         iowait = np.clip(h["iowait"], 0, 60)
         runnable = h["user"] + h["sys"] + 0.02 * iowait * cores + 0.002 * (h["forks"])
         load = np.empty(n)
-        acc = host.base["user"] + host.base["sys"]
+        acc = self.base["user"] + self.base["sys"]
         k = np.exp(-1.0 / 60.0)
         for i in range(n):
             acc = acc * k + runnable[i] * (1 - k)
@@ -407,6 +490,132 @@ def _fork_storm(sig: Signals, tl: Timeline, sample: Sample, k: float, c2: str, a
     p["threads"] += np.cumsum(bursts) * 12 * sample.extra * (act > 0.2)
     p["cpu"] += width * 0.5 * k
     p["rss"] += np.cumsum(bursts) * 4e6
+
+
+# -- benign workloads ------------------------------------------------------------
+
+def _envelope(rng: np.random.Generator, n: int, cover: tuple[float, float],
+              length: tuple[float, float]) -> np.ndarray:
+    """Activity in [0, 1] per second: soft-edged stretches covering ~``cover`` of the episode."""
+    s = np.arange(n) + 0.5
+    env = np.zeros(n)
+    target, covered = rng.uniform(*cover) * n, 0.0
+    for _ in range(64):
+        if covered >= target:
+            break
+        span = rng.uniform(*length)
+        start = rng.uniform(-0.5 * span, n)
+        env = np.maximum(env, _sig((s - start) / 2.0) - _sig((s - start - span) / 2.0))
+        covered += span
+    return env
+
+
+def apply_workload(sig: "Signals", work: Sample) -> None:
+    """Add a benign workload (``work.profile`` is ``benign-*``): no sample process tree."""
+    try:
+        fn = _WORKLOADS[work.profile]
+    except KeyError:
+        raise ValueError(f"unknown benign profile {work.profile!r}") from None
+    fn(sig, work, work.intensity * sig.rng.uniform(0.75, 1.25))
+
+
+def _idle(sig: "Signals", work: Sample, k: float) -> None:
+    quiet = 0.35 + 0.5 * work.intensity * sig.rng.uniform(0.8, 1.2)  # a quieter host than usual
+    for key in ("user", "sys", "ctx", "dr", "dw", "dro", "dwo", "rx", "tx", "forks"):
+        sig.h[key] *= quiet
+
+
+def _compile(sig: "Signals", work: Sample, k: float) -> None:
+    """Parallel builds use every core (unlike a miner), fork compilers and write objects."""
+    rng, h, n, cores = sig.rng, sig.h, sig.n, float(sig.host.cores)
+    env = _envelope(rng, n, (0.4, 0.9), (30.0, 150.0))
+    h["user"] += env * cores * work.extra * rng.uniform(0.6, 0.95)
+    h["sys"] += env * cores * 0.06 * k
+    h["forks"] += env * rng.uniform(15, 80) * k
+    h["ctx"] += env * 4000 * k
+    h["dw"] += env * rng.uniform(5e5, 5e6) * k
+    h["dwo"] += env * rng.uniform(20, 120) * k
+    h["dr"] += env * rng.uniform(2e5, 2e6) * k
+    h["mem"] += env * rng.uniform(0.5e9, 3e9) * k
+    h["procs"] += env * rng.uniform(5, 40) * k
+    h["threads"] += env * rng.uniform(20, 200) * k
+
+
+def _browsing(sig: "Signals", work: Sample, k: float) -> None:
+    """Bursts of HTTPS to many distinct servers (many IPs, few ports: not a scan)."""
+    rng, h, n = sig.rng, sig.h, sig.n
+    env = _envelope(rng, n, (0.3, 0.8), (10.0, 60.0))
+    h["user"] += env * rng.uniform(0.3, 1.0) * k
+    h["mem"] += env * rng.uniform(3e8, 1.5e9) * k
+    h["tcp"] += env * rng.uniform(5, 25) * k
+    counts = rng.poisson(work.extra * k * env)
+    for sec in np.nonzero(counts)[0]:
+        for _ in range(counts[sec]):
+            ip = f"{rng.integers(13, 210)}.{rng.integers(0, 255)}.{rng.integers(0, 255)}.{rng.integers(1, 255)}"
+            sig.flow(sec + rng.random(), ip, 443 if rng.random() < 0.9 else 80, "tcp",
+                     rng.lognormal(10.5, 1.3), rng.integers(5, 120), rng.uniform(50, 4000), "in")
+
+
+def _backup(sig: "Signals", work: Sample, k: float) -> None:
+    """A file walk that reads everything and uploads it: io-walk's disk and opens, no rewrite."""
+    rng, h, n = sig.rng, sig.h, sig.n
+    env = _envelope(rng, n, (0.5, 1.0), (60.0, 300.0))
+    speed = sig.host.disk_speed * k
+    h["dr"] += env * 1.5e7 * speed
+    h["dro"] += env * 350 * speed
+    h["dw"] += env * rng.uniform(1e6, 4e6) * k  # index and cache
+    h["dwo"] += env * rng.uniform(20, 90) * k
+    h["iowait"] += env * 5.0 * k / sig.host.disk_speed
+    h["sys"] += env * 0.5 * k
+    h["fds"] += env * 90 * k
+    dest = "192.168.1.40" if work.extra < 0.5 else f"185.{rng.integers(0, 255)}.{rng.integers(0, 255)}.7"
+    for sec in range(n):
+        if env[sec] > 0.5:
+            sig.flow(sec + rng.random(), dest, 443, "tcp", work.extra * rng.uniform(1e5, 6e5),
+                     rng.integers(60, 400), rng.uniform(500, 1000), "out")
+
+
+def _update(sig: "Signals", work: Sample, k: float) -> None:
+    """Periodic check-ins (like a beacon), then bursty downloads, writes and unpacking."""
+    rng, h, n = sig.rng, sig.h, sig.n
+    server = f"91.189.{rng.integers(88, 92)}.{rng.integers(1, 255)}"
+    t = rng.uniform(0, work.period_s)
+    while t < n:
+        sig.flow(t, server, 443, "tcp", rng.uniform(300, 1200), rng.integers(3, 9), rng.uniform(50, 300), "out")
+        sig.flow(t + 0.1, server, 443, "tcp", rng.uniform(800, 4000), rng.integers(3, 9), rng.uniform(50, 300), "in")
+        t += work.period_s * rng.uniform(0.85, 1.15)
+    for _ in range(1 + rng.poisson(n / 240.0)):
+        start, length = int(rng.integers(0, n)), int(rng.integers(5, 30))
+        dl = slice(start, min(n, start + length))
+        unpack = slice(dl.stop, min(n, dl.stop + int(rng.integers(10, 40))))
+        for sec in range(dl.start, dl.stop):
+            sig.flow(sec + rng.random(), server, 443, "tcp", rng.uniform(1e6, 2e7) * k,
+                     rng.integers(700, 9000), rng.uniform(500, 1000), "in")
+        h["dw"][dl] += rng.uniform(5e6, 3e7) * k
+        h["dwo"][dl] += rng.uniform(50, 300) * k
+        h["user"][unpack] += rng.uniform(0.6, 1.2) * k
+        h["forks"][unpack] += rng.uniform(5, 20) * k
+        h["dw"][unpack] += rng.uniform(2e6, 1e7) * k
+
+
+def _videocall(sig: "Signals", work: Sample, k: float) -> None:
+    """Steady UDP media both ways to one relay, and a steady CPU load for the codec."""
+    rng, h, n = sig.rng, sig.h, sig.n
+    env = _envelope(rng, n, (0.6, 1.0), (120.0, 600.0))
+    relay = f"170.114.{rng.integers(0, 255)}.{rng.integers(1, 255)}"
+    h["user"] += env * rng.uniform(0.6, 1.5) * k
+    h["ctx"] += env * 3000 * k
+    h["intr"] += env * 1500 * k
+    for sec in np.nonzero(env > 0.5)[0]:
+        for direction in ("out", "in"):
+            sig.flow(sec + rng.random(), relay, 8801, "udp", work.extra * rng.uniform(0.7, 1.3),
+                     rng.integers(80, 300), 1000, direction)
+
+
+_WORKLOADS = {
+    "benign-idle": _idle, "benign-compile": _compile, "benign-browsing": _browsing,
+    "benign-backup": _backup, "benign-update": _update, "benign-videocall": _videocall,
+}
 
 
 _SIGNATURES = {

@@ -14,7 +14,10 @@ load scipy, matplotlib and rich when first used):
 - ``Predictions`` / ``Windows`` (``predictions.py``: the per-window files
   every number is computed from), ``Context`` and ``compare.compare(preds, ctx)
   -> Comparison`` (all the numbers of the report; ``report.write_report``
-  writes them).
+  writes them), detection per test week with its area under time
+  (``ModelEval.over_time``, ``scoring.aut``);
+- ``run.run_loho`` / ``report.write_loho_report``: the leave-one-host-out
+  evaluation (one ``host`` split per held-out host, and a per-host summary).
 
 ``cis490.evaluate.metrics`` holds the project's one macro F1 (training's
 model selection uses it too), so importing this package must stay cheap.

@@ -15,7 +15,7 @@ from pathlib import Path
 EXAMPLE = ("cis490 eval --validation demo-data/validation_v1.parquet "
            "--summary demo-data/features/features_window_v1.parquet "
            "--tensors demo-data/tensors --schema demo-data/features/feature_schema_v1.json "
-           "--spool spool --train-hosts elliott-thinkpad --reports-dir reports/eval")
+           "--spool spool --train-hosts elliott-thinkpad,j-workstation,r-minipc --reports-dir reports/eval")
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -26,8 +26,13 @@ def cmd_eval(args) -> int:
     from rich.console import Console
 
     from .report import render_table, write_report
-    from .run import EvalSettings, run_eval
+    from .run import LEAVE_ONE_HOST_OUT, EvalSettings, run_eval
 
+    loho = args.split_recipe == LEAVE_ONE_HOST_OUT
+    if loho and args.train_hosts:
+        raise ValueError(f"--train-hosts cannot be combined with --split-recipe "
+                         f"{LEAVE_ONE_HOST_OUT}: the folds are fixed by the data's hosts (each "
+                         "trains on every host but the held-out one)")
     if args.n_resamples < 1000:
         print(f"cis490 eval: warning: --n-resamples {args.n_resamples} < 1000; percentile "
               "endpoints will be noisy (2000 is the default)", file=sys.stderr)
@@ -51,6 +56,8 @@ def cmd_eval(args) -> int:
         if not args.quiet:
             print(f"cis490 eval: {msg}", file=sys.stderr)
 
+    if loho:
+        return _cmd_loho(args, settings, spool=spool, artifacts=artifacts, note=note)
     comp = run_eval(settings, spool=spool, artifacts=artifacts, note=note)
     written = write_report(comp, args.reports_dir, plots=not args.no_plots)
     Console(width=max(120, Console().width)).print(render_table(comp))
@@ -62,6 +69,29 @@ def cmd_eval(args) -> int:
         print(f"eval: not better than clock-only (may be learning episode time): "
               f"{', '.join(flagged)}")
     if comp.provenance.get("synthetic"):
+        print("eval: synthetic data (cis490 synth): the numbers describe the generator, "
+              "not real malware")
+    return 0
+
+
+def _cmd_loho(args, settings, *, spool, artifacts, note) -> int:
+    from rich.console import Console
+
+    from .report import render_loho_table, write_loho_report
+    from .run import run_loho
+
+    result = run_loho(settings, spool=spool, artifacts=artifacts, note=note)
+    written = write_loho_report(result, args.reports_dir, plots=not args.no_plots)
+    Console(width=max(120, Console().width)).print(render_loho_table(result))
+    names = {m.name: m.is_baseline for f in result.evaluated for m in f.comparison.everything}
+    n_base = sum(names.values())
+    missing = [f.held_out for f in result.missing]
+    print(f"eval: leave-one-host-out over {len(result.folds)} hosts: {len(result.evaluated)} "
+          f"fold(s) evaluated ({', '.join(f.held_out for f in result.evaluated)})"
+          + (f", {len(missing)} not trained ({', '.join(missing)})" if missing else "")
+          + f"; {len(names) - n_base} models + {n_base} baselines; wrote {len(written)} files "
+          f"-> {args.reports_dir}")
+    if result.provenance.get("synthetic"):
         print("eval: synthetic data (cis490 synth): the numbers describe the generator, "
               "not real malware")
     return 0
@@ -92,9 +122,17 @@ def register(sub) -> None:
     src.add_argument("--artifacts", metavar="DIR",
                      help="instead of a spool: a directory of *.ckpt.json checkpoints")
     p.add_argument("--reports-dir", default="reports/eval", metavar="DIR")
-    p.add_argument("--split-recipe", default="host", choices=("host", "sample", "time"))
+    p.add_argument("--split-recipe", default="host",
+                   choices=("host", "sample", "time", "leave-one-host-out"),
+                   help="the split the checkpoints were trained on (default host); "
+                   "leave-one-host-out evaluates one host split per host with usable episodes "
+                   "(trained on every other host, tested on that one: the host-recipe jobs a "
+                   "leave-one-host-out manifest entry expands into) into "
+                   "REPORTS_DIR/leave-one-host-out/<host>/ and writes a per-host summary in "
+                   "REPORTS_DIR/comparison.md; folds without checkpoints are listed as not trained")
     p.add_argument("--train-hosts", default=None, metavar="H[,H...]",
-                   help="the split's train hosts (default: the one set the checkpoints record)")
+                   help="the split's train hosts (default: the one set the checkpoints record; "
+                   "not with leave-one-host-out, whose folds are fixed by the data's hosts)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="the split's seed")
     p.add_argument("--n-resamples", type=int, default=2000, metavar="B")
     p.add_argument("--confidence", type=float, default=0.95, metavar="C")

@@ -39,12 +39,12 @@ import numpy as np
 from .bootstrap import BootstrapCI, _percentile_pvalue, holm, percentile_interval
 from .importance import Importance
 from .predictions import Predictions
-from .scoring import (BASE_RATES, MIN_CI_EPISODES, Context, Estimate, ModelStats, distinct,
-                      score_all)
+from .scoring import (AUT, BASE_RATES, MIN_CI_EPISODES, WEEK_METRICS, Context, Estimate,
+                      ModelStats, distinct, score_all)
 
 __all__ = ["BASELINE_NAMES", "BASE_RATES", "CLASS_NAMES", "FAMILY_METRICS", "MIN_CI_EPISODES", "Calibration",
-           "ClassScore", "Comparison", "Detection", "ModelEval", "Paired", "StratumScore",
-           "compare"]
+           "ClassScore", "Comparison", "Detection", "ModelEval", "OverTime", "Paired", "StratumScore",
+           "WeekScore", "compare"]
 
 # CONTRACTS.md "Labels and modes" (cis490.data.channels.PHASES); repeated here
 # so this module does not need the data package to import.
@@ -124,6 +124,36 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class WeekScore:
+    """One test week of one model at its validation τ (seeds combined)."""
+
+    week: int                                 # 0 = the week of the earliest test episode
+    start_ns: int                             # origin + week · 7 days
+    n_episodes: int
+    n_infected: int
+    n_benign_only: int
+    benign_host_seconds: float
+    detection_rate: BootstrapCI               # NaN point when the week has no infected episode
+    false_alarms_per_host_day: BootstrapCI    # NaN point when it has no benign window
+    ci_notes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OverTime:
+    """Detection per test week and its area under time (TESSERACT's AUT)."""
+
+    weeks: tuple[WeekScore, ...]              # weeks holding >= 1 test episode, ascending
+    weeks_used: tuple[int, ...]               # weeks entering AUT: >= 1 infected episode
+    aut: BootstrapCI                          # NaN point when undefined (see reason)
+    reason: str | None                        # why AUT is undefined; None when it is defined
+
+    @property
+    def skipped(self) -> tuple[int, ...]:
+        """Weeks with test episodes but no infected one: not in AUT."""
+        return tuple(w.week for w in self.weeks if w.week not in self.weeks_used)
+
+
+@dataclass(frozen=True)
 class ModelEval:
     name: str
     model: str
@@ -145,6 +175,7 @@ class ModelEval:
     importance: Importance | None = None
     meta: Mapping = field(default_factory=dict)   # checkpoints, schema hash, baseline info
     curves: Mapping[int, dict] = field(default_factory=dict, repr=False, compare=False)
+    over_time: OverTime | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -227,6 +258,22 @@ def _ci(e: Estimate, comp_settings) -> BootstrapCI:
     return e.ci(*comp_settings)
 
 
+def _over_time(m: ModelStats, settings) -> OverTime:
+    weeks = m.weeks
+    scores = []
+    for c in m.week_counts:
+        est = {metric: m.per_week[(c.week, metric)] for metric in WEEK_METRICS}
+        scores.append(WeekScore(
+            week=c.week, start_ns=weeks.start_ns(c.week), n_episodes=c.n_episodes,
+            n_infected=c.n_infected, n_benign_only=c.n_benign_only,
+            benign_host_seconds=c.benign_host_seconds,
+            detection_rate=_ci(est["episode_detection_rate"], settings),
+            false_alarms_per_host_day=_ci(est["false_alarms_per_host_day"], settings),
+            ci_notes={k: why for k, e in est.items() if (why := e.why_no_ci())}))
+    return OverTime(weeks=tuple(scores), weeks_used=tuple(m.weeks_used),
+                    aut=_ci(m.detection[AUT], settings), reason=m.aut_reason)
+
+
 def _model_eval(m: ModelStats, settings, ctx: Context, class_names) -> ModelEval:
     k = len(class_names)
     support = m.confusion.sum(axis=1) // max(len(m.pred.seeds), 1)
@@ -262,7 +309,8 @@ def _model_eval(m: ModelStats, settings, ctx: Context, class_names) -> ModelEval
         n_detected=float(np.mean([np.sum(s.outcomes.detected) for s in seeds])),
         n_false_alarms=float(np.mean([np.sum(s.outcomes.n_false_alarms) for s in seeds])),
         auc_bin_bound=float(max(s.curves.get("auc_bin_bound", 0.0) for s in seeds)),
-        ci_notes={name: why for name, e in m.detection.items() if (why := e.why_no_ci())})
+        ci_notes={name: (m.aut_reason if name == AUT and m.aut_reason else why)
+                  for name, e in m.detection.items() if (why := e.why_no_ci())})
     mean = (lambda xs: None if any(x is None for x in xs) else float(np.mean(xs)))
     calibration = Calibration(
         ece_val=float(np.mean([s.ece_val for s in seeds])), ece_test=ci["ece_test"],
@@ -276,7 +324,8 @@ def _model_eval(m: ModelStats, settings, ctx: Context, class_names) -> ModelEval
         macro_f1=_ci(m.phase["macro_f1"], settings), accuracy=_ci(m.phase["accuracy"], settings),
         per_class=per_class, confusion=tuple(tuple(int(v) for v in r) for r in m.confusion),
         breakdowns=breakdowns, detection=detection, calibration=calibration,
-        meta=dict(p.meta), curves={s.seed: s.curves for s in seeds})
+        meta=dict(p.meta), curves={s.seed: s.curves for s in seeds},
+        over_time=_over_time(m, settings) if m.weeks is not None else None)
 
 
 def compare(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 2000,

@@ -16,13 +16,16 @@ seed of the model:
 | ``p_<class>`` | float32 | the model's probability of each phase |
 | ``score`` | float64 | detection score, ``1 − p_clean`` |
 | ``onset_ns`` | int64 | the episode's labelled infection onset (−1: none or unknown) |
+| ``started_ns`` | int64 | the episode's start, validation ``started_at_ns`` (−1: unknown) |
 
 Rows are sorted by (split, seed, episode_id, t_end_ns); the file's key-value
 metadata ``cis490.predictions`` (JSON) names the model, mode, family, the
 checkpoint digest of each seed, the schema hash, the window stride
 ``stride_s`` (benign host-time per window) and, for a baseline, what was
 fitted — so that the files alone rebuild the whole report
-(``scoring.Context.from_predictions``). Files are published with ``atomic_write`` (through
+(``scoring.Context.from_predictions``). A file written before a column
+existed still reads: a missing ``onset_ns`` or ``started_ns`` reads as −1
+(unknown). Files are published with ``atomic_write`` (through
 ``atomic_writer``), so a reader never sees half a file.
 
 Invariant kept by ``Windows``: one split of one seed, sorted by
@@ -62,12 +65,14 @@ class Windows:
     y_true: np.ndarray          # (n,) int64
     proba: np.ndarray           # (n, K) float32
     onset_ns: np.ndarray | None = None   # (n,) int64 onset of the window's episode, -1 unknown
+    started_ns: np.ndarray | None = None  # (n,) int64 start of the window's episode, -1 unknown
 
     def __post_init__(self) -> None:
         n = len(self.y_true)
-        if self.onset_ns is None:
-            object.__setattr__(self, "onset_ns", np.full(n, -1, dtype=np.int64))
-        for what in ("episode_id", "host_id", "profile", "t_end_ns", "onset_ns"):
+        for what in ("onset_ns", "started_ns"):
+            if getattr(self, what) is None:
+                object.__setattr__(self, what, np.full(n, -1, dtype=np.int64))
+        for what in ("episode_id", "host_id", "profile", "t_end_ns", "onset_ns", "started_ns"):
             if np.shape(getattr(self, what)) != (n,):
                 raise ValueError(f"Windows.{what} must have one entry per window ({n})")
         if self.proba.ndim != 2 or self.proba.shape[0] != n:
@@ -142,7 +147,7 @@ def write_predictions(pred: Predictions, path: str | os.PathLike) -> Path:
     import pyarrow.parquet as pq
 
     cols: dict[str, list] = {k: [] for k in ("episode_id", "host_id", "profile", "split", "seed",
-                                              "t_end_ns", "y_true", "onset_ns", "proba")}
+                                              "t_end_ns", "y_true", "onset_ns", "started_ns", "proba")}
     for split in SPLITS:
         part = pred.val if split == "val" else pred.test
         for seed in sorted(part):
@@ -156,6 +161,7 @@ def write_predictions(pred: Predictions, path: str | os.PathLike) -> Path:
             cols["t_end_ns"].append(np.asarray(w.t_end_ns, dtype=np.int64))
             cols["y_true"].append(np.asarray(w.y_true, dtype=np.int64))
             cols["onset_ns"].append(np.asarray(w.onset_ns, dtype=np.int64))
+            cols["started_ns"].append(np.asarray(w.started_ns, dtype=np.int64))
             cols["proba"].append(np.asarray(w.proba, dtype=np.float32))
     cat = {k: np.concatenate(v) for k, v in cols.items()}
     proba = cat.pop("proba")
@@ -169,6 +175,7 @@ def write_predictions(pred: Predictions, path: str | os.PathLike) -> Path:
         arrays[n] = pa.array(proba[:, j], pa.float32())
     arrays["score"] = pa.array(1.0 - proba[:, 0].astype(np.float64), pa.float64())
     arrays["onset_ns"] = pa.array(cat["onset_ns"], pa.int64())
+    arrays["started_ns"] = pa.array(cat["started_ns"], pa.int64())
     meta = {"format": FORMAT, "model": pred.model, "mode": pred.mode, "family": pred.family,
             "classes": list(pred.class_names), **dict(pred.meta)}
     table = pa.table(arrays).replace_schema_metadata(
@@ -209,6 +216,10 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
     parts: dict[str, dict[int, Windows]] = {s: {} for s in SPLITS}
     split = col["split"].astype(str)
     seed = col["seed"].astype(np.int64)
+
+    def optional(name: str, m: np.ndarray) -> np.ndarray | None:
+        return col[name][m].astype(np.int64) if name in col else None     # older file: -1
+
     for s in SPLITS:
         for sd in np.unique(seed[split == s]).tolist():
             m = (split == s) & (seed == sd)
@@ -216,6 +227,6 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
                 episode_id=col["episode_id"][m].astype(str), host_id=col["host_id"][m].astype(str),
                 profile=col["profile"][m].astype(str), t_end_ns=col["t_end_ns"][m].astype(np.int64),
                 y_true=col["y_true"][m].astype(np.int64), proba=proba[m],
-                onset_ns=col["onset_ns"][m].astype(np.int64) if "onset_ns" in col else None)
+                onset_ns=optional("onset_ns", m), started_ns=optional("started_ns", m))
     return Predictions(model=model, mode=mode, family=family, val=parts["val"],
                        test=parts["test"], class_names=classes, meta=meta)

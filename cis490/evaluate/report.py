@@ -15,6 +15,12 @@ Layout of ``reports/eval/`` (every file published with ``atomic_write``):
 
 JSON holds no NaN: an undefined number is ``null``. ``render_table(comp)`` is
 pure: it builds a ``rich.table.Table`` and prints nothing.
+
+Leave-one-host-out (``write_loho_report(result, dir)``, ``run.run_loho``):
+each evaluated fold's full report above in ``leave-one-host-out/<host>/``,
+and at the top a summary ``comparison.md`` / ``comparison.json`` (per
+held-out host: detection rate at τ, false alarms per host-day, ROC AUC; the
+folds, the untrained ones, links); ``render_loho_table`` is its terminal view.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from cis490.fleet.atomic import atomic_write
@@ -29,7 +36,8 @@ from cis490.models.checkpoint import json_safe
 
 from .compare import BASE_RATES, MIN_CI_EPISODES, Comparison, ModelEval
 
-__all__ = ["comparison_json", "comparison_markdown", "model_json", "render_table", "write_report"]
+__all__ = ["comparison_json", "comparison_markdown", "loho_json", "loho_markdown", "model_json",
+           "render_loho_table", "render_table", "write_loho_report", "write_report"]
 
 FLAG_TEXT = "not better than clock-only: may be learning episode time"
 
@@ -110,6 +118,61 @@ def _p(t, floor: float, holm: bool = False) -> str:
     return f"≤ {p:.3f}" if t.at_floor else f"{p:.3f}"
 
 
+def _date(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+AUT_CITATION = ("TESSERACT's area under time (Pendlebury et al., \"TESSERACT: Eliminating "
+                "Experimental Bias in Malware Classification across Space and Time\", USENIX "
+                "Security 2019)")
+
+
+def _weeks_text(ws) -> str:
+    return ", ".join(str(w) for w in ws) or "none"
+
+
+def aut_note(ot) -> str:
+    """One sentence on what entered the AUT (or why there is none)."""
+    if ot.reason:
+        return f"no AUT: {ot.reason}"
+    text = (f"AUT of the episode detection rate over the {len(ot.weeks_used)} test weeks holding "
+            f"an infected episode (weeks {_weeks_text(ot.weeks_used)})")
+    if ot.skipped:
+        text += f"; weeks without an infected episode were skipped ({_weeks_text(ot.skipped)})"
+    return text
+
+
+def _week_json(w, used) -> dict:
+    return {"week": w.week, "start_ns": w.start_ns, "start": _date(w.start_ns),
+            "n_episodes": w.n_episodes, "n_infected_episodes": w.n_infected,
+            "n_benign_only_episodes": w.n_benign_only,
+            "benign_host_days": w.benign_host_seconds / 86400,
+            "episode_detection_rate": _ci_dict(w.detection_rate),
+            "false_alarms_per_host_day": _ci_dict(w.false_alarms_per_host_day),
+            "in_aut": w.week in used, "ci_notes": dict(w.ci_notes)}
+
+
+def _over_time_json(m: ModelEval) -> dict:
+    ot = m.over_time
+    if ot is None:
+        return {"per_week": [], "aut_detection_rate": {
+            "value": None, "ci": None, "weeks_used": [], "weeks_skipped": [],
+            "note": "no AUT: no test weeks were computed"}}
+    ci = None
+    if math.isfinite(ot.aut.low) and math.isfinite(ot.aut.high):
+        ci = {"low": ot.aut.low, "high": ot.aut.high}
+    note = aut_note(ot)
+    why = m.detection.ci_notes.get("aut_detection_rate")
+    if not ot.reason and why:
+        note += f"; no interval: {why}"
+    return {"per_week": [_week_json(w, ot.weeks_used) for w in ot.weeks],
+            "aut_detection_rate": {"value": ot.aut.point, "ci": ci,
+                                   "weeks_used": list(ot.weeks_used),
+                                   "weeks_skipped": list(ot.skipped), "note": note,
+                                   "method": "1/(N-1) * sum_{k=1}^{N-1} (f(k) + f(k+1)) / 2, "
+                                             "f = episode detection rate at tau per test week"}}
+
+
 def _stratum_cell(s) -> str:
     if s.ci_reported:
         return _ci(s.macro_f1)
@@ -165,6 +228,7 @@ def model_json(m: ModelEval, comp: Comparison) -> dict:
         "vs_best": {k: (None if t is None else t.as_dict()) for k, t in m.vs_best.items()},
         "vs_clock_only": {k: t.as_dict() for k, t in m.vs_clock.items()},
         "clock_only_flag": list(m.clock_flag),
+        **_over_time_json(m),
         "untested_profiles": list(comp.untested_profiles),
         "importance": None if m.importance is None else m.importance.as_dict(),
         "provenance": dict(m.meta),
@@ -289,6 +353,45 @@ def _detection_section(comp: Comparison, plots: dict) -> list[str]:
         if key in plots:
             lines += [f"![{name}]({plots[key]})", ""]
     return lines
+
+
+def _over_time_section(comp: Comparison) -> list[str]:
+    lines = ["## Detection over time (test weeks)", ""]
+    ref = next((m.over_time for m in comp.everything if m.over_time is not None), None)
+    if ref is None or not ref.weeks:
+        why = ref.reason if ref is not None and ref.reason else "no test weeks"
+        return lines + [f"No per-week figures: {why}.", ""]
+    if len(ref.weeks) < 2:
+        w = ref.weeks[0]
+        return lines + [f"The test split spans less than 2 weeks (every test episode started in "
+                        f"the week from {_date(w.start_ns)}): no per-week table and no AUT.", ""]
+    lines += [f"Week k holds the test episodes that started in [t₀ + 7k days, t₀ + 7(k+1) days), "
+              f"t₀ = the earliest test episode's start ({_date(ref.weeks[0].start_ns)}); a week "
+              "holds whole episodes, and weeks without any test episode are not shown. Cells: the "
+              "episode detection rate at each model's validation τ (— = no infected episode that "
+              "week); the header gives the week's start and its infected / benign-only episodes. "
+              f"AUT = {AUT_CITATION}: AUT(f, N) = 1/(N−1) · Σ_(k=1..N−1) (f(k) + f(k+1)) / 2 over "
+              "the N weeks that hold an infected episode, taken in order (weeks without one are "
+              f"skipped, not counted as 0); its {comp.confidence:.0%} interval resamples episodes "
+              "like every other figure.", ""]
+    header = ["model", *(f"wk {w.week} · {_date(w.start_ns)} ({w.n_infected} inf / "
+                         f"{w.n_benign_only} ben)" for w in ref.weeks), "AUT"]
+    rows = []
+    for m in comp.everything:
+        ot = m.over_time
+        cells = {w.week: _num(w.detection_rate.point, ".2f") for w in (ot.weeks if ot else ())}
+        rows.append([m.name, *(cells.get(w.week, "—") for w in ref.weeks),
+                     "—" if ot is None else _ci(ot.aut)])
+    lines += _table(header, rows)
+    lines += [f"- {aut_note(ref)}."]
+    notes = sorted({f"{m.name}: AUT — {m.detection.ci_notes['aut_detection_rate']}"
+                    for m in comp.everything if m.over_time is not None and not m.over_time.reason
+                    and "aut_detection_rate" in m.detection.ci_notes})
+    if notes:
+        lines += [f"- no AUT interval (fewer than {MIN_CI_EPISODES} infected episodes behind it, "
+                  "or undefined in over 5 % of the resamples — a resample that drew no infected "
+                  "episode of some week):"] + [f"  - {n}" for n in notes]
+    return lines + [""]
 
 
 def _clock_section(comp: Comparison) -> list[str]:
@@ -507,6 +610,7 @@ def comparison_markdown(comp: Comparison, *, plots: dict[str, str] | None = None
                   "covers ~89 % at 12 episodes, ~92 % at 30, ~94 % at 100): read the intervals "
                   "as optimistic.", ""]
     lines += _detection_section(comp, plots)
+    lines += _over_time_section(comp)
     lines += _clock_section(comp)
     lines += _operating_section(comp)
     lines += _calibration_section(comp, plots)
@@ -569,7 +673,8 @@ def render_table(comp: Comparison):
                     f"≤ {comp.budget:g} false alarm/host-day, k={comp.consecutive}",
               caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
     for col, just in (("#", "right"), ("model", "left"), (f"ROC AUC [{pct} CI]", "left"),
-                      ("FA/day", "right"), ("detected", "right"), ("TTD s", "right"),
+                      ("FA/day", "right"), ("detected", "right"), ("AUT", "right"),
+                      ("TTD s", "right"),
                       ("macro F1", "right"), ("p (Holm)", "right"), ("", "left")):
         t.add_column(col, justify=just, no_wrap=True)
 
@@ -581,6 +686,7 @@ def render_table(comp: Comparison):
                 _num(ci["false_alarms_per_host_day"].point, ".1f") if bound is None
                 else f"0 (≤{bound:.0f})",
                 _num(ci["episode_detection_rate"].point, ".2f"),
+                _num(ci["aut_detection_rate"].point if "aut_detection_rate" in ci else None, ".2f"),
                 _num(ci["ttd_median"].point, ".0f"), _num(m.macro_f1.point)]
 
     for family in ("realistic", "oracle"):
@@ -594,4 +700,193 @@ def render_table(comp: Comparison):
                       end_section=(i == len(models)))
     for m in comp.baselines:
         t.add_row("—", *cells(m), "", "", style="dim")
+    return t
+
+
+# --------------------------------------------------------------------------- leave-one-host-out
+
+LOHO_DIR = "leave-one-host-out"
+LOHO_METRICS = (("episode_detection_rate", "detection rate at τ"),
+                ("false_alarms_per_host_day", "false alarms / host-day"),
+                ("roc_auc", "ROC AUC"))
+
+
+def _loho_rows(result) -> list[tuple[str, str, str]]:
+    """(name, family, kind) of every model and baseline in any evaluated fold, in report order."""
+    from .compare import BASELINE_NAMES
+
+    seen: dict[str, str] = {}
+    for f in result.evaluated:
+        for m in f.comparison.everything:
+            seen.setdefault(m.name, m.family)
+    models = [n for fam in ("realistic", "oracle") for n in sorted(seen) if seen[n] == fam]
+    base = [n for n in BASELINE_NAMES if n in seen]
+    base += sorted(n for n, fam in seen.items() if fam == "baseline" and n not in base)
+    return [(n, seen[n], "baseline" if seen[n] == "baseline" else "model") for n in models + base]
+
+
+def _fold_model(fold, name: str):
+    return next((m for m in fold.comparison.everything if m.name == name), None)
+
+
+def _fold_link(fold, what: str = "comparison.md") -> str:
+    return f"{LOHO_DIR}/{fold.held_out}/{what}"
+
+
+def loho_json(result) -> dict:
+    """The leave-one-host-out summary, JSON-ready (``comparison.json`` of the top level)."""
+    folds = []
+    for f in result.folds:
+        c = f.comparison
+        folds.append({"held_out_host": f.held_out, "train_hosts": list(f.train_hosts),
+                      "status": "evaluated" if f.trained else "not trained",
+                      "n_test_episodes": f.n_test_episodes,
+                      "n_test_windows": c.n_windows if c else None,
+                      "models": [m.name for m in c.everything] if c else [],
+                      "report": _fold_link(f) if c else None,
+                      "json": _fold_link(f, "comparison.json") if c else None})
+
+    def per_fold(name: str) -> dict:
+        out = {}
+        for f in result.evaluated:
+            m = _fold_model(f, name)
+            if m is None:
+                out[f.held_out] = None
+                continue
+            d = m.detection
+            out[f.held_out] = {
+                **{k: _ci_dict(d.ci[k]) for k, _ in LOHO_METRICS},
+                "threshold": d.threshold, "n_test_episodes": m.n_episodes,
+                "n_infected_episodes": d.n_infected,
+                "zero_event_bounds": zero_event_bounds(m, f.comparison.stride_s),
+                "ci_notes": {k: v for k, v in d.ci_notes.items() if k in dict(LOHO_METRICS)},
+                "clock_only_flag": list(m.clock_flag)}
+        return out
+
+    rows = _loho_rows(result)
+    first = result.evaluated[0].comparison
+    return json_safe({
+        "recipe": LOHO_DIR, "hosts": [f.held_out for f in result.folds], "folds": folds,
+        "missing_folds": [f.held_out for f in result.missing],
+        "models": [{"name": n, "family": fam, "per_fold": per_fold(n)}
+                   for n, fam, kind in rows if kind == "model"],
+        "baselines": {n: {"per_fold": per_fold(n)} for n, _, kind in rows if kind == "baseline"},
+        "settings": {"consecutive": first.consecutive,
+                     "false_alarm_budget_per_host_day": first.budget,
+                     "window_stride_s": first.stride_s, "n_resamples": first.n_resamples,
+                     "confidence": first.confidence, "bootstrap_seed": first.seed},
+        "provenance": dict(result.provenance),
+    })
+
+
+def loho_markdown(result) -> str:
+    """The top-level ``comparison.md`` of a leave-one-host-out evaluation."""
+    prov = result.provenance
+    first = result.evaluated[0].comparison
+    lines = ["# Leave-one-host-out evaluation", ""]
+    if prov.get("synthetic"):
+        lines += [f"> **Synthetic data.** This store was written by `cis490 synth` (collector "
+                  f"{', '.join(prov.get('collectors') or ['?'])}). The numbers describe the "
+                  "generator, not real malware.", ""]
+    lines += [f"One fold per host with usable episodes: fold *h* trains on every other host and "
+              f"tests on *h* alone — the `host` split with those train hosts (split seed "
+              f"{prov.get('split_seed', '?')}), whose checkpoints are the `host`-recipe jobs a "
+              "leave-one-host-out manifest entry expands into. Each fold is a full evaluation "
+              "(its own thresholds fixed on its validation, baselines fitted on its train split, "
+              f"{first.confidence:.0%} episode-bootstrap intervals with B = {first.n_resamples}): "
+              "see its report. Validation table "
+              f"`{prov.get('validation', '?')}` (sha256 `{str(prov.get('validation_sha256', '?'))[:16]}…`).",
+              ""]
+    lines += ["## Folds", ""]
+    rows = []
+    for f in result.folds:
+        c = f.comparison
+        rows.append([f"`{f.held_out}`", ", ".join(f.train_hosts), str(f.n_test_episodes),
+                     str(c.n_windows) if c else "—",
+                     ", ".join(m.name for m in c.models) if c else "**not trained**",
+                     f"[comparison.md]({_fold_link(f)})" if c else "—"])
+    lines += _table(["held-out host", "train hosts", "test episodes", "test windows", "models",
+                     "report"], rows)
+    if result.missing:
+        lines += ["Not trained (no checkpoint for the fold's train hosts; not an error, and not "
+                  "averaged into anything): " + ", ".join(
+                      f"`{f.held_out}` (train hosts {', '.join(f.train_hosts)})"
+                      for f in result.missing) + ".", ""]
+    lines += ["## Leave-one-host-out", "",
+              "Per held-out host: the episode detection rate at the fold's validation τ, false "
+              "alarms per benign host-day and ROC AUC, each with its interval (or the "
+              "rule-of-three bound where no event was seen); — = the fold has no such model. "
+              "Folds differ in test host and in training data, so a column is one deployment "
+              "scenario, not a resample of another.", ""]
+    header = ["model"]
+    for f in result.evaluated:
+        header += [f"`{f.held_out}` {label}" for _, label in LOHO_METRICS]
+    table = []
+    for name, _, kind in _loho_rows(result):
+        row = [name if kind == "model" else f"{name} (baseline)"]
+        for f in result.evaluated:
+            m = _fold_model(f, name)
+            if m is None:
+                row += ["—"] * len(LOHO_METRICS)
+                continue
+            c = f.comparison
+            row += [_bounded(m, c, "episode_detection_rate"),
+                    _bounded(m, c, "false_alarms_per_host_day", ".2f"), _ci(m.detection.ci["roc_auc"])]
+        table.append(row)
+    lines += _table(header, table)
+    lines += ["Test episodes per fold: " + ", ".join(
+        f"`{f.held_out}` {f.n_test_episodes}" + ("" if f.trained else " (not trained)")
+        for f in result.folds) + ".", ""]
+    return "\n".join(lines)
+
+
+def write_loho_report(result, out_dir: str | os.PathLike, *, plots: bool = True) -> list[Path]:
+    """Each evaluated fold's full report in ``leave-one-host-out/<host>/``, then the summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for f in result.evaluated:
+        written += write_report(f.comparison, out / LOHO_DIR / f.held_out, plots=plots)
+    path = out / "comparison.json"
+    atomic_write(path, json.dumps(loho_json(result), indent=2, sort_keys=True) + "\n")
+    written.append(path)
+    path = out / "comparison.md"
+    atomic_write(path, loho_markdown(result) + "\n")
+    written.append(path)
+    return written
+
+
+def render_loho_table(result):
+    """The terminal view of a leave-one-host-out evaluation (pure)."""
+    from rich import box
+    from rich.table import Table
+
+    missing = ", ".join(f.held_out for f in result.missing)
+    caption = "cell: detection rate at τ / false alarms per host-day / ROC AUC (points; CIs in " \
+              "comparison.md)"
+    if missing:
+        caption += f"\nnot trained: {missing}"
+    if result.provenance.get("synthetic"):
+        caption += "\nSYNTHETIC DATA (cis490 synth): the numbers describe the generator, not real malware"
+    t = Table(title=f"Leave-one-host-out: {len(result.evaluated)} of {len(result.folds)} folds "
+                    "evaluated (fold = held-out host)", caption=caption, box=box.SIMPLE_HEAD,
+              pad_edge=False)
+    t.add_column("model", justify="left", no_wrap=True)
+    for f in result.evaluated:
+        t.add_column(f"{f.held_out} ({f.comparison.n_episodes} ep.)", justify="right", no_wrap=True)
+    rows = _loho_rows(result)
+    for i, (name, _, kind) in enumerate(rows):
+        cells = []
+        for f in result.evaluated:
+            m = _fold_model(f, name)
+            if m is None:
+                cells.append("—")
+                continue
+            ci = m.detection.ci
+            cells.append(f"{_num(ci['episode_detection_rate'].point, '.2f')} / "
+                         f"{_num(ci['false_alarms_per_host_day'].point, '.1f')} / "
+                         f"{_num(ci['roc_auc'].point)}")
+        last_model = kind == "model" and (i + 1 == len(rows) or rows[i + 1][2] != "model")
+        t.add_row(name, *cells, style="dim" if kind == "baseline" else None,
+                  end_section=last_model)
     return t

@@ -22,6 +22,10 @@ Steps (each a function so tests can drive or fake one):
    fits the baselines on the train windows (a capped, seeded subset of whole
    episodes) and writes theirs; reads every file back and compares
    (``compare.py``): every number of the report comes from those files.
+4. ``run_loho`` — ``--split-recipe leave-one-host-out``: steps 1–3 once per
+   host with usable episodes (the fold), for recipe ``host`` with every
+   other host as train hosts, into ``<reports_dir>/leave-one-host-out/<host>/``;
+   a fold without checkpoints is "not trained".
 
 Heavy imports (pandas, torch, xgboost, scikit-learn) happen inside the functions.
 """
@@ -39,13 +43,21 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from cis490.data.splits import LEAVE_ONE_HOST_OUT  # stdlib only at import
+
 from .compare import BASELINE_NAMES, CLASS_NAMES, Comparison, compare
 from .importance import permutation_importance
 from .predictions import Predictions, Windows, read_predictions, write_predictions
 from .scoring import Context
 
-__all__ = ["Candidate", "EvalRefused", "EvalSettings", "SchemaRefused", "channel_groups",
-           "evaluate", "find_candidates", "run_eval", "select"]
+__all__ = ["LEAVE_ONE_HOST_OUT", "Candidate", "EvalRefused", "EvalSettings", "LohoFold", "LohoResult",
+           "SchemaRefused", "channel_groups", "evaluate", "find_candidates", "loho_folds",
+           "run_eval", "run_loho", "select"]
+
+# `cis490 eval --split-recipe leave-one-host-out` (LEAVE_ONE_HOST_OUT): not a split but one
+# `host` split per host with usable episodes, trained on every other host (the manifest expands
+# such an entry into these `host`-recipe jobs); each fold is evaluated into
+# <reports_dir>/leave-one-host-out/<host>/
 
 # Baselines are fitted on at most this many train windows (whole episodes,
 # chosen in a seeded order), so evaluation memory does not grow with the store.
@@ -276,7 +288,15 @@ def channel_groups(model: str, mode: str, level: str) -> dict[str, list[int]]:
     return groups
 
 
-def _windows(y: np.ndarray, meta, proba: np.ndarray, onsets: dict) -> Windows:
+def _per_window(eid: np.ndarray, per_episode: dict) -> np.ndarray:
+    """An episode-level int64 fact (onset, start) repeated on each window; -1 where unknown."""
+    if eid.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    uni, inv = np.unique(eid, return_inverse=True)
+    return np.array([per_episode.get(e, -1) for e in uni.tolist()], dtype=np.int64)[inv]
+
+
+def _windows(y: np.ndarray, meta, proba: np.ndarray, facts: dict) -> Windows:
     eid = np.asarray(meta["episode_id"]).astype(str)
     return Windows(episode_id=eid,
                    host_id=np.asarray(meta["host_id"]).astype(str),
@@ -284,7 +304,8 @@ def _windows(y: np.ndarray, meta, proba: np.ndarray, onsets: dict) -> Windows:
                    t_end_ns=np.asarray(meta["t_end_ns"], dtype=np.int64),
                    y_true=np.asarray(y, dtype=np.int64),
                    proba=np.asarray(proba, dtype=np.float32),
-                   onset_ns=np.array([onsets.get(e, -1) for e in eid], dtype=np.int64))
+                   onset_ns=_per_window(eid, facts["onsets"]),
+                   started_ns=_per_window(eid, facts["started"]))
 
 
 def _check_validation(y_val: np.ndarray) -> None:
@@ -335,7 +356,7 @@ def _predict_group(settings: EvalSettings, kind_cands: list[Candidate], split, *
             model = model_lib.load(c.checkpoint, expect_schema_sha256=schema_sha256)
             for part, out in (("val", val), ("test", test)):
                 X, y, meta = arrays[part]
-                out[c.train_seed] = _windows(y, meta, model.predict_proba(X), facts["onsets"])
+                out[c.train_seed] = _windows(y, meta, model.predict_proba(X), facts)
             if c is mine[0] and settings.importance != "none":
                 X, y, _ = arrays["test"]
                 importances[name] = permutation_importance(
@@ -388,10 +409,9 @@ def _fit_baselines(settings: EvalSettings, split, started: dict, pred_dir: Path,
                          names=settings.baselines, max_train_windows=BASELINE_MAX_TRAIN_WINDOWS)
     written = []
     for name, fit in fits.items():
-        onsets = facts["onsets"]
         pred = Predictions(model=name, mode="baseline", family="baseline",
-                           val={0: _windows(val.y, val_meta, fit.proba_val, onsets)},
-                           test={0: _windows(test.y, test_meta, fit.proba_test, onsets)},
+                           val={0: _windows(val.y, val_meta, fit.proba_val, facts)},
+                           test={0: _windows(test.y, test_meta, fit.proba_test, facts)},
                            class_names=CLASS_NAMES,
                            meta={"info": fit.info, "stride_s": facts["stride_s"]})
         written.append(write_predictions(pred, pred_dir / f"{name}.parquet"))
@@ -431,7 +451,7 @@ def evaluate(settings: EvalSettings, chosen: Sequence[Candidate], *, schema_sha2
     split = make_split(validation, settings.recipe, settings.train_hosts, settings.seed)
     check_against_split(chosen, split)
     started, onsets, origin = _episode_facts(validation)
-    facts = {"onsets": onsets, "stride_s": _stride_s(settings.schema)}
+    facts = {"onsets": onsets, "started": started, "stride_s": _stride_s(settings.schema)}
     reports = Path(settings.reports_dir)
     reports.mkdir(parents=True, exist_ok=True)
     # the run writes into a fresh directory that replaces predictions/ only once everything
@@ -485,13 +505,17 @@ def _compare(settings: EvalSettings, preds, ctx, split, origin, data_digests, im
                    importance=importances, provenance=provenance)
 
 
+def _digests(settings: EvalSettings) -> dict[str, str]:
+    from cis490.models.checkpoint import sha256_file
+
+    return {"validation": sha256_file(settings.validation), "schema": sha256_file(settings.schema)}
+
+
 def run_eval(settings: EvalSettings, *, spool: Path | None, artifacts: Path | None,
              note: Callable[[str], None] = lambda s: None) -> Comparison:
     """find → select → evaluate, extracting bundles into a temporary directory."""
-    from cis490.models.checkpoint import sha256_file
-
-    schema_sha = sha256_file(settings.schema)
-    digests = {"validation": sha256_file(settings.validation), "schema": schema_sha}
+    digests = _digests(settings)
+    schema_sha = digests["schema"]
     with tempfile.TemporaryDirectory(prefix="cis490-eval-") as tmp:
         cands = find_candidates(spool=spool, artifacts=artifacts, workdir=Path(tmp))
         if not cands:
@@ -514,3 +538,98 @@ def run_eval(settings: EvalSettings, *, spool: Path | None, artifacts: Path | No
                              f"split seed {settings.seed}) in {spool or artifacts}")
         return evaluate(settings, chosen, schema_sha256=schema_sha, data_digests=digests,
                         note=note)
+
+
+# ---------------------------------------------------------------- leave-one-host-out
+
+
+@dataclass(frozen=True)
+class LohoFold:
+    """One fold: ``held_out`` is the test host, every other host with usable episodes trains."""
+
+    held_out: str
+    train_hosts: tuple[str, ...]
+    n_test_episodes: int                    # usable episodes of the held-out host
+    comparison: Comparison | None = None    # None: no checkpoint trained for this fold
+
+    @property
+    def trained(self) -> bool:
+        return self.comparison is not None
+
+
+@dataclass(frozen=True)
+class LohoResult:
+    folds: tuple[LohoFold, ...]             # one per host with usable episodes, by host id
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def evaluated(self) -> tuple[LohoFold, ...]:
+        return tuple(f for f in self.folds if f.trained)
+
+    @property
+    def missing(self) -> tuple[LohoFold, ...]:
+        return tuple(f for f in self.folds if not f.trained)
+
+
+def loho_folds(validation) -> list[tuple[str, tuple[str, ...], int]]:
+    """(held-out host, train hosts, usable test episodes) per host with usable episodes."""
+    usable = validation[validation["status"] != "invalid"]
+    counts = usable.groupby("host_id").size()
+    hosts = sorted(str(h) for h in counts.index)
+    if len(hosts) < 2:
+        raise ValueError(f"{LEAVE_ONE_HOST_OUT}: needs >= 2 hosts with usable episodes in the "
+                         f"validation table, found {len(hosts)} ({', '.join(hosts) or 'none'})")
+    return [(h, tuple(o for o in hosts if o != h), int(counts[h])) for h in hosts]
+
+
+def run_loho(settings: EvalSettings, *, spool: Path | None, artifacts: Path | None,
+             note: Callable[[str], None] = lambda s: None) -> LohoResult:
+    """Evaluate every leave-one-host-out fold that has checkpoints (see LEAVE_ONE_HOST_OUT).
+
+    Fold h is the ``host`` split trained on every other host: checkpoints are
+    selected for recipe ``host`` and exactly those train hosts (as for
+    ``cis490 eval --split-recipe host --train-hosts …``) and the fold is
+    evaluated into ``<reports_dir>/leave-one-host-out/<h>/``. A fold without
+    checkpoints is "not trained"; no fold with checkpoints is an error.
+    """
+    from cis490.data.validate import read_validation
+
+    if settings.train_hosts:
+        raise ValueError(f"--train-hosts cannot be combined with --split-recipe "
+                         f"{LEAVE_ONE_HOST_OUT}: the folds are fixed by the data's hosts (each "
+                         "trains on every host but the held-out one)")
+    folds = loho_folds(read_validation(settings.validation))
+    digests = _digests(settings)
+    root = Path(settings.reports_dir) / LEAVE_ONE_HOST_OUT
+    where = spool or artifacts
+    with tempfile.TemporaryDirectory(prefix="cis490-eval-") as tmp:
+        cands = find_candidates(spool=spool, artifacts=artifacts, workdir=Path(tmp))
+        if not cands:
+            raise ValueError(f"no checkpoints found in {where}")
+        chosen = {h: select(cands, schema_sha256=digests["schema"], recipe="host",
+                            train_hosts=train, seed=settings.seed, models=settings.models,
+                            modes=settings.modes, note=note)
+                  for h, train, _ in folds}
+        if not any(chosen.values()):
+            looked = "; ".join(f"{h} held out: {','.join(train)}" for h, train, _ in folds)
+            raise ValueError(f"no checkpoint trained for any {LEAVE_ONE_HOST_OUT} fold in {where}: "
+                             f"looked for recipe host, split seed {settings.seed}, train hosts = "
+                             f"every host but the held-out one ({looked})")
+        out = []
+        for h, train, n_test in folds:
+            if not chosen[h]:
+                note(f"fold {h}: not trained (no checkpoint with recipe host, train hosts "
+                     f"{','.join(train)}, split seed {settings.seed})")
+                out.append(LohoFold(h, train, n_test))
+                continue
+            fold = replace(settings, recipe="host", train_hosts=train, reports_dir=root / h)
+            note(f"fold {h}: {len(chosen[h])} checkpoint(s) trained on {','.join(train)}")
+            comp = evaluate(fold, chosen[h], schema_sha256=digests["schema"],
+                            data_digests=digests, note=note)
+            out.append(LohoFold(h, train, n_test, comp))
+    first = next(f.comparison for f in out if f.trained)
+    prov = {k: first.provenance.get(k) for k in ("validation", "validation_sha256",
+                                                 "schema_sha256", "split_seed", "collectors",
+                                                 "synthetic", "onsets")}
+    prov["recipe"] = LEAVE_ONE_HOST_OUT
+    return LohoResult(tuple(out), prov)

@@ -22,6 +22,22 @@ plain episode bootstrap.
 Thresholds are fixed on validation (``detection.choose_threshold``) before
 any test window is looked at, and the test resamples never move them: the
 intervals are conditional on each seed's τ.
+
+Test weeks (``Weeks``): an episode's week is
+``floor((its start − the earliest start of the test split) / 7 days)``, so a
+week holds whole episodes. Per week and seed, at the seed's τ: infected and
+benign-only episodes, benign host-days, episode detection rate and false
+alarms per host-day (resampled with the same weights: per-week sums of the
+per-episode counts). The area under time of the detection rate, TESSERACT's
+AUT (Pendlebury et al., USENIX Security 2019), over the N weeks holding an
+infected episode (weeks without one are skipped)::
+
+    AUT(f, N) = 1/(N−1) · Σ_{k=1}^{N−1} (f(k) + f(k+1)) / 2
+
+— the trapezoidal area under the unit-spaced points, divided by N − 1, so
+it lies in [0, 1] and equals f when f is constant. A resample that drew no
+infected episode of some used week leaves AUT undefined there (the
+``MAX_UNDEFINED`` rule then withholds the interval).
 """
 
 from __future__ import annotations
@@ -38,11 +54,14 @@ from . import ranking as rank
 from .bootstrap import BootstrapCI, EpisodeBootstrap, episode_codes, percentile_interval
 from .predictions import Predictions, Windows
 
-__all__ = ["BASE_RATES", "MAX_UNDEFINED", "MIN_CI_EPISODES", "Context", "Estimate", "ModelStats",
-           "score_all", "seed_draw"]
+__all__ = ["BASE_RATES", "MAX_UNDEFINED", "MIN_CI_EPISODES", "WEEK_NS", "Context", "Estimate",
+           "ModelStats", "Weeks", "aut", "episode_weeks", "score_all", "seed_draw"]
 
 BASE_RATES: tuple[str, ...] = ("1e-2", "1e-3", "1e-4")
 DAY_S = 86400.0
+WEEK_NS = 7 * 86400 * 10**9
+WEEK_METRICS: tuple[str, ...] = ("episode_detection_rate", "false_alarms_per_host_day")
+AUT = "aut_detection_rate"
 
 # Below this many episodes behind a statistic a percentile interval is not
 # reported: with G clusters there are at most C(2G-1, G) distinct resamples
@@ -127,6 +146,43 @@ class SeedDetection:
     curves: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Weeks:
+    """The calendar weeks of the test split (shared by every model)."""
+
+    origin_ns: int                      # earliest episode start of the test split (-1: unknown)
+    week: np.ndarray                    # (G,) week of each test episode (universe order), -1 unknown
+    n_unknown: int                      # test episodes whose start is unknown
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        """Weeks that hold at least one test episode (ascending); none when a start is unknown."""
+        if self.n_unknown:
+            return ()
+        return tuple(int(k) for k in np.unique(self.week))
+
+    def start_ns(self, k: int) -> int:
+        return int(self.origin_ns + k * WEEK_NS)
+
+    def why_no_weeks(self) -> str | None:
+        """Why no per-week analysis is possible (None when there is one)."""
+        if self.n_unknown:
+            return (f"the start of {self.n_unknown} test episode(s) is unknown (predictions files "
+                    "written before they recorded started_ns); re-run `cis490 eval`")
+        return None
+
+
+@dataclass(frozen=True)
+class WeekCounts:
+    """What one test week holds (the windows of one model's first seed)."""
+
+    week: int
+    n_episodes: int
+    n_infected: int                     # episodes with a malicious window
+    n_benign_only: int                  # episodes without one
+    benign_host_seconds: float
+
+
 @dataclass
 class ModelStats:
     """All statistics of one model (seeds combined) and per-seed details."""
@@ -134,11 +190,16 @@ class ModelStats:
     pred: Predictions
     phase: dict[str, Estimate]                  # macro_f1, accuracy, f1:<k>
     strata: dict[str, dict[str, tuple]]         # key -> value -> (n_windows, n_episodes, mf1, acc)
-    detection: dict[str, Estimate]
+    detection: dict[str, Estimate]              # ... and aut_detection_rate
     seeds: list[SeedDetection]
     confusion: np.ndarray                       # (K, K), summed over seeds
     n_windows: int
     n_episodes: int
+    weeks: Weeks | None = None
+    week_counts: tuple[WeekCounts, ...] = ()
+    per_week: dict[tuple[int, str], Estimate] = field(default_factory=dict)  # (week, metric)
+    weeks_used: tuple[int, ...] = ()            # weeks entering AUT (>= 1 infected episode)
+    aut_reason: str | None = None               # why AUT is undefined (None when it is not)
 
     @property
     def name(self) -> str:
@@ -195,6 +256,101 @@ class _Coder:
         c = episode_codes(uni, ids)
         self.seen.append((ids, uni, c))
         return uni, c
+
+
+def episode_weeks(universe: np.ndarray, windows: Sequence[Windows],
+                  codes: Sequence[np.ndarray]) -> Weeks:
+    """Each test episode's week from the ``started_ns`` its windows carry (see module doc).
+
+    Raises ``ValueError`` when two window sets give one episode different known starts.
+    """
+    g = universe.size
+    hi = np.full(g, -1, dtype=np.int64)
+    lo = np.full(g, np.iinfo(np.int64).max, dtype=np.int64)
+    for w, c in zip(windows, codes):
+        if c.size == 0:
+            continue
+        first = np.r_[True, c[1:] != c[:-1]]              # one window per episode suffices
+        ep, st = c[first], np.asarray(w.started_ns, dtype=np.int64)[first]
+        known = st >= 0
+        np.maximum.at(hi, ep[known], st[known])
+        np.minimum.at(lo, ep[known], st[known])
+    known = hi >= 0
+    clash = np.nonzero(known & (lo != hi))[0]
+    if clash.size:
+        raise ValueError(f"the predictions disagree on the start of test episode "
+                         f"{universe[clash[0]]} ({lo[clash[0]]} vs {hi[clash[0]]} ns)")
+    n_unknown = int(np.count_nonzero(~known))
+    if not known.any():
+        return Weeks(-1, np.full(g, -1, dtype=np.int64), n_unknown)
+    origin = int(hi[known].min())
+    week = np.where(known, (hi - origin) // WEEK_NS, -1).astype(np.int64)
+    return Weeks(origin, week, n_unknown)
+
+
+def aut(f) -> float | np.ndarray:
+    """TESSERACT's area under time of ``f`` (..., N) over N >= 2 consecutive points.
+
+    ``1/(N−1) · Σ_{k=1}^{N−1} (f(k) + f(k+1)) / 2``; NaN where a point is NaN
+    (a resample row without an infected episode of some week). Raises
+    ``ValueError`` for N < 2.
+    """
+    f = np.asarray(f, dtype=np.float64)
+    n = f.shape[-1]
+    if n < 2:
+        raise ValueError(f"AUT needs >= 2 time points, got {n}")
+    out = (f[..., :-1] + f[..., 1:]).sum(axis=-1) / (2.0 * (n - 1))
+    return float(out) if out.ndim == 0 else out
+
+
+def _week_stats(o, lin: np.ndarray, weeks: Weeks, boot: EpisodeBootstrap, stride_s: float):
+    """Per-week counts and (point, resamples, units) of one seed at its τ, and its AUT."""
+    ks = weeks.indices
+    if not ks:
+        return (), {}, ()
+    onehot = weeks.week[:, None] == np.asarray(ks)[None, :]           # (G, W)
+    n_windows = np.asarray(o.n_windows)
+    infected = np.asarray(o.infected, dtype=bool)
+    present = n_windows > 0
+    counts = tuple(WeekCounts(
+        week=k, n_episodes=int(np.count_nonzero(m & present)),
+        n_infected=int(np.count_nonzero(m & infected)),
+        n_benign_only=int(np.count_nonzero(m & present & ~infected)),
+        benign_host_seconds=float(np.sum(np.asarray(o.n_benign)[m])) * stride_s)
+        for k, m in zip(ks, onehot.T))
+    # per-week sums of (false alarms, benign windows, infected, detected): (G, W*4)
+    sub = lin[:, [LINEAR.index(c) for c in ("n_false_alarms", "n_benign", "infected", "detected")]]
+    s = (onehot[:, :, None] * sub[:, None, :]).reshape(lin.shape[0], -1)
+    full = s.sum(axis=0).reshape(len(ks), 4)
+    res = boot._resample(s, int(s.max(initial=0))).astype(np.float64).reshape(-1, len(ks), 4)
+
+    def rates(x):
+        return (_ratio(x[..., 3], x[..., 2]),
+                _ratio(x[..., 0] * DAY_S, x[..., 1] * stride_s))
+
+    (dr, fa), (dr_b, fa_b) = rates(full), rates(res)
+    n_ben = [int(np.count_nonzero(m & (np.asarray(o.n_benign) > 0))) for m in onehot.T]
+    stats = {}
+    for j, (k, c) in enumerate(zip(ks, counts)):
+        stats[(k, "episode_detection_rate")] = (float(dr[j]), dr_b[:, j], c.n_infected)
+        stats[(k, "false_alarms_per_host_day")] = (float(fa[j]), fa_b[:, j], n_ben[j])
+    used = tuple(j for j, c in enumerate(counts) if c.n_infected > 0)
+    if len(used) >= 2:
+        u = list(used)
+        stats[AUT] = (aut(dr[u]), aut(dr_b[:, u]), sum(counts[j].n_infected for j in u))
+    return counts, stats, tuple(ks[j] for j in used)
+
+
+def _aut_reason(weeks: Weeks, used: tuple[int, ...]) -> str | None:
+    why = weeks.why_no_weeks()
+    if why:
+        return why
+    if len(weeks.indices) < 2:
+        return "the test split spans less than 2 weeks (AUT needs >= 2 test weeks)"
+    if len(used) < 2:
+        return (f"{len(used)} test week(s) hold an infected episode (AUT needs >= 2; weeks "
+                "without one are skipped)")
+    return None
 
 
 def _onsets(universe: np.ndarray, ctx: Context) -> np.ndarray:
@@ -305,7 +461,7 @@ def _ttd(o, boot: EpisodeBootstrap, q: float) -> tuple[float, np.ndarray]:
 
 
 def _detect_test(w: Windows, codes, choice, boot: EpisodeBootstrap, universe, onsets,
-                 ctx: Context):
+                 ctx: Context, weeks: Weeks | None = None):
     """Per-seed test statistics at the validation threshold: {name: (point, (B,), units)}."""
     key, score, mal = w.key, w.score, w.malicious
     o = det.episode_outcomes(codes, universe.size, w.t_end_ns, mal, key, choice.threshold,
@@ -335,7 +491,12 @@ def _detect_test(w: Windows, codes, choice, boot: EpisodeBootstrap, universe, on
                          int(np.count_nonzero(np.asarray(o.n_windows) > 0)))
     exact = grid.size == np.unique(key).size         # the grid is the scores themselves
     bound = 0.0 if exact or not both else float(rank.auc_grid_error_bound(pos, neg))
-    return o, stats, {"auc_bin_bound": bound}
+    extra = {"auc_bin_bound": bound}
+    if weeks is not None:
+        counts, wstats, used = _week_stats(o, lin, weeks, boot, ctx.stride_s)
+        stats[AUT] = wstats.pop(AUT, (nan, np.full(boot.n_resamples, np.nan), 0))
+        extra.update(week_counts=counts, week_stats=wstats, weeks_used=used)
+    return o, stats, extra
 
 
 def _resample_float(boot: EpisodeBootstrap, s: np.ndarray) -> np.ndarray:
@@ -379,6 +540,7 @@ def score_all(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 
     codes = [test_coder(w.episode_id)[1] for _, _, w in cols]
     boot = EpisodeBootstrap.over_episodes(np.arange(universe.size), n_classes=k, labels=labels,
                                           n_resamples=n_resamples, confidence=confidence, seed=seed)
+    weeks = episode_weeks(universe, [w for _, _, w in cols], codes)
     phase_cols = _phase_columns(cols, codes, boot)
     strata = {key: _strata(cols, codes, key, k, n_resamples, confidence, seed)
               for key in ("profile", "host_id")}
@@ -401,11 +563,19 @@ def score_all(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 
                 est_f1 = _combine([e[3].macro_f1 for e in mine], [e[3].macro_f1_b for e in mine], draw)
                 est_acc = _combine([e[3].accuracy for e in mine], [e[3].accuracy_b for e in mine], draw)
                 model_strata.setdefault(key, {})[value] = (mine[0][1], mine[0][2], est_f1, est_acc)
-        seeds, per_stat = [], {}
+        seeds, per_stat, per_week = [], {}, {}
+        week_counts, weeks_used = (), ()
         for s, i in zip(p.seeds, idx):
             w_val, w_test = p.val[s], p.test[s]
             choice = _detect_val(w_val, ctx, val_coder)
-            o, stats, extra = _detect_test(w_test, codes[i], choice, boot, universe, onsets, ctx)
+            o, stats, extra = _detect_test(w_test, codes[i], choice, boot, universe, onsets, ctx,
+                                           weeks)
+            wstats = extra.pop("week_stats", {})
+            counts_, used_ = extra.pop("week_counts", ()), extra.pop("weeks_used", ())
+            if s == p.seeds[0]:                # label counts: the same for every seed
+                week_counts, weeks_used = counts_, used_
+            for key_, v in wstats.items():
+                per_week.setdefault(key_, []).append(v)
             temp = ece_vs = ece_ts = None
             # a class column that is 0 on every validation window (a baseline that cannot
             # attribute phases) would dominate the log loss that T is fitted on: no scaling
@@ -425,6 +595,8 @@ def score_all(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 
                 per_stat[name][1].append(r)
                 per_stat[name][2].append(n)
         detection = {name: _combine(pts, rs_, draw, us) for name, (pts, rs_, us) in per_stat.items()}
+        weekly = {key_: _combine([v[0] for v in vs], [v[1] for v in vs], draw, [v[2] for v in vs])
+                  for key_, vs in per_week.items() if len(vs) == len(idx)}
         confusion = np.zeros((k, k), dtype=np.int64)
         for s in p.seeds:
             w = p.test[s]
@@ -432,5 +604,7 @@ def score_all(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 
         first = p.test[p.seeds[0]]
         out.append(ModelStats(pred=p, phase=phase, strata=model_strata, detection=detection,
                               seeds=seeds, confusion=confusion, n_windows=len(first),
-                              n_episodes=int(np.unique(codes[idx[0]]).size)))
+                              n_episodes=int(np.unique(codes[idx[0]]).size), weeks=weeks,
+                              week_counts=week_counts, per_week=weekly, weeks_used=weeks_used,
+                              aut_reason=_aut_reason(weeks, weeks_used)))
     return out, boot

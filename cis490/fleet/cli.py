@@ -259,8 +259,11 @@ def cmd_keygen(args) -> int:
 def cmd_demo(args) -> int:
     from cis490.demo import run_demo
 
-    return run_demo(args.spool, episodes_per_host=args.episodes_per_host, duration_s=args.duration_s,
-                    seed=args.seed, quiet=args.quiet)
+    world = {k: getattr(args, k) for k in ("episodes_per_host", "min_duration_s", "max_duration_s",
+                                            "benign_frac") if getattr(args, k) is not None}
+    if args.duration_s is not None:  # every episode this long
+        world.update(min_duration_s=args.duration_s, max_duration_s=args.duration_s)
+    return run_demo(args.spool, world=world, seed=args.seed, quiet=args.quiet)
 
 
 # --- parser --------------------------------------------------------------------------
@@ -327,8 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--work-dir", default=None, help="local scratch directory for job outputs")
     sp.add_argument("--quiet", action="store_true")
     sp = verb("demo", cmd_demo, "the whole pipeline on this machine: data, two workers, evaluation (~10 min)")
-    sp.add_argument("--episodes-per-host", type=int, default=40)
-    sp.add_argument("--duration-s", type=int, default=120)
+    sp.add_argument("--episodes-per-host", type=int, default=None, help="default 20 (cis490/demo.py)")
+    sp.add_argument("--min-duration-s", type=int, default=None, help="shortest episode (default 60)")
+    sp.add_argument("--max-duration-s", type=int, default=None, help="longest episode (default 240)")
+    sp.add_argument("--duration-s", type=int, default=None, help="every episode exactly S seconds")
+    sp.add_argument("--benign-frac", type=float, default=None, help="benign-only share (default 0.5)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--quiet", action="store_true", help="plain progress lines instead of the live view")
     return p

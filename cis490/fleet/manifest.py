@@ -21,6 +21,26 @@ their test sets are identical and an evaluation can combine them. A job
 whose split seed equals its seed has exactly the id it had before split
 seeds existed.
 
+``split_recipe = "leave-one-host-out"`` (in an entry or ``[defaults]``) is the
+manifest's own recipe, unknown to a single job spec. It takes ``train_hosts`` as
+the host pool (required; >= 2 hosts, no repeats) and expands the entry into one
+ordinary ``split_recipe = "host"`` job per held-out host of the pool, in pool
+order, training on the pool minus that host (so its test is that host and
+every host outside the pool)::
+
+    [[jobs]]
+    model = "gbt"
+    mode = "realistic"
+    split_recipe = "leave-one-host-out"
+    train_hosts = ["elliott-thinkpad", "k-gamingcom", "pi"]   # three folds
+    seed = [0, 1]                   # x two seeds = six jobs, one split seed (0)
+
+With a seed list the jobs are ordered seed by seed, each seed's folds in pool
+order; the whole entry shares one split seed as above. Each fold's job is
+exactly (same id) the hand-written ``host`` job with those fields, so spec files
+need no new format, and an entry that repeats a fold another entry already
+lists is refused as a duplicate, like any other repeated job.
+
 ``load_manifest`` validates *everything* before anything is written (reload
 is all-or-nothing); every error names the job index and the field.
 """
@@ -34,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cis490.fleet.layout import HOST_RE, MAX_TOML_BYTES, SpoolError
-from cis490.fleet.spec import JobSpec, SpecError, build_spec
+from cis490.fleet.spec import SPLIT_RECIPES, JobSpec, SpecError, build_spec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,6 +72,10 @@ JOB_KEYS = {"model", "mode", "hyper", "split_recipe", "train_hosts", "seed", "sp
 CONSTRAINT_KEYS = ("require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts")
 HOST_KEYS = {"allow_jobs", "deny_jobs", "slots", "data"}
 MAX_SEEDS = 64
+# expanded here into `host` jobs; the same name as cis490.data.splits.LEAVE_ONE_HOST_OUT
+# (not imported: the coordinator never imports the ML side)
+LEAVE_ONE_HOST_OUT = "leave-one-host-out"
+MANIFEST_RECIPES = (*SPLIT_RECIPES, LEAVE_ONE_HOST_OUT)
 
 
 @dataclass(frozen=True)
@@ -139,8 +163,32 @@ def _seed_list(value) -> list[int] | None:
     return value
 
 
+def _folds(raw: dict) -> list[dict]:
+    """The raw job(s) of a split recipe: leave-one-host-out → one ``host`` job per pool host."""
+    recipe = raw.get("split_recipe", "host")
+    if not isinstance(recipe, str) or recipe != LEAVE_ONE_HOST_OUT:
+        if isinstance(recipe, str) and recipe not in MANIFEST_RECIPES:
+            raise SpecError(f"split_recipe must be one of {', '.join(MANIFEST_RECIPES)}, not {recipe!r}")
+        return [raw]  # build_spec checks the rest
+    pool = raw.get("train_hosts")
+    if pool is None:
+        raise SpecError(f"train_hosts: split_recipe {LEAVE_ONE_HOST_OUT!r} needs the host pool "
+                        f"(train_hosts = [h1, h2, ...], >= 2 hosts)")
+    if not isinstance(pool, list) or not all(isinstance(h, str) for h in pool):
+        raise SpecError(f"train_hosts: the {LEAVE_ONE_HOST_OUT} pool must be a list of host ids")
+    if len(pool) < 2:
+        raise SpecError(f"train_hosts: the {LEAVE_ONE_HOST_OUT} pool needs >= 2 hosts, "
+                        f"got {len(pool)} ({', '.join(pool) or 'none'})")
+    dup = sorted({h for h in pool if pool.count(h) > 1})
+    if dup:
+        raise SpecError(f"train_hosts: the {LEAVE_ONE_HOST_OUT} pool repeats {', '.join(dup)}")
+    return [{**raw, "split_recipe": "host", "train_hosts": [h for h in pool if h != held]}
+            for held in pool]
+
+
 def _jobs(index: int, entry, defaults: dict) -> list[JobSpec]:
-    """The job(s) of one ``[[jobs]]`` entry: one per seed of a seed list."""
+    """The job(s) of one ``[[jobs]]`` entry: one per seed of a seed list (× fold of a
+    leave-one-host-out pool, seed by seed)."""
     where = f"jobs[{index}]"
     if not isinstance(entry, dict):
         raise ManifestError(f"{where} must be a table")
@@ -152,10 +200,11 @@ def _jobs(index: int, entry, defaults: dict) -> list[JobSpec]:
     raw["constraints"] = {k: merged[k] for k in CONSTRAINT_KEYS if k in merged}
     try:
         seeds = _seed_list(raw.get("seed"))
+        folds = _folds(raw)
         if seeds is None:
-            return [build_spec(raw)]
+            return [build_spec(f) for f in folds]
         split_seed = raw.get("split_seed", seeds[0])  # one split for every seed of the list
-        return [build_spec({**raw, "seed": s, "split_seed": split_seed}) for s in seeds]
+        return [build_spec({**f, "seed": s, "split_seed": split_seed}) for s in seeds for f in folds]
     except SpecError as exc:
         field_hint = f" ({entry.get('model', '?')}/{entry.get('mode', '?')})"
         raise ManifestError(f"{where}{field_hint}: {exc}") from None
@@ -196,7 +245,7 @@ def parse_manifest(data: bytes, *, jobs: bool = True) -> Manifest:
     specs: list[JobSpec] = []
     seen: dict[str, int] = {}
     for i, entry in enumerate(jobs_raw):
-        for spec in _jobs(i, entry, defaults):  # a seed list never repeats a job within one entry
+        for spec in _jobs(i, entry, defaults):  # seeds and folds never repeat a job within one entry
             if spec.name in seen:
                 split = "" if spec.split_seed is None else f", split_seed {spec.split_seed}"
                 raise ManifestError(

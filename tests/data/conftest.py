@@ -7,7 +7,7 @@ import pytest
 from cis490.data.channels import WindowSpec
 from cis490.data.synth import SynthConfig, synthesize
 
-TINY = SynthConfig(episodes_per_host=6, duration_s=60, seed=7)
+TINY = SynthConfig(episodes_per_host=8, duration_s=60, seed=7)  # the default world's 4 hosts
 WINDOW = WindowSpec(20, 4)
 
 

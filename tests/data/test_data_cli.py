@@ -18,7 +18,7 @@ def _run(capsys, *argv):
 def test_cli_verbs_end_to_end(tmp_path, capsys):
     store, val = tmp_path / "store", tmp_path / "validation_v1.parquet"
     rc, out, err = _run(capsys, "synth", "--out", str(store), "--episodes-per-host", "4",
-                        "--duration-s", "60", "--seed", "2", "--quiet")
+                        "--duration-s", "60", "--hosts", "2", "--seed", "2", "--quiet")
     assert rc == 0 and err == "" and out.count("\n") == 1 and out.startswith("synth: 8 episodes")
 
     rc, out, err = _run(capsys, "validate", "--store", str(store), "--out", str(val))
@@ -55,3 +55,14 @@ def test_cli_usage_error_exits_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["synth"])
     assert exc.value.code == 2
+
+
+def test_synth_options_default_to_the_generators_own():
+    """The parser repeats SynthConfig's defaults (to stay light): they must agree."""
+    import dataclasses
+
+    from cis490.data.cli import SYNTH_DEFAULTS
+    from cis490.data.synth import SynthConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(SynthConfig)}
+    assert SYNTH_DEFAULTS == {k: fields[k] for k in SYNTH_DEFAULTS}

@@ -109,6 +109,8 @@ def test_untampered_hand_store_is_clean(tmp_path):
     (_edit_host_row(10, t_mono_ns=0), None, "non-monotonic clock: host.jsonl t_mono_ns"),
     (_edit_meta(profile="beacon-x"), None, "disagrees with the index"),
     (_edit_meta(phases=[]), None, "phases"),
+    (_edit_meta(profile="benign-idle"), lambda r: r.update(profile="benign-idle"),
+     "is benign but meta.json labels phases"),
     (None, lambda r: r.update(sha256="0" * 64), "sha256/size differ"),
     (None, lambda r: r.update(path=r["path"].replace(".tar", "-gone.tar")), "tarball missing"),
 ])
@@ -153,12 +155,18 @@ def test_validation_records_each_episodes_onset_and_collector(tiny_store, tiny_v
     rows = {r["episode_id"]: r for r in tiny_validation[1].rows}
     usable = [e for e, r in rows.items() if r["status"] != "invalid"]
     assert usable
+    kinds = set()
     for eid in usable:
         plan = next(p for p in rep.plans if p.episode_id == eid)
         meta = json.loads(render_episode(plan, 7)["meta.json"])     # TINY's seed
-        armed = next(p for p in meta["phases"] if p["phase"] == "armed")
-        assert rows[eid]["onset_ns"] == armed["start_wall_ns"] > meta["t0_wall_ns"]
+        armed = next((p for p in meta["phases"] if p["phase"] == "armed"), None)
+        if plan.benign:  # a benign-only episode never leaves clean: no onset
+            assert armed is None and rows[eid]["onset_ns"] is None
+        else:
+            assert rows[eid]["onset_ns"] == armed["start_wall_ns"] > meta["t0_wall_ns"]
+        kinds.add(plan.benign)
         assert rows[eid]["collector_version"] == COLLECTOR_VERSION
+    assert kinds == {True, False}
     for eid in set(rows) - set(usable):
         assert rows[eid]["onset_ns"] is None and rows[eid]["collector_version"] is None
 
@@ -169,3 +177,36 @@ def test_validation_records_each_episodes_onset_and_collector(tiny_store, tiny_v
     df = read_validation(tmp_path / "old.parquet")
     assert df["onset_ns"].isna().all() and df["collector_version"].isna().all()
     assert len(df) == len(rows)
+
+
+def _phases_meta(names, cuts):
+    """A tamper giving meta.json the phases ``names`` with boundaries at ``cuts`` seconds."""
+    def tamper(members):
+        meta = json.loads(members["meta.json"])
+        t0, n = meta["t0_wall_ns"], meta["duration_s"]
+        edges = [0, *cuts, n]
+        meta["phases"] = [{"phase": ph, "start_wall_ns": t0 + edges[i] * 10**9,
+                           "end_wall_ns": t0 + edges[i + 1] * 10**9} for i, ph in enumerate(names)]
+        members["meta.json"] = json.dumps(meta).encode()
+    return tamper
+
+
+@pytest.mark.parametrize("names,cuts,status,finding,onset_s", [
+    # a run of consecutive phases: an episode that starts mid-infection is usable
+    (["infecting", "infected_running"], [20], "ok", "", 0),
+    (["clean", "armed"], [30], "ok", "", 30),
+    # a malicious profile that never leaves clean: usable, the fact is surfaced
+    (["clean"], [], "ok", "never leaves 'clean' (the sample did not run)", None),
+    # skipping a phase, or phases out of order, is not a label the pipeline can trust
+    (["clean", "infecting"], [30], "invalid", "not a run of consecutive phases", None),
+    (["armed", "clean"], [30], "invalid", "not a run of consecutive phases", None),
+])
+def test_phases_are_a_run_of_the_chain(tmp_path, names, cuts, status, finding, onset_s):
+    row = _one_episode_store(tmp_path, _phases_meta(names, cuts))
+    if status == "invalid":
+        assert row["status"] == "invalid" and finding in row["reasons"]
+        return
+    assert row["status"] in ("ok", "degraded") and (finding in row["warnings"] if finding else
+                                                    row["warnings"] == "")
+    t0 = row["started_at_ns"]
+    assert row["onset_ns"] == (None if onset_s is None else t0 + onset_s * 10**9)

@@ -18,16 +18,23 @@ STRIDE_S = 2.0
 PROFILES = ("beacon", "io-walk", "fork-storm")
 
 
+FIRST_S = 20                                   # t_end of an episode's first window - its start
+
+
 def world(n_episodes: int, seed: int, *, prefix: str = "ep", windows: int = 40,
-          hosts=("k-gamingcom",), fixed_onset: int | None = None):
-    """(episode ids, host, profile, t_end_ns, y_true, onset_ns per episode) of one split."""
+          hosts=("k-gamingcom",), fixed_onset: int | None = None, spacing_s: int = 10**4):
+    """(episode ids, host, profile, t_end_ns, y_true, onset_ns per episode) of one split.
+
+    Episode e starts at (10**6 + e * spacing_s) s: with the default spacing 40
+    episodes span 4.6 days (one test week); ``episode_starts`` recovers the starts.
+    """
     rng = np.random.default_rng([seed, 0xE9])
     cols = {k: [] for k in ("e", "h", "p", "t", "y")}
     onsets = {}
     for e in range(n_episodes):
         eid = f"{prefix}{e:04d}"
-        t0 = (10**6 + e * 10**4) * 10**9
-        t_end = t0 + (20 + STRIDE_S * np.arange(windows)).astype(np.int64) * 10**9
+        t0 = (10**6 + e * spacing_s) * 10**9
+        t_end = t0 + (FIRST_S + STRIDE_S * np.arange(windows)).astype(np.int64) * 10**9
         k = int(fixed_onset if fixed_onset is not None else rng.integers(4, windows - 6))
         y = np.zeros(windows, dtype=np.int64)
         y[k:], y[k:k + 2], y[k + 2:k + 4] = 3, 1, 2
@@ -39,6 +46,12 @@ def world(n_episodes: int, seed: int, *, prefix: str = "ep", windows: int = 40,
         cols["y"].append(y)
     return (np.array(cols["e"]), np.array(cols["h"]), np.array(cols["p"]),
             np.concatenate(cols["t"]), np.concatenate(cols["y"]), onsets)
+
+
+def episode_starts(e: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per window, its episode's start (``world``'s first window ends FIRST_S after it)."""
+    first = np.r_[True, e[1:] != e[:-1]]
+    return np.maximum.accumulate(np.where(first, t - FIRST_S * 10**9, 0)).astype(np.int64)
 
 
 def scored(w, skill: float, seed: int, *, clock: bool = False) -> Windows:
@@ -54,7 +67,8 @@ def scored(w, skill: float, seed: int, *, clock: bool = False) -> Windows:
     proba = np.exp(logits - logits.max(axis=1, keepdims=True))
     proba /= proba.sum(axis=1, keepdims=True)
     return Windows(e, h, p, t, y, proba.astype(np.float32),
-                   np.array([onsets.get(x, -1) for x in e], dtype=np.int64))
+                   np.array([onsets.get(x, -1) for x in e], dtype=np.int64),
+                   episode_starts(e, t))
 
 
 def predictions(model: str, mode: str, skill: float, val, test, *, seeds=(0,),

@@ -40,6 +40,9 @@ def _run(main, *args: str) -> None:
         raise RuntimeError(f"{' '.join(args)} failed with exit status {rc}")
 
 
+TRAIN_HOSTS = ("elliott-thinkpad", "j-workstation", "r-minipc")  # the world's; k-gamingcom tests
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Demo:
     """14 episodes per host; gbt trained in both modes (3 rounds), stored in a spool."""
@@ -64,7 +67,7 @@ def demo(tmp_path_factory) -> Demo:
              "--summary", str(root / "features" / "features_window_v1.parquet"),
              "--tensors", str(root / "tensors"),
              "--schema", str(root / "features" / "feature_schema_v1.json"),
-             "--train-hosts", "elliott-thinkpad", "--split-recipe", "host", "--seed", str(seed),
+             "--train-hosts", ",".join(TRAIN_HOSTS), "--split-recipe", "host", "--seed", str(seed),
              "--split-seed", "0", "--hyper", "epochs=3", "--out", str(out))
         store.put(spool, f"gbt_{mode}", out, {"spec": {"model": "gbt", "mode": mode}})
     return Demo(root, artifacts, spool)
@@ -84,7 +87,7 @@ def test_eval_from_the_spool_writes_the_report(demo, tmp_path, capsys):
     assert md.index("## Detection") < md.index("## Phase attribution")
     assert "| gbt | realistic |" in md and "| gbt | oracle |" in md
     assert "`scan-and-dial`: no test windows" in md           # held-out host never ran it
-    assert "**Synthetic data.**" in md and "cis490-synth/1" in md
+    assert "**Synthetic data.**" in md and "cis490-synth/2" in md
     assert "labelled onset of each episode" in md
     data = json.loads((reports / "gbt_realistic_eval.json").read_text())
     digests = {p.name for p in (demo.spool / "models" / "gbt_realistic").iterdir()}
@@ -107,7 +110,7 @@ def test_eval_from_the_spool_writes_the_report(demo, tmp_path, capsys):
     assert set(df["split"]) == {"val", "test"} and set(df["seed"]) == {0, 1}
     test = df[(df["split"] == "test") & (df["seed"] == 0)]
     assert len(test) == data["n_windows"] and set(test["host_id"]) == {"k-gamingcom"}
-    assert set(df[df["split"] == "val"]["host_id"]) == {"elliott-thinkpad"}
+    assert set(df[df["split"] == "val"]["host_id"]) <= set(TRAIN_HOSTS)
     assert np.allclose(df["score"], 1 - df["p_clean"].astype(float))
 
 
@@ -221,7 +224,7 @@ def _altered(demo, tmp_path, edit):
 def test_eval_refuses_a_checkpoint_without_a_split_record(demo, tmp_path, capsys):
     arts = _altered(demo, tmp_path, lambda m: m["data"].pop("split"))
     rc = cis490_main(demo.argv("--artifacts", str(arts), "--reports-dir", str(tmp_path / "r"),
-                               "--train-hosts", "elliott-thinkpad"))
+                               "--train-hosts", ",".join(TRAIN_HOSTS)))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "records no split" in err[0] and "refusing" in err[0]
     assert not (tmp_path / "r" / "comparison.md").exists()

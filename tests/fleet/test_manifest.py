@@ -10,7 +10,7 @@ import pytest
 
 from cis490.fleet import JobState, ManifestError
 from cis490.fleet.manifest import load_manifest, parse_manifest
-from cis490.fleet.spec import SpecError, driver_argv, job_id, parse_spec
+from cis490.fleet.spec import JobSpec, SpecError, driver_argv, job_id, parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "etc" / "training_manifest.toml.example"
@@ -113,6 +113,28 @@ def test_reload_keeps_states_updates_pending_and_counts_orphans(spool, tmp_path)
      'split_seed=0\n', r"jobs\[1\] duplicates jobs\[0\].*seed 1, split_seed 0"),
     ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nseed=[2, 3]\nsplit_seed=0\n[[jobs]]\nmodel="gbt"\nmode="oracle"\n'
      'seed=[3, 4]\nsplit_seed=0\n', r"jobs\[1\] duplicates jobs\[0\].*seed 3, split_seed 0"),
+    # leave-one-host-out: the pool is required, >= 2 hosts, no repeats; errors name the job
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\n[[jobs]]\nmodel="mlp"\nmode="oracle"\n'
+     'split_recipe="leave-one-host-out"\n',
+     r"jobs\[1\] \(mlp/oracle\): train_hosts: split_recipe 'leave-one-host-out' needs the host pool"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nsplit_recipe="leave-one-host-out"\ntrain_hosts=["a"]\n',
+     r"jobs\[0\] \(gbt/oracle\): train_hosts: the leave-one-host-out pool needs >= 2 hosts, got 1 \(a\)"),
+    ('[defaults]\nsplit_recipe="leave-one-host-out"\ntrain_hosts=[]\n[[jobs]]\nmodel="gbt"\nmode="oracle"\n',
+     r"jobs\[0\].*pool needs >= 2 hosts, got 0"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nsplit_recipe="leave-one-host-out"\ntrain_hosts=["a", "b", "a"]\n',
+     r"jobs\[0\].*train_hosts: the leave-one-host-out pool repeats a"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nsplit_recipe="leave-one-host-out"\ntrain_hosts="a,b"\n',
+     r"jobs\[0\].*pool must be a list of host ids"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nsplit_recipe="leave-one-host-out"\ntrain_hosts=["a", "b/c"]\n',
+     r"jobs\[0\].*invalid host id 'b/c'"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nsplit_recipe="loho"\ntrain_hosts=["a", "b"]\n',
+     r"jobs\[0\].*split_recipe must be one of host, sample, time, leave-one-host-out, not 'loho'"),
+    # a fold another entry already lists is a duplicate job, named as any other
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\ntrain_hosts=["b", "c"]\n[[jobs]]\nmodel="gbt"\nmode="oracle"\n'
+     'split_recipe="leave-one-host-out"\ntrain_hosts=["a", "b", "c"]\n', r"jobs\[1\] duplicates jobs\[0\].*seed 0\)"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nsplit_recipe="leave-one-host-out"\ntrain_hosts=["a", "b"]\n'
+     '[[jobs]]\nmodel="gbt"\nmode="oracle"\nsplit_recipe="leave-one-host-out"\ntrain_hosts=["b", "a"]\n',
+     r"jobs\[1\] duplicates jobs\[0\]"),
 ])
 def test_invalid_manifest_changes_nothing(spool, tmp_path, text, message):
     good = tmp_path / "good.toml"
@@ -235,6 +257,78 @@ def test_split_seed_spec_is_format_2_so_an_older_worker_leaves_it_alone(monkeypa
     assert parse_spec(plain.to_bytes()) == plain
     with pytest.raises(SpecTooNew):
         parse_spec(shared.to_bytes())
+
+
+# --- leave one host out ------------------------------------------------------------
+
+LOHO = (b'[[jobs]]\nmodel="gbt"\nmode="realistic"\nhyper={max_depth=4}\npriority=4\n'
+        b'split_recipe="leave-one-host-out"\ntrain_hosts=["pi", "elliott-thinkpad", "k-gamingcom"]\n')
+POOL = ("pi", "elliott-thinkpad", "k-gamingcom")
+
+
+def _hand_written(held: str, seed: str = "0", split_seed: str = "") -> JobSpec:
+    hosts = ", ".join(f'"{h}"' for h in POOL if h != held)
+    text = (f'[[jobs]]\nmodel="gbt"\nmode="realistic"\nhyper={{max_depth=4}}\npriority=4\n'
+            f'split_recipe="host"\ntrain_hosts=[{hosts}]\nseed={seed}\n{split_seed}')
+    [spec] = parse_manifest(text.encode()).jobs
+    return spec
+
+
+def test_leave_one_host_out_expands_to_one_host_job_per_pool_host_in_pool_order():
+    from cis490.data.splits import LEAVE_ONE_HOST_OUT
+    from cis490.fleet import manifest as manifest_mod
+
+    assert manifest_mod.LEAVE_ONE_HOST_OUT == LEAVE_ONE_HOST_OUT  # one spelling on both sides
+    jobs = parse_manifest(LOHO).jobs
+    assert len(jobs) == 3
+    assert [j.train_hosts for j in jobs] == [("elliott-thinkpad", "k-gamingcom"), ("k-gamingcom", "pi"),
+                                             ("elliott-thinkpad", "pi")]  # pool minus pi, then ...
+    assert all(j.split_recipe == "host" and j.seed == 0 and j.split_seed is None and j.priority == 4
+               and j.hyper == {"max_depth": 4} for j in jobs)
+    assert jobs == tuple(_hand_written(h) for h in POOL)  # the same jobs, the same ids
+    assert [j.name for j in jobs] == [_hand_written(h).name for h in POOL]
+    for j in jobs:  # an ordinary spec file: format 1, round-trips, no trace of the manifest recipe
+        assert j.to_dict()["format"] == 1 and b"leave-one-host-out" not in j.to_bytes()
+        assert parse_spec(j.to_bytes(), j.name) == j
+        argv = driver_args(j)
+        assert argv[argv.index("--split-recipe") + 1] == "host"
+    # from [defaults] too
+    text = (b'[defaults]\nsplit_recipe="leave-one-host-out"\ntrain_hosts=["pi", "elliott-thinkpad", '
+            b'"k-gamingcom"]\n[[jobs]]\nmodel="gbt"\nmode="realistic"\nhyper={max_depth=4}\npriority=4\n'
+            b'[[jobs]]\nmodel="smoke"\nmode="check"\nsplit_recipe="time"\n')
+    m = parse_manifest(text)
+    assert m.jobs[:3] == jobs and len(m.jobs) == 4
+    assert m.jobs[3].split_recipe == "time" and m.jobs[3].train_hosts == tuple(sorted(POOL))
+
+
+def test_leave_one_host_out_times_a_seed_list_shares_one_split_seed():
+    jobs = parse_manifest(LOHO + b"seed=[5, 1]\n").jobs
+    assert [(j.seed, j.split_seed, j.train_hosts) for j in jobs] == [
+        (s, None if s == 5 else 5, hosts) for s in (5, 1)
+        for hosts in (("elliott-thinkpad", "k-gamingcom"), ("k-gamingcom", "pi"), ("elliott-thinkpad", "pi"))]
+    assert list(jobs) == [_hand_written(h, s, "split_seed=5\n") for s in ("5", "1") for h in POOL]
+    pinned = parse_manifest(LOHO + b"seed=[5, 1]\nsplit_seed=0\n").jobs
+    assert len(pinned) == 6 and {j.split_seed for j in pinned} == {0}
+    assert len({j.name for j in pinned} | {j.name for j in jobs}) == 12
+
+
+def test_reload_enqueues_the_folds_and_is_idempotent(spool, tmp_path):
+    m = tmp_path / "m.toml"
+    m.write_text('[[jobs]]\nmodel="smoke"\nmode="fold"\nsplit_recipe="leave-one-host-out"\n'
+                 'train_hosts=["a", "b", "c"]\nseed=[0, 1]\n')
+    assert spool.reload(m).to_dict() == {"new": 6, "unchanged": 0, "updated": 0, "orphaned": 0}
+    specs = [spool.read_spec(loc.path) for loc in spool.scan(JobState.PENDING)]
+    assert sorted((s.seed, s.split_seed, s.train_hosts) for s in specs) == sorted(
+        (seed, None if seed == 0 else 0, hosts) for seed in (0, 1)
+        for hosts in (("b", "c"), ("a", "c"), ("a", "b")))
+    assert all(s.split_recipe == "host" for s in specs)
+    assert sorted(p.name[:-5] for p in (spool.root / "pending").iterdir()) == sorted(
+        j.name for j in load_manifest(m).jobs)
+    assert spool.reload(m).to_dict() == {"new": 0, "unchanged": 6, "updated": 0, "orphaned": 0}
+    # the same folds written by hand are the same jobs
+    m.write_text("".join(f'[[jobs]]\nmodel="smoke"\nmode="fold"\ntrain_hosts={hosts}\nseed=[0, 1]\n'
+                         for hosts in ('["b", "c"]', '["a", "c"]', '["a", "b"]')))
+    assert spool.reload(m).to_dict() == {"new": 0, "unchanged": 6, "updated": 0, "orphaned": 0}
 
 
 def driver_args(spec) -> list[str]:

@@ -22,8 +22,8 @@ def demo(tmp_path_factory):
     """`cis490-spool demo` on a tiny store, in a scratch directory (data beside the spool)."""
     root = tmp_path_factory.mktemp("demo")
     spool = root / "spool"
-    argv = [sys.executable, str(BIN), "--spool", str(spool), "demo", "--episodes-per-host", "10",
-            "--duration-s", "90", "--quiet"]
+    argv = [sys.executable, str(BIN), "--spool", str(spool), "demo", "--episodes-per-host", "8",
+            "--duration-s", "60", "--quiet"]
     t0 = time.monotonic()
     first = subprocess.run(argv, capture_output=True, text=True, timeout=1500)
     took = time.monotonic() - t0

@@ -33,7 +33,6 @@ def _cis490(*args: str) -> None:
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> DemoData:
-    pytest.importorskip("pyarrow")
     root = tmp_path_factory.mktemp("demo")
     store, val = root / "store", root / "validation_v1.parquet"
     _cis490("synth", "--out", str(store), "--episodes-per-host", "14", "--duration-s", "60",
