@@ -65,7 +65,7 @@ def stage(name: str, stamp_dir: Path, params: dict, inputs: list[Path], outputs:
 
 # The demo's world: the default world (four hosts, benign-only majority, random onsets,
 # eight weeks of drift) at a size that trains in a few minutes on 2 cores.
-DEMO_WORLD = {"episodes_per_host": 20, "min_duration_s": 60, "max_duration_s": 240, "benign_frac": 0.5}
+DEMO_WORLD = {"episodes_per_host": 20, "min_duration_s": 60, "max_duration_s": 240, "benign_frac": 0.55}
 
 
 def build_data(data: Path, world: dict, seed: int, jobs: int) -> dict[str, Path]:

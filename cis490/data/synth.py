@@ -74,7 +74,7 @@ class SynthConfig:
     max_duration_s: int = 600
     benign_frac: float = 0.6  # share of each host's episodes that are benign-only
     hosts: int = len(HOSTS)  # the first N hosts of the world
-    weeks: int = 8  # span of started_at (longer when the episodes do not fit)
+    weeks: int = 8  # span of started_at (longer when the episodes fill > 2/3 of it)
 
     def __post_init__(self) -> None:
         if self.duration_s is not None:
@@ -165,18 +165,21 @@ def _assign(rng: np.random.Generator, options: list[str], weights: list[float], 
     return first + rest
 
 
-def _start_times(rng: np.random.Generator, durations: np.ndarray, span_s: int) -> np.ndarray:
-    """Episode starts (s from the host's first), in order, spread over ``span_s``, never overlapping.
+def _start_times(rng: np.random.Generator, durations: np.ndarray, span_s: int) -> tuple[np.ndarray, int]:
+    """Episode starts (s from the host's first) in order over ``span_s``, never overlapping,
+    and the span actually used.
 
-    The free time (span minus the episodes) is cut at sorted uniform points;
-    if the episodes do not fit the span, the span grows to fit them.
+    The free time (span minus the episodes) is cut at sorted uniform points.
+    When the episodes fill more than 2/3 of the span (e.g. 24 k episodes of up
+    to 10 min in 8 weeks), the span grows to 1.5x their busy time, so the
+    gaps stay random and the drift schedule runs over the real span.
     """
     n = len(durations)
     busy = int(durations.sum()) + MIN_GAP_S * n
-    free = max(span_s - busy, 0)
-    cuts = np.sort(rng.uniform(0, free, n)) if free else np.zeros(n)
+    span = span_s if busy * 1.5 <= span_s else int(busy * 1.5)
+    cuts = np.sort(rng.uniform(0, span - busy, n))
     starts = cuts + np.concatenate([[0], np.cumsum(durations[:-1] + MIN_GAP_S)])
-    return np.floor(starts).astype(np.int64)
+    return np.floor(starts).astype(np.int64), span
 
 
 def _pick(options, j: int, hi: int):
@@ -202,8 +205,9 @@ def plan_store(cfg: SynthConfig) -> list[EpisodePlan]:
         benign = np.zeros(n, bool)
         benign[rng.permutation(n)[:n_benign]] = True
         durations = rng.integers(cfg.min_duration_s, cfg.max_duration_s + 1, n)
-        starts = epoch + hi * 7 * 60 + int(rng.integers(0, 300)) + _start_times(rng, durations, span_s)
-        frac = (starts - epoch) / span_s
+        offsets, span = _start_times(rng, durations, span_s)
+        starts = epoch + hi * 7 * 60 + int(rng.integers(0, 300)) + offsets
+        frac = offsets / span  # where in the host's (real) span: drift and first-seen samples
         profiles = iter(_assign(rng, list(host.profiles), [PROFILE_WEIGHTS[p] for p in host.profiles],
                                 n - n_benign))
         seen: dict[str, int] = {}
@@ -359,10 +363,16 @@ def _netflow(sig: Signals, host: HostSpec, plan: EpisodePlan, rng: np.random.Gen
 
 
 def _phases(plan: EpisodePlan, tl) -> list[dict]:
+    """The labelled phases inside the episode: a run of the chain (a benign-only episode:
+    clean throughout; one recorded mid-chain starts with the phase in force at t0)."""
     t0, n = plan.started_at_ns, plan.duration_s
-    edges = [0, *tl.labelled, n]  # a benign-only episode: [0, n], clean throughout
-    return [{"phase": ph, "start_wall_ns": t0 + edges[i] * 10**9, "end_wall_ns": t0 + edges[i + 1] * 10**9}
-            for i, ph in enumerate(PHASES[: len(edges) - 1])]
+    edges = [0, *tl.labelled, n]
+    out = []
+    for i, ph in enumerate(PHASES[: len(edges) - 1]):
+        start, end = max(0, edges[i]), min(n, edges[i + 1])
+        if end > start:
+            out.append({"phase": ph, "start_wall_ns": t0 + start * 10**9, "end_wall_ns": t0 + end * 10**9})
+    return out
 
 
 def _meta(plan: EpisodePlan, tl, sources: list[str]) -> bytes:

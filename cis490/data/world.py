@@ -165,7 +165,7 @@ def _ar1(rng: np.random.Generator, n: int, sigma: float, rho: float = 0.85) -> n
 @dataclass
 class Timeline:
     behaviour: tuple[float, ...]  # true phase change times (s); () for a benign-only episode
-    labelled: tuple[int, ...]  # boundaries written to meta.json (s)
+    labelled: tuple[int, ...]  # boundaries written to meta.json (s); <= 0: before the episode
     armed: np.ndarray
     infecting: np.ndarray
     running: np.ndarray
@@ -181,25 +181,38 @@ def clean_timeline(duration_s: int) -> Timeline:
     return Timeline((), (), z, z.copy(), z.copy())
 
 
+ONSET_DELAY_MEAN_S = 30.0  # the sample runs this long (mean, exponential) after >= 10 s of clean
+PRE_INFECTED_FRAC = 0.3  # infected episodes whose recording starts mid-chain (already armed, ...)
+
+
 def draw_timeline(rng: np.random.Generator, duration_s: int) -> Timeline:
     """Random onset and phase lengths, in seconds, independent of the episode's length.
 
     ``armed`` lasts 3-12 s and ``infecting`` 6-30 s (capped for short
-    episodes); the onset is uniform over what leaves >= 10 s of ``clean``
-    before it and >= 20 s (or a fifth of the episode) of ``infected_running``
-    after: where in the episode the infection starts carries no label.
+    episodes). In 30 % of infected episodes the recording starts mid-chain
+    (the host was already armed, infecting or running: the onset lies up to
+    a minute before the episode); otherwise the onset follows >= 10 s of
+    ``clean`` by an exponential delay (mean 30 s), capped to leave >= 20 s
+    (or a fifth of the episode) of ``infected_running``. The infection then
+    runs to the end of the episode, so the share of malicious windows is
+    nearly the same at every time since episode start: a clock carries next
+    to no label (tests/data/test_synth_world.py measures it).
     """
     d = float(duration_s)
     armed = min(rng.uniform(3.0, 12.0), max(2.0, 0.08 * d))
     infecting = min(rng.uniform(6.0, 30.0), max(3.0, 0.15 * d))
     lo = min(10.0, 0.15 * d)
     hi = max(lo, d - armed - infecting - max(20.0, 0.2 * d))
-    b1 = rng.uniform(lo, hi)
+    if rng.random() < PRE_INFECTED_FRAC:
+        b1 = rng.uniform(-(armed + infecting + 60.0), -1.0)
+    else:
+        b1 = min(lo + rng.exponential(ONSET_DELAY_MEAN_S), hi)
     b2, b3 = b1 + armed, b1 + armed + infecting
     lab = np.rint(np.array([b1, b2, b3]) + rng.normal(0.0, 0.8, 3)).astype(int)
-    lab[0] = max(1, lab[0])
     lab[1] = max(lab[0] + 1, lab[1])
     lab[2] = min(max(lab[1] + 1, lab[2]), duration_s - 1)
+    if b1 > 0:
+        lab[0] = max(1, lab[0])
     s = np.arange(duration_s) + 0.5
     tau = rng.uniform(0.7, 1.6)
     up1, up2, up3 = _sig((s - b1) / tau), _sig((s - b2) / tau), _sig((s - b3) / (2.0 * tau))

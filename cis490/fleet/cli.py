@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--min-duration-s", type=int, default=None, help="shortest episode (default 60)")
     sp.add_argument("--max-duration-s", type=int, default=None, help="longest episode (default 240)")
     sp.add_argument("--duration-s", type=int, default=None, help="every episode exactly S seconds")
-    sp.add_argument("--benign-frac", type=float, default=None, help="benign-only share (default 0.5)")
+    sp.add_argument("--benign-frac", type=float, default=None, help="benign-only share (default 0.55)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--quiet", action="store_true", help="plain progress lines instead of the live view")
     return p

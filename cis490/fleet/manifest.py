@@ -23,7 +23,9 @@ seeds existed.
 
 ``split_recipe = "leave-one-host-out"`` (in an entry or ``[defaults]``) is the
 manifest's own recipe, unknown to a single job spec. It takes ``train_hosts`` as
-the host pool (required; >= 2 hosts, no repeats) and expands the entry into one
+the host pool (required; >= 2 hosts, no repeats; named in the entry itself
+unless ``[defaults]`` also asks for leave-one-host-out — the defaults' train
+hosts of a ``host`` recipe are not a pool) and expands the entry into one
 ordinary ``split_recipe = "host"`` job per held-out host of the pool, in pool
 order, training on the pool minus that host (so its test is that host and
 every host outside the pool)::
@@ -32,8 +34,8 @@ every host outside the pool)::
     model = "gbt"
     mode = "realistic"
     split_recipe = "leave-one-host-out"
-    train_hosts = ["elliott-thinkpad", "k-gamingcom", "pi"]   # three folds
-    seed = [0, 1]                   # x two seeds = six jobs, one split seed (0)
+    train_hosts = ["elliott-thinkpad", "j-workstation", "k-gamingcom", "r-minipc"]  # 4 folds
+    seed = [0, 1]                   # x two seeds = eight jobs, one split seed (0)
 
 With a seed list the jobs are ordered seed by seed, each seed's folds in pool
 order; the whole entry shares one split seed as above. Each fold's job is
@@ -72,6 +74,7 @@ JOB_KEYS = {"model", "mode", "hyper", "split_recipe", "train_hosts", "seed", "sp
 CONSTRAINT_KEYS = ("require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts")
 HOST_KEYS = {"allow_jobs", "deny_jobs", "slots", "data"}
 MAX_SEEDS = 64
+MAX_JOBS_PER_ENTRY = 1024  # seeds x leave-one-host-out folds
 # expanded here into `host` jobs; the same name as cis490.data.splits.LEAVE_ONE_HOST_OUT
 # (not imported: the coordinator never imports the ML side)
 LEAVE_ONE_HOST_OUT = "leave-one-host-out"
@@ -163,13 +166,21 @@ def _seed_list(value) -> list[int] | None:
     return value
 
 
-def _folds(raw: dict) -> list[dict]:
-    """The raw job(s) of a split recipe: leave-one-host-out → one ``host`` job per pool host."""
+def _folds(raw: dict, pool_inherited: bool = False) -> list[dict]:
+    """The raw job(s) of a split recipe: leave-one-host-out → one ``host`` job per pool host.
+
+    ``pool_inherited``: the entry's ``train_hosts`` come from ``[defaults]``, which
+    does not itself ask for leave-one-host-out — there they are a host recipe's train
+    hosts, not a pool, so the entry must name its pool."""
     recipe = raw.get("split_recipe", "host")
     if not isinstance(recipe, str) or recipe != LEAVE_ONE_HOST_OUT:
         if isinstance(recipe, str) and recipe not in MANIFEST_RECIPES:
             raise SpecError(f"split_recipe must be one of {', '.join(MANIFEST_RECIPES)}, not {recipe!r}")
         return [raw]  # build_spec checks the rest
+    if pool_inherited:
+        raise SpecError(f"train_hosts: a {LEAVE_ONE_HOST_OUT} entry names its own host pool (every "
+                        "host of the data, for `cis490 eval --split-recipe leave-one-host-out`); "
+                        "the [defaults] train_hosts are the host recipe's train hosts")
     pool = raw.get("train_hosts")
     if pool is None:
         raise SpecError(f"train_hosts: split_recipe {LEAVE_ONE_HOST_OUT!r} needs the host pool "
@@ -200,9 +211,14 @@ def _jobs(index: int, entry, defaults: dict) -> list[JobSpec]:
     raw["constraints"] = {k: merged[k] for k in CONSTRAINT_KEYS if k in merged}
     try:
         seeds = _seed_list(raw.get("seed"))
-        folds = _folds(raw)
+        inherited = ("train_hosts" not in entry and "train_hosts" in defaults
+                     and defaults.get("split_recipe") != LEAVE_ONE_HOST_OUT)
+        folds = _folds(raw, inherited)
         if seeds is None:
             return [build_spec(f) for f in folds]
+        if len(seeds) * len(folds) > MAX_JOBS_PER_ENTRY:
+            raise SpecError(f"{len(seeds)} seeds x {len(folds)} folds = {len(seeds) * len(folds)} jobs, "
+                            f"more than {MAX_JOBS_PER_ENTRY} for one entry")
         split_seed = raw.get("split_seed", seeds[0])  # one split for every seed of the list
         return [build_spec({**f, "seed": s, "split_seed": split_seed}) for s in seeds for f in folds]
     except SpecError as exc:

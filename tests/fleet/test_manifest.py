@@ -127,6 +127,9 @@ def test_reload_keeps_states_updates_pending_and_counts_orphans(spool, tmp_path)
      r"jobs\[0\].*pool must be a list of host ids"),
     ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nsplit_recipe="leave-one-host-out"\ntrain_hosts=["a", "b/c"]\n',
      r"jobs\[0\].*invalid host id 'b/c'"),
+    ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nsplit_recipe="leave-one-host-out"\nseed=' + str(list(range(64)))
+     + '\ntrain_hosts=' + str([f"h{i}" for i in range(17)]).replace("'", '"') + '\n',
+     r"jobs\[0\].*64 seeds x 17 folds = 1088 jobs, more than 1024 for one entry"),
     ('[[jobs]]\nmodel="gbt"\nmode="oracle"\nsplit_recipe="loho"\ntrain_hosts=["a", "b"]\n',
      r"jobs\[0\].*split_recipe must be one of host, sample, time, leave-one-host-out, not 'loho'"),
     # a fold another entry already lists is a duplicate job, named as any other
@@ -334,3 +337,26 @@ def test_reload_enqueues_the_folds_and_is_idempotent(spool, tmp_path):
 def driver_args(spec) -> list[str]:
     paths = {k: f"/d/{k}" for k in ("validation", "summary", "tensors", "schema")}
     return driver_argv(spec, "/out", paths)
+
+
+def test_the_examples_commented_leave_one_host_out_entry_works_as_written():
+    text = EXAMPLE.read_text()
+    block = text[text.index('# [[jobs]]\n# model = "gbt"\n# mode = "realistic"\n# split_recipe'):
+                 text.index("# --- smoke jobs")]
+    live = text.replace(block, "".join(l[2:] + "\n" if l.startswith("# ") else l + "\n"
+                                       for l in block.splitlines()))
+    base, more = parse_manifest(text.encode()), parse_manifest(live.encode())
+    added = [j for j in more.jobs if j.name not in {b.name for b in base.jobs}]
+    assert len(added) == 8 and {j.seed for j in added} == {1, 2} and {j.split_seed for j in added} == {0}
+    pool = {"elliott-thinkpad", "j-workstation", "k-gamingcom", "r-minipc"}
+    assert {frozenset(pool - set(j.train_hosts)) for j in added} == {frozenset([h]) for h in pool}
+
+
+def test_a_leave_one_host_out_entry_does_not_take_the_defaults_train_hosts_as_its_pool():
+    doc = ('[defaults]\ntrain_hosts = ["a", "b", "c"]\n[[jobs]]\nmodel = "gbt"\nmode = "oracle"\n'
+           'split_recipe = "leave-one-host-out"\n')
+    with pytest.raises(ManifestError, match=r"jobs\[0\].*names its own host pool"):
+        parse_manifest(doc.encode())
+    # a pool in [defaults] that asks for leave-one-host-out itself is a pool
+    doc = doc.replace('[defaults]\n', '[defaults]\nsplit_recipe = "leave-one-host-out"\n')
+    assert len(parse_manifest(doc.encode()).jobs) == 3
