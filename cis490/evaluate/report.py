@@ -739,7 +739,7 @@ def loho_json(result) -> dict:
     for f in result.folds:
         c = f.comparison
         folds.append({"held_out_host": f.held_out, "train_hosts": list(f.train_hosts),
-                      "status": "evaluated" if f.trained else "not trained",
+                      "status": f.status, "refused": f.refused or None,
                       "n_test_episodes": f.n_test_episodes,
                       "n_test_windows": c.n_windows if c else None,
                       "models": [m.name for m in c.everything] if c else [],
@@ -768,6 +768,7 @@ def loho_json(result) -> dict:
     return json_safe({
         "recipe": LOHO_DIR, "hosts": [f.held_out for f in result.folds], "folds": folds,
         "missing_folds": [f.held_out for f in result.missing],
+        "refused_folds": {f.held_out: f.refused for f in result.refused},
         "models": [{"name": n, "family": fam, "per_fold": per_fold(n)}
                    for n, fam, kind in rows if kind == "model"],
         "baselines": {n: {"per_fold": per_fold(n)} for n, _, kind in rows if kind == "baseline"},
@@ -803,7 +804,7 @@ def loho_markdown(result) -> str:
         c = f.comparison
         rows.append([f"`{f.held_out}`", ", ".join(f.train_hosts), str(f.n_test_episodes),
                      str(c.n_windows) if c else "—",
-                     ", ".join(m.name for m in c.models) if c else "**not trained**",
+                     ", ".join(m.name for m in c.models) if c else f"**{f.status}**",
                      f"[comparison.md]({_fold_link(f)})" if c else "—"])
     lines += _table(["held-out host", "train hosts", "test episodes", "test windows", "models",
                      "report"], rows)
@@ -812,6 +813,9 @@ def loho_markdown(result) -> str:
                   "averaged into anything): " + ", ".join(
                       f"`{f.held_out}` (train hosts {', '.join(f.train_hosts)})"
                       for f in result.missing) + ".", ""]
+    if result.refused:
+        lines += ["Refused (the evaluation would not score the fold; its reason): " + "; ".join(
+            f"`{f.held_out}`: {f.refused}" for f in result.refused) + ".", ""]
     lines += ["## Leave-one-host-out", "",
               "Per held-out host: the episode detection rate at the fold's validation τ, false "
               "alarms per benign host-day and ROC AUC, each with its interval (or the "
@@ -835,7 +839,7 @@ def loho_markdown(result) -> str:
         table.append(row)
     lines += _table(header, table)
     lines += ["Test episodes per fold: " + ", ".join(
-        f"`{f.held_out}` {f.n_test_episodes}" + ("" if f.trained else " (not trained)")
+        f"`{f.held_out}` {f.n_test_episodes}" + ("" if f.trained else f" ({f.status})")
         for f in result.folds) + ".", ""]
     return "\n".join(lines)
 
@@ -866,6 +870,8 @@ def render_loho_table(result):
               "comparison.md)"
     if missing:
         caption += f"\nnot trained: {missing}"
+    if result.refused:
+        caption += "\nrefused: " + ", ".join(f.held_out for f in result.refused)
     if result.provenance.get("synthetic"):
         caption += "\nSYNTHETIC DATA (cis490 synth): the numbers describe the generator, not real malware"
     t = Table(title=f"Leave-one-host-out: {len(result.evaluated)} of {len(result.folds)} folds "

@@ -550,11 +550,17 @@ class LohoFold:
     held_out: str
     train_hosts: tuple[str, ...]
     n_test_episodes: int                    # usable episodes of the held-out host
-    comparison: Comparison | None = None    # None: no checkpoint trained for this fold
+    comparison: Comparison | None = None    # None: not trained, or refused
+    refused: str = ""                       # why the evaluation refused this fold ("" = it did not)
 
     @property
     def trained(self) -> bool:
+        """Evaluated: it had checkpoints and the evaluation did not refuse it."""
         return self.comparison is not None
+
+    @property
+    def status(self) -> str:
+        return "evaluated" if self.trained else ("refused" if self.refused else "not trained")
 
 
 @dataclass(frozen=True)
@@ -568,7 +574,12 @@ class LohoResult:
 
     @property
     def missing(self) -> tuple[LohoFold, ...]:
-        return tuple(f for f in self.folds if not f.trained)
+        """Folds without checkpoints (not the refused ones)."""
+        return tuple(f for f in self.folds if not f.trained and not f.refused)
+
+    @property
+    def refused(self) -> tuple[LohoFold, ...]:
+        return tuple(f for f in self.folds if f.refused)
 
 
 def loho_folds(validation) -> list[tuple[str, tuple[str, ...], int]]:
@@ -624,9 +635,17 @@ def run_loho(settings: EvalSettings, *, spool: Path | None, artifacts: Path | No
                 continue
             fold = replace(settings, recipe="host", train_hosts=train, reports_dir=root / h)
             note(f"fold {h}: {len(chosen[h])} checkpoint(s) trained on {','.join(train)}")
-            comp = evaluate(fold, chosen[h], schema_sha256=digests["schema"],
-                            data_digests=digests, note=note)
+            try:
+                comp = evaluate(fold, chosen[h], schema_sha256=digests["schema"],
+                                data_digests=digests, note=note)
+            except EvalRefused as exc:  # this fold's data or checkpoints: the others still count
+                note(f"fold {h}: refused: {exc}")
+                out.append(LohoFold(h, train, n_test, refused=str(exc)))
+                continue
             out.append(LohoFold(h, train, n_test, comp))
+    if not any(f.trained for f in out):
+        raise EvalRefused(f"{LEAVE_ONE_HOST_OUT}: every fold with checkpoints was refused: " + "; ".join(
+            f"{f.held_out}: {f.refused}" for f in out if f.refused))
     first = next(f.comparison for f in out if f.trained)
     prov = {k: first.provenance.get(k) for k in ("validation", "validation_sha256",
                                                  "schema_sha256", "split_seed", "collectors",

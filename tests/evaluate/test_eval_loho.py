@@ -156,3 +156,32 @@ def test_leave_one_host_out_needs_two_hosts():
         loho_folds(df)
     df.loc[2, "status"] = "degraded"
     assert loho_folds(df) == [("a", ("b",), 2), ("b", ("a",), 1)]
+
+
+def test_a_refused_fold_is_reported_and_the_others_still_count(loho, tmp_path, capsys, monkeypatch):
+    from cis490.evaluate import run
+
+    real = run.evaluate
+    bad = loho.trained[0]
+
+    def refuse_one(settings, chosen, **kw):
+        if settings.reports_dir.name == bad:
+            raise run.EvalRefused("the validation split has no malicious window (test double)")
+        return real(settings, chosen, **kw)
+
+    monkeypatch.setattr(run, "evaluate", refuse_one)
+    reports = tmp_path / "reports"
+    assert cis490_main(loho.argv("--reports-dir", str(reports))) == 0
+    data = json.loads((reports / "comparison.json").read_text())
+    status = {f["held_out_host"]: f for f in data["folds"]}
+    assert status[bad]["status"] == "refused" and "no malicious window" in status[bad]["refused"]
+    assert status[loho.trained[1]]["status"] == "evaluated"
+    assert data["refused_folds"] == {bad: status[bad]["refused"]} and bad not in data["missing_folds"]
+    md = (reports / "comparison.md").read_text()
+    assert "**refused**" in md and "Refused (the evaluation would not score the fold" in md
+    assert "refused: " + bad in capsys.readouterr().out
+    # every trained fold refused: one error naming the reasons
+    monkeypatch.setattr(run, "evaluate", lambda *a, **k: (_ for _ in ()).throw(
+        run.EvalRefused("nothing to score (test double)")))
+    assert cis490_main(loho.argv("--reports-dir", str(tmp_path / "r2"))) == 1
+    assert "every fold with checkpoints was refused" in capsys.readouterr().err
