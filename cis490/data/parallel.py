@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import sys
 from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -43,10 +44,21 @@ def pmap(func: Callable[[T], R], items: Iterable[T], *, jobs: int = 1,
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int, *, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; a no-op callable when ``quiet``."""
+def progress_bar(description: str, total: int, *, quiet: bool,
+                 unit: str = "episodes") -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on a terminal's stderr; plain progress lines (``cis490.progress``)
+    when stderr is not a terminal (cron, systemd, a log file); a no-op callable when ``quiet``."""
     if quiet or total == 0:
         yield lambda n=1: None
+        return
+    if not sys.stderr.isatty():
+        from cis490.progress import LineProgress
+
+        line = LineProgress(description, total, unit=unit)
+        try:
+            yield line.advance
+        finally:
+            line.close()
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

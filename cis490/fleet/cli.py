@@ -136,7 +136,7 @@ def cmd_show(args) -> int:
     for a in info["attempts"]:
         p = a.get("progress") or {}
         lines.append(f"  attempt {a.get('attempt')} by {a.get('worker')}: {a.get('outcome')}"
-                     + (f", epoch {p.get('epoch')}/{p.get('epochs')}" if p else "")
+                     + (f", epoch {snapshot.epoch_cell(p)}" if p.get("epoch") else "")
                      + (f", digest {a['digest'][:12]}" if a.get("digest") else "")
                      + (f" — {a['error']}" if a.get("error") else ""))
     _print(args, info, "\n".join(lines))

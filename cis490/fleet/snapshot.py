@@ -113,6 +113,16 @@ def models(spool: Spool) -> list[dict]:
     return out
 
 
+def epoch_cell(r: dict) -> str:
+    """``17/60``, or ``18/60, 41 %`` while epoch 18 is under way; ``–`` before any."""
+    if not r.get("epoch"):
+        return "–"
+    frac = r.get("epoch_fraction")
+    if isinstance(frac, (int, float)) and 0 <= frac < 1:
+        return f"{r['epoch']}/{r['epochs']}, {int(100 * frac)} %"
+    return f"{r['epoch']}/{r['epochs']}"
+
+
 def running(spool: Spool, now: float) -> list[dict]:
     out = []
     for loc in spool.scan(JobState.CLAIMED):
@@ -131,6 +141,7 @@ def running(spool: Spool, now: float) -> list[dict]:
                     "attempt": current.number if current else None,
                     "heartbeat_age_s": round(age, 1),
                     "epoch": progress.get("epoch"), "epochs": progress.get("epochs"),
+                    "epoch_fraction": progress.get("epoch_fraction"),
                     "val_macro_f1": progress.get("val_macro_f1")})
     return out
 

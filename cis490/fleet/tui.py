@@ -14,6 +14,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from cis490.fleet import snapshot
+
 STATE_STYLE = {"pending": "yellow", "claimed": "cyan", "done": "green", "failed": "red", "cancelled": "dim"}
 
 
@@ -33,7 +35,7 @@ def render(snap: dict):
     for col in ("job", "host", "attempt", "epoch", "val macro F1", "heartbeat"):
         running.add_column(col)
     for r in snap["running"]:
-        epoch = f"{r['epoch']}/{r['epochs']}" if r.get("epoch") else "–"
+        epoch = snapshot.epoch_cell(r)
         running.add_row(r["name"], _fmt(r.get("host_id")), _fmt(r.get("attempt")), epoch,
                         _fmt(r.get("val_macro_f1"), ".3f"), f"{r['heartbeat_age_s']:.0f}s ago")
 

@@ -40,6 +40,10 @@ log = logging.getLogger("cis490.worker")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+# what a progress record may hold (the driver's --progress-fd lines)
+PROGRESS_KEYS = ("epoch", "epochs", "loss", "val_macro_f1", "epoch_fraction")
+
+
 @dataclass
 class WorkerOptions:
     mode: str = "daemon"             # daemon | once | drain
@@ -90,6 +94,10 @@ def self_test(spool: Spool, worker_id: str) -> list[str]:
             except OSError:
                 pass
     return problems
+
+
+# what a progress record may hold (the driver's --progress-fd lines)
+PROGRESS_KEYS = ("epoch", "epochs", "loss", "val_macro_f1", "epoch_fraction")
 
 
 class Worker:
@@ -309,17 +317,28 @@ class Worker:
         return proc, r
 
     def _relay_progress(self, claim: Claim, fd: int) -> None:
+        """Republish the driver's progress lines as the attempt's progress record.
+
+        An epoch's line (``epoch`` done, ``loss``, ``val_macro_f1``) and, between them,
+        lines of the epoch in progress (``epoch``, ``epochs``, ``epoch_fraction``) are
+        merged, so the record keeps the last epoch's scores while it says how far the
+        current one has got; an epoch's line clears the fraction."""
+        latest: dict = {}
         with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 try:
                     event = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if isinstance(event, dict):
-                    try:
-                        claim.progress({k: event[k] for k in ("epoch", "epochs", "loss", "val_macro_f1") if k in event})
-                    except OSError:
-                        pass
+                if not isinstance(event, dict):
+                    continue
+                if "epoch_fraction" not in event:
+                    latest.pop("epoch_fraction", None)
+                latest.update({k: event[k] for k in PROGRESS_KEYS if k in event})
+                try:
+                    claim.progress(dict(latest))
+                except OSError:
+                    pass
 
     def _kill(self, proc: subprocess.Popen, grace: float) -> None:
         """Stop the job's whole process group: SIGTERM, then SIGKILL after ``grace``."""

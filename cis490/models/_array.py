@@ -25,7 +25,7 @@ import numpy as np
 
 from cis490.models import checkpoint as ckpt
 from cis490.models import configs
-from cis490.models.base import EpochRecord, FitReport, ProgressFn
+from cis490.models.base import EpochRecord, FitReport, ProgressFn, StepFn
 from cis490.train import rules
 
 __all__ = ["ArrayModel", "default_schema_sha256", "fit_normalisation", "standardise"]
@@ -144,7 +144,7 @@ class ArrayModel:
     # -- the interface -------------------------------------------------------
 
     def fit(self, X_train, y_train, X_val, y_val, *, seed: int = 0,
-            on_epoch: ProgressFn | None = None) -> FitReport:
+            on_epoch: ProgressFn | None = None, on_step: StepFn | None = None) -> FitReport:
         X_train = self._check_X(X_train, "X_train")
         X_val = self._check_X(X_val, "X_val")
         y_train = self._check_y(y_train, X_train.shape[0], "y_train")
@@ -153,7 +153,7 @@ class ArrayModel:
             y_train, self.n_classes, self.config.class_weight_clip)
         self.digests = {"train_sha256": _digest(X_train, y_train),
                         "val_sha256": _digest(X_val, y_val)}
-        self.report = self._fit(X_train, y_train, X_val, y_val, int(seed), on_epoch)
+        self.report = self._fit(X_train, y_train, X_val, y_val, int(seed), on_epoch, on_step)
         pred = self.predict_proba(X_val).argmax(axis=1)
         labels = rules.present_labels(y_val)  # the loops' (and the report's) label set
         self.val_metrics = {
@@ -221,7 +221,7 @@ class ArrayModel:
 
     # -- for subclasses --------------------------------------------------------
 
-    def _fit(self, X_train, y_train, X_val, y_val, seed, on_epoch) -> FitReport:
+    def _fit(self, X_train, y_train, X_val, y_val, seed, on_epoch, on_step=None) -> FitReport:
         raise NotImplementedError
 
     def _predict(self, X: np.ndarray) -> np.ndarray:

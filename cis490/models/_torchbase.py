@@ -51,12 +51,12 @@ class TorchModel(ArrayModel):
             z = np.concatenate([z, mask.astype(np.float32)], axis=1)  # (B, 2C, T)
         return torch.from_numpy(np.ascontiguousarray(z))
 
-    def _fit(self, X_train, y_train, X_val, y_val, seed, on_epoch):
+    def _fit(self, X_train, y_train, X_val, y_val, seed, on_epoch, on_step=None):
         self.norm_mean, self.norm_std = fit_normalisation(X_train)  # train only
         self.net, report = loop.fit_torch(
             self._build, self._prepare, X_train, y_train, X_val, y_val,
             cfg=self.config, class_weights=self.class_weights,
-            n_classes=self.n_classes, seed=seed, on_epoch=on_epoch,
+            n_classes=self.n_classes, seed=seed, on_epoch=on_epoch, on_step=on_step,
         )
         return report
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
-__all__ = ["EpochRecord", "FitReport", "Model", "ProgressFn"]
+__all__ = ["EpochRecord", "FitReport", "Model", "ProgressFn", "StepFn"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class EpochRecord:
 
 
 ProgressFn = Callable[[EpochRecord], None]
+# within an epoch: (epoch, epochs, batches done in this epoch, batches per epoch)
+StepFn = Callable[[int, int, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,10 @@ class Model(Protocol):
         *,
         seed: int = 0,
         on_epoch: ProgressFn | None = None,
+        on_step: StepFn | None = None,
     ) -> FitReport:
-        """Train from scratch; keep the epoch with the best val macro F1."""
+        """Train from scratch; keep the epoch with the best val macro F1. ``on_epoch`` is
+        called after each epoch (boosting round), ``on_step`` after each batch (nets)."""
         ...
 
     def predict_proba(self, X: Any) -> Any:

@@ -24,7 +24,8 @@ class GBTModel(ArrayModel):
 
     booster: xgb.Booster | None = None
 
-    def _fit(self, X_train, y_train, X_val, y_val, seed, on_epoch):
+    def _fit(self, X_train, y_train, X_val, y_val, seed, on_epoch, on_step=None):
+        # a boosting round is gbt's epoch (on_epoch); there are no batches within it
         self.booster, report = boost.fit_xgb(
             np.asarray(X_train, dtype=np.float32), y_train,
             np.asarray(X_val, dtype=np.float32), y_val,

@@ -79,6 +79,7 @@ def fit_torch(
     n_classes: int,
     seed: int,
     on_epoch: ProgressFn | None = None,
+    on_step: Callable[[int, int, int, int], None] | None = None,
 ) -> tuple[nn.Module, FitReport]:
     """Train ``build()`` and return it holding its best-on-val weights."""
     with deterministic(cfg.threads):
@@ -101,7 +102,8 @@ def fit_torch(
             net.train()
             order = rng.permutation(n)
             loss_sum = 0.0
-            for start in range(0, n, batch):
+            batches = math.ceil(n / batch)
+            for b, start in enumerate(range(0, n, batch), 1):
                 idx = np.sort(order[start:start + batch])  # sorted: cheap memmap reads
                 for group in opt.param_groups:
                     group["lr"] = rules.lr_at(step, total, warmup, cfg.lr)
@@ -112,6 +114,8 @@ def fit_torch(
                 opt.step()
                 step += 1
                 loss_sum += float(loss.item()) * len(idx)
+                if on_step is not None:
+                    on_step(epoch, cfg.epochs, b, batches)
             pred = predict_logits(net, prepare, X_val).argmax(dim=1).numpy()
             record = EpochRecord(epoch, cfg.epochs, loss_sum / n,
                                  rules.macro_f1(y_val, pred, n_classes, labels=labels))

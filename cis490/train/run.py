@@ -137,6 +137,65 @@ def _progress_writer(fd: int | None):
     return emit
 
 
+def _step_writer(fd: int | None):
+    """Within an epoch: ``{"epoch", "epochs", "epoch_fraction"}`` on the progress fd, at most
+    every 5 s (or the progress-line interval, if shorter), so ``status`` can say
+    "epoch 3/20, 41 %" while an epoch runs."""
+    if fd is None:
+        return None
+    from cis490.progress import interval_s
+
+    every = min(5.0, interval_s())
+    last = [time.monotonic()]
+
+    def emit(epoch: int, epochs: int, batch: int, batches: int) -> None:
+        now = time.monotonic()
+        if batch >= batches or now - last[0] < every:
+            return
+        last[0] = now
+        line = json.dumps({"epoch": epoch, "epochs": epochs,
+                           "epoch_fraction": round(batch / batches, 4)}, sort_keys=True)
+        os.write(fd, (line + "\n").encode())
+
+    return emit
+
+
+class _TrainProgress:
+    """Plain progress lines on stderr while a model trains (``cis490.progress``): batches
+    for the nets (the total is epochs x batches, an upper bound when early stopping ends
+    the run sooner), boosting rounds for gbt. A worker's log is not a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.line = None
+        self.where = ""
+        self.batches = False
+
+    def _start(self, total: int, unit: str) -> None:
+        from cis490.progress import LineProgress
+
+        self.line = LineProgress(self.label, total, unit=unit, detail=lambda: self.where)
+
+    def step(self, epoch: int, epochs: int, batch: int, batches: int) -> None:
+        if self.line is None:
+            self.batches = True
+            self._start(epochs * batches, "batches")
+        self.where = f"epoch {epoch}/{epochs}, batch {batch}/{batches}"
+        self.line.advance()
+
+    def epoch(self, rec) -> None:
+        if self.batches:
+            return  # the batches tell it
+        if self.line is None:
+            self._start(rec.epochs, "rounds")
+        self.where = f"val macro F1 {rec.val_macro_f1:.3f}"
+        self.line.advance()
+
+    def close(self) -> None:
+        if self.line is not None:
+            self.line.close()
+
+
 def _log(msg: str) -> None:
     print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
 
@@ -171,8 +230,24 @@ def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
         schema_sha256=digests["schema"], **shape, **configs.config_to_dict(cfg),
     )
     started, cpu_started = time.perf_counter(), time.process_time()  # logged, never stored
+    lines = _TrainProgress(f"{PROG}: {args.model}/{args.mode}")
+    fd_writer = _progress_writer(args.progress_fd)
+
+    def on_epoch(rec) -> None:
+        if fd_writer is not None:
+            fd_writer(rec)
+        lines.epoch(rec)
+
+    fd_step = _step_writer(args.progress_fd)
+
+    def on_step(epoch: int, epochs: int, batch: int, batches: int) -> None:
+        lines.step(epoch, epochs, batch, batches)
+        if fd_step is not None:
+            fd_step(epoch, epochs, batch, batches)
+
     report = model.fit(d.X_train, d.y_train, d.X_val, d.y_val, seed=args.seed,
-                       on_epoch=_progress_writer(args.progress_fd))
+                       on_epoch=on_epoch, on_step=on_step)
+    lines.close()
     secs, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     _log(f"best epoch {report.best_epoch}/{report.epochs_run}: "
          f"val macro F1 {report.best_val_macro_f1:.4f}; fit {secs:.2f} s wall, {cpu:.2f} s CPU, "

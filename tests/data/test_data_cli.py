@@ -26,6 +26,10 @@ def test_cli_verbs_end_to_end(tmp_path, capsys):
     m = re.match(r"validate: episodes ok (\d+) / degraded (\d+) / invalid (\d+);", out)
     assert m and int(m.group(3)) == 2 and sum(map(int, m.groups())) == 6
     assert "torn or malformed record" in err  # warnings go to stderr
+    # stderr is not a terminal here: plain progress lines instead of a bar, start and end
+    lines = [l for l in err.splitlines() if l.startswith("validate: ")]
+    assert lines[0] == "validate: 0/6 episodes (0 %)"
+    assert re.fullmatch(r"validate: 6/6 episodes \(100 %\), [\d.e+]+/s, took \d+s", lines[-1])
 
     rc, out, err = _run(capsys, "validate", "--store", str(store), "--out", str(val), "--quiet")
     assert rc == 0 and err == ""
