@@ -55,6 +55,7 @@ class LineProgress:
         self.interval = interval_s() if interval is None else float(interval)
         self.clock, self.detail = clock, detail
         self.done = 0
+        self.finished = False
         self.t0 = self.last = clock()
         self._emit(self.t0)
 
@@ -65,8 +66,10 @@ class LineProgress:
             self._emit(now)
 
     def close(self) -> None:
-        """The final line, unless the last one already said the same count."""
-        if self._said != self.done:
+        """The final line ("took …", also when the work ended short of ``total``, e.g. early
+        stopping), unless the last line already was it."""
+        if self._said != self.done or (self.total and self.done < self.total):
+            self.finished = True
             self._emit(self.clock())
 
     def line(self, now: float) -> str:
@@ -81,7 +84,7 @@ class LineProgress:
         if self.done and elapsed > 0:
             rate = self.done / elapsed
             parts.append(f"{rate:.3g}/s")
-            if self.total and self.done < self.total:
+            if self.total and self.done < self.total and not self.finished:
                 parts.append(f"ETA {fmt_duration((self.total - self.done) / rate)}")
             else:
                 parts.append(f"took {fmt_duration(elapsed)}")

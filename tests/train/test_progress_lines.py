@@ -38,13 +38,17 @@ def test_lines_come_at_the_interval_with_done_total_rate_and_eta():
 def test_close_reports_a_run_that_ended_early_and_detail_is_shown():
     out, clock = io.StringIO(), Clock()
     where = {"s": "epoch 1/5"}
-    p = LineProgress("train", 50, unit="batches", stream=out, interval=1000, clock=clock,
+    p = LineProgress("train", 50, unit="batches", stream=out, interval=5, clock=clock,
                      detail=lambda: where["s"])
+    assert out.getvalue().splitlines() == ["train: 0/50 batches (0 %), epoch 1/5"]
     clock.t += 5
-    p.advance(20)
+    p.advance(20)               # due: 5 s since the last line
+    assert out.getvalue().splitlines()[-1] == "train: 20/50 batches (40 %), epoch 1/5, 4/s, ETA 8s"
     where["s"] = "epoch 2/5"
-    p.close()                   # early stopping: 20 of at most 50
-    assert out.getvalue().splitlines()[-1] == "train: 20/50 batches (40 %), epoch 2/5, 4/s, ETA 8s"
+    clock.t += 1
+    p.close()                   # early stopping: 20 of at most 50, and the line says it ended
+    assert out.getvalue().splitlines()[-1] == "train: 20/50 batches (40 %), epoch 2/5, 3.33/s, took 6s"
+    assert len(out.getvalue().splitlines()) == 3
 
 
 def test_interval_comes_from_the_environment(monkeypatch):
