@@ -72,9 +72,11 @@ def build_data(data: Path, world: dict, seed: int, jobs: int) -> dict[str, Path]
     data.mkdir(parents=True, exist_ok=True)
     store, validation = data / "store", data / "validation_v1.parquet"
     features, tensors = data / "features", data / "tensors"
+    from cis490.data.synth import COLLECTOR_VERSION
+
     flags = [a for k, v in sorted(world.items()) for a in (f"--{k.replace('_', '-')}", str(v))]
-    # the world's version is part of the stamp: a store of the first generator is rebuilt
-    stage("synth", data, {**world, "seed": seed, "world": "cis490-synth/2"}, [], [store],
+    # the generator's version is part of the stamp: a store of an older world is rebuilt
+    stage("synth", data, {**world, "seed": seed, "world": COLLECTOR_VERSION}, [], [store],
           ["synth", "--out", str(store), *flags, "--seed", str(seed), "--jobs", str(jobs)])
     # params name the table's version: a table from before onset_ns/collector_version is rebuilt
     stage("validate", data, {"columns": "onset_ns,collector_version"}, [store], [validation],

@@ -42,7 +42,7 @@ def _warn(args, msg: str) -> None:
 
 def cmd_synth(args) -> int:
     from .parallel import progress_bar
-    from .synth import SynthConfig, plan_store, synthesize
+    from .synth import SynthConfig, synthesize
 
     _check_jobs(args)
     lengths = ({"duration_s": args.duration_s} if args.duration_s is not None else
@@ -50,7 +50,8 @@ def cmd_synth(args) -> int:
     cfg = SynthConfig(episodes_per_host=args.episodes_per_host, seed=args.seed,
                       defects=not args.no_defects, benign_frac=args.benign_frac, hosts=args.hosts,
                       weeks=args.weeks, **lengths)
-    with progress_bar("synth", len(plan_store(cfg)), quiet=args.quiet) as prog:
+    # every host gets episodes_per_host episodes: the total without planning the store twice
+    with progress_bar("synth", cfg.episodes_per_host * cfg.hosts, quiet=args.quiet) as prog:
         rep = synthesize(args.out, cfg, jobs=args.jobs, progress=prog)
     defects = ("no defects" if not cfg.defects else
                f"defects: torn index line {rep.torn_index_line}, truncated {len(rep.truncated)}, "

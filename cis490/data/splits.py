@@ -39,7 +39,8 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["LEAVE_ONE_HOST_OUT", "RECIPES", "Split", "leave_one_host_out", "make_split"]
+__all__ = ["LEAVE_ONE_HOST_OUT", "RECIPES", "Split", "leave_one_host_out", "make_split",
+           "usable_hosts"]
 
 RECIPES = ("host", "sample", "time")
 # not a recipe of one split: a set of `host` splits, one per held-out host (leave_one_host_out)
@@ -178,6 +179,12 @@ def make_split(validation, recipe: str, train_hosts=None, seed: int = 0, *, val_
     )
 
 
+def usable_hosts(df) -> list[str]:
+    """The hosts with usable (status != invalid) episodes, sorted: the folds of a
+    leave-one-host-out, here and in the evaluation."""
+    return sorted(str(h) for h in df.loc[df["status"] != "invalid", "host_id"].unique())
+
+
 def leave_one_host_out(validation, seed: int = 0, **kwargs) -> dict[str, Split]:
     """One ``host`` split per host with usable episodes, keyed by the held-out host.
 
@@ -186,7 +193,7 @@ def leave_one_host_out(validation, seed: int = 0, **kwargs) -> dict[str, Split]:
     ``min_samples``). Needs at least two hosts with usable episodes.
     """
     df = _load(validation)
-    hosts = sorted(df.loc[df["status"] != "invalid", "host_id"].unique())
+    hosts = usable_hosts(df)
     if len(hosts) < 2:
         raise ValueError(f"{LEAVE_ONE_HOST_OUT}: needs >= 2 hosts with usable episodes, "
                          f"got {len(hosts)} ({', '.join(hosts) or 'none'})")

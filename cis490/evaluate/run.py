@@ -584,9 +584,10 @@ class LohoResult:
 
 def loho_folds(validation) -> list[tuple[str, tuple[str, ...], int]]:
     """(held-out host, train hosts, usable test episodes) per host with usable episodes."""
-    usable = validation[validation["status"] != "invalid"]
-    counts = usable.groupby("host_id").size()
-    hosts = sorted(str(h) for h in counts.index)
+    from cis490.data.splits import usable_hosts
+
+    hosts = usable_hosts(validation)
+    counts = validation[validation["status"] != "invalid"].groupby("host_id").size()
     if len(hosts) < 2:
         raise ValueError(f"{LEAVE_ONE_HOST_OUT}: needs >= 2 hosts with usable episodes in the "
                          f"validation table, found {len(hosts)} ({', '.join(hosts) or 'none'})")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cis490.cli import main as cis490_main
+from evalstore import build_store, data_args, train_gbt
 from cis490.evaluate.run import (Candidate, EvalRefused, SchemaRefused, check_against_split,
                                  select)
 
@@ -25,19 +26,7 @@ class Demo:
     spool: Path
 
     def argv(self, *extra: str) -> list[str]:
-        r = self.root
-        return ["eval", "--validation", str(r / "validation_v1.parquet"),
-                "--summary", str(r / "features" / "features_window_v1.parquet"),
-                "--tensors", str(r / "tensors"),
-                "--schema", str(r / "features" / "feature_schema_v1.json"),
-                "--n-resamples", "1000", "--quiet", *extra]
-
-
-def _run(main, *args: str) -> None:
-    """Run a stage in-process (no interpreter start-up: the suite runs on 2 shared cores)."""
-    rc = main(list(args))
-    if rc != 0:
-        raise RuntimeError(f"{' '.join(args)} failed with exit status {rc}")
+        return ["eval", *data_args(self.root), "--n-resamples", "1000", "--quiet", *extra]
 
 
 TRAIN_HOSTS = ("elliott-thinkpad", "j-workstation", "r-minipc")  # the world's; k-gamingcom tests
@@ -48,27 +37,14 @@ def demo(tmp_path_factory) -> Demo:
     """14 episodes per host; gbt trained in both modes (3 rounds), stored in a spool."""
     from cis490.fleet import store
     from cis490.fleet.spool import Spool
-    from cis490.train.run import main as train_main
-
     root = tmp_path_factory.mktemp("evaldemo")
-    st, val = root / "store", root / "validation_v1.parquet"
-    _run(cis490_main, "synth", "--out", str(st), "--episodes-per-host", "14",
-         "--duration-s", "90", "--quiet")
-    _run(cis490_main, "validate", "--store", str(st), "--out", str(val), "--quiet")
-    for verb in ("features", "tensors"):
-        _run(cis490_main, verb, "--validation", str(val), "--store", str(st),
-             "--out-dir", str(root / verb), "--quiet")
+    build_store(root, 14, 90)
     artifacts, spool = root / "artifacts", root / "spool"
     Spool.init(spool)
     # gbt in both modes; the realistic one with two training seeds sharing split seed 0
     for mode, seed in (("realistic", 0), ("oracle", 0), ("realistic", 1)):
         out = artifacts / f"gbt_{mode}_s{seed}"
-        _run(train_main, "--model", "gbt", "--mode", mode, "--validation", str(val),
-             "--summary", str(root / "features" / "features_window_v1.parquet"),
-             "--tensors", str(root / "tensors"),
-             "--schema", str(root / "features" / "feature_schema_v1.json"),
-             "--train-hosts", ",".join(TRAIN_HOSTS), "--split-recipe", "host", "--seed", str(seed),
-             "--split-seed", "0", "--hyper", "epochs=3", "--out", str(out))
+        train_gbt(root, out, mode, ",".join(TRAIN_HOSTS), seed)
         store.put(spool, f"gbt_{mode}", out, {"spec": {"model": "gbt", "mode": mode}})
     return Demo(root, artifacts, spool)
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from cis490.cli import main as cis490_main
+from evalstore import build_store, data_args, train_gbt
 
 pytest.importorskip("pyarrow")
 pytest.importorskip("xgboost")
@@ -23,50 +24,26 @@ class Loho:
     trained: tuple[str, ...]        # folds with checkpoints (gbt realistic; gbt oracle in the first)
 
     def argv(self, *extra: str) -> list[str]:
-        r = self.root
-        return ["eval", "--validation", str(r / "validation_v1.parquet"),
-                "--summary", str(r / "features" / "features_window_v1.parquet"),
-                "--tensors", str(r / "tensors"),
-                "--schema", str(r / "features" / "feature_schema_v1.json"),
-                "--artifacts", str(self.artifacts), "--split-recipe", "leave-one-host-out",
-                "--n-resamples", "1000", "--importance", "none", "--quiet", *extra]
-
-
-def _run(main, *args: str) -> None:
-    rc = main(list(args))
-    if rc != 0:
-        raise RuntimeError(f"{' '.join(args)} failed with exit status {rc}")
+        return ["eval", *data_args(self.root), "--artifacts", str(self.artifacts),
+                "--split-recipe", "leave-one-host-out", "--n-resamples", "1000",
+                "--importance", "none", "--quiet", *extra]
 
 
 @pytest.fixture(scope="module")
 def loho(tmp_path_factory) -> Loho:
     """A small store; the cheapest model trained for the first two folds, the others untrained."""
+    from cis490.data.splits import usable_hosts
     from cis490.data.validate import read_validation
-    from cis490.train.run import main as train_main
 
     root = tmp_path_factory.mktemp("lohodemo")
-    st, val = root / "store", root / "validation_v1.parquet"
-    _run(cis490_main, "synth", "--out", str(st), "--episodes-per-host", "8", "--duration-s", "90",
-         "--quiet")
-    _run(cis490_main, "validate", "--store", str(st), "--out", str(val), "--quiet")
-    for verb in ("features", "tensors"):
-        _run(cis490_main, verb, "--validation", str(val), "--store", str(st),
-             "--out-dir", str(root / verb), "--quiet")
-    df = read_validation(val)
-    hosts = tuple(sorted(df.loc[df["status"] != "invalid", "host_id"].unique()))
+    hosts = tuple(usable_hosts(read_validation(build_store(root, 8, 90))))
     assert len(hosts) >= 3, hosts  # two trained folds and one untrained (the world has 4 hosts)
     artifacts = root / "artifacts"
     trained = hosts[:2]
     jobs = [(h, "realistic") for h in trained] + [(trained[0], "oracle")]
     for held_out, mode in jobs:     # what a leave-one-host-out manifest entry expands into
-        train = ",".join(h for h in hosts if h != held_out)
-        _run(train_main, "--model", "gbt", "--mode", mode, "--validation", str(val),
-             "--summary", str(root / "features" / "features_window_v1.parquet"),
-             "--tensors", str(root / "tensors"),
-             "--schema", str(root / "features" / "feature_schema_v1.json"),
-             "--train-hosts", train, "--split-recipe", "host", "--seed", "0",
-             "--split-seed", "0", "--hyper", "epochs=3",
-             "--out", str(artifacts / f"gbt_{mode}_{held_out}"))
+        train_gbt(root, artifacts / f"gbt_{mode}_{held_out}", mode,
+                  ",".join(h for h in hosts if h != held_out), 0)
     return Loho(root, artifacts, hosts, trained)
 
 
