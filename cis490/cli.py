@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cis490.heap import fix_mmap_threshold
+
+    fix_mmap_threshold()  # eval and the data verbs stream batches (cis490/heap.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -24,7 +24,12 @@ test windows are only predicted. Same inputs give bitwise-same outputs
   features plus missingness indicators.
 
 Train is capped to ``max_train_windows`` by whole episodes in a seeded hash
-order (``subsample_episodes``), so memory does not grow with the store.
+order (``subsample_episodes``), so memory does not grow with the store. The
+val and test features may be lazy on-disk views (``cis490.data.load.RowArray``,
+what ``cis490 eval`` passes): they are read ``CHUNK_ROWS`` windows at a time,
+never whole (a baseline's score of a window depends only on that window, so the
+chunking does not change a number); only the capped train subsample is held in
+memory.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import numpy as np
 from cis490.data.channels import channel_names
 from cis490.data.schema import feature_names as schema_feature_names
 from cis490.evaluate.metrics import point_metrics
-from cis490.models._array import fit_normalisation, standardise
+from cis490.models._array import chunks, fit_normalisation, is_lazy, standardise
 
 __all__ = ["BASELINES", "BaselineData", "BaselineFit", "fit_baselines", "subsample_episodes"]
 
@@ -50,6 +55,7 @@ CLOCK_DEPTHS = (1, 2, 3, 4, 6, 8)
 LOGREG_CS = (0.01, 0.1, 1.0)
 MAD_TO_SIGMA = 1.4826
 PLATT_C = 1e4
+CHUNK_ROWS = 16_384   # val/test windows read and scored at a time
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class BaselineData:
     """One split's windows."""
 
     X: np.ndarray                # (n, F) float32 realistic summary features, NaN = not observed
+    #                              (val/test: also a lazy RowArray, read in chunks)
     feature_names: list[str]     # F names "<channel>__<stat>"
     y: np.ndarray                # (n,) int64 phase 0..K-1
     episode_id: np.ndarray       # (n,) str
@@ -79,7 +86,7 @@ class BaselineFit:
 def _check_data(d: BaselineData, arg: str, n_classes: int) -> BaselineData:
     if not isinstance(d, BaselineData):
         raise ValueError(f"`{arg}` must be a BaselineData, got {type(d).__name__}")
-    X = np.asarray(d.X)
+    X = d.X if is_lazy(d.X) else np.asarray(d.X)
     if X.ndim != 2 or not np.issubdtype(X.dtype, np.floating):
         raise ValueError(f"`{arg}.X` must be a 2-D float array, got {X.dtype} {X.shape}")
     n, f = X.shape
@@ -140,7 +147,8 @@ def subsample_episodes(data: BaselineData, max_windows: int, seed: int) -> Basel
         raise ValueError(f"`max_windows`={max_windows} is smaller than every episode "
                          f"(smallest has {int(counts.min())} windows)")
     rows = keep[codes.ravel()]
-    return replace(data, X=np.asarray(data.X)[rows], y=np.asarray(data.y)[rows],
+    X = data.X.take(rows)[:] if is_lazy(data.X) else np.asarray(data.X)[rows]  # the kept rows only
+    return replace(data, X=X, y=np.asarray(data.y)[rows],
                    episode_id=ids[rows], host_id=np.asarray(data.host_id)[rows],
                    t_since_start_s=np.asarray(data.t_since_start_s)[rows])
 
@@ -178,6 +186,12 @@ def _select(grid: Sequence, fit_one: Callable, y_val: np.ndarray, k: int):
 
 def _f32(p: np.ndarray) -> np.ndarray:
     return np.asarray(p, dtype=np.float32)
+
+
+def _by_chunk(d: BaselineData, fn: Callable[[np.ndarray, slice], np.ndarray]) -> np.ndarray:
+    """``fn(X rows, slice)`` over ``d`` ``CHUNK_ROWS`` windows at a time, stacked (rows of
+    a lazy ``d.X`` are read per chunk; a window's result must depend on that window only)."""
+    return np.concatenate([fn(np.asarray(d.X[sl]), sl) for sl in chunks(d.y.size, CHUNK_ROWS)])
 
 
 # --------------------------------------------------------------------------
@@ -260,11 +274,11 @@ def _rule_zscore(train, val, test, k, seed):
                          "realistic channel; rule-zscore needs one")
     idx = [col[f"{c}__mean"] for c in used]
 
-    def transform(d):  # realistic channels are non-negative rates/gauges: log1p squashes bursts
+    def transform(X):  # realistic channels are non-negative rates/gauges: log1p squashes bursts
         with np.errstate(invalid="ignore"):
-            return np.log1p(np.maximum(np.asarray(d.X[:, idx], dtype=np.float64), 0.0))
+            return np.log1p(np.maximum(np.asarray(X[:, idx], dtype=np.float64), 0.0))
 
-    V_tr = transform(train)
+    V_tr = transform(train.X)
     benign = train.y == 0  # only benign train windows ever enter a baseline
     if not benign.any():
         raise ValueError("`train` has no benign (y == 0) windows; rule-zscore needs some")
@@ -277,15 +291,18 @@ def _rule_zscore(train, val, test, k, seed):
     fell_back = {arg: sorted(str(h) for h in np.unique(d.host_id) if str(h) not in own)
                  for arg, d in (("train", train), ("val", val), ("test", test))}
 
-    def score(d):
-        V = transform(d)
+    def score_rows(X, host):
+        V = transform(X)
         med, sig = np.empty_like(V), np.empty_like(V)
-        for h in np.unique(d.host_id):
-            rows = d.host_id == h
+        for h in np.unique(host):
+            rows = host == h
             med[rows], sig[rows] = own.get(str(h), pooled)
         az = np.abs((V - med) / sig)
         m = np.where(np.isfinite(az), az, -np.inf).max(axis=1)
         return np.log1p(np.where(np.isfinite(m), m, 0.0)).reshape(-1, 1)  # none finite -> 0
+
+    def score(d):
+        return _by_chunk(d, lambda X, sl: score_rows(X, d.host_id[sl]))
 
     s_val, s_te = score(val), score(test)
     mal = (val.y != 0).astype(np.int64)
@@ -331,11 +348,15 @@ def _logreg(train, val, test, k, seed):
     mean, std = fit_normalisation(train.X)  # train-only statistics
     gappy = ~np.isfinite(train.X).all(axis=0)  # features that ever miss in train
 
-    def design(d):
-        z, mask = standardise(d.X, mean, std)  # NaN -> 0
+    def design(X):
+        z, mask = standardise(X, mean, std)  # NaN -> 0
         return np.hstack([z, (~mask[:, gappy]).astype(np.float32)])
 
-    Z_tr, Z_va, Z_te = design(train), design(val), design(test)
+    def proba(model, d):  # val/test a chunk at a time: never the whole design matrix
+        return _by_chunk(d, lambda X, sl: _full_proba(model.predict_proba(design(X)),
+                                                      model.classes_, k))
+
+    Z_tr = design(train.X)
     converged, n_iter = {}, {}
 
     def fit_one(c):
@@ -350,13 +371,13 @@ def _logreg(train, val, test, k, seed):
             if w not in hit:
                 warnings.warn(w.message, w.category, stacklevel=2)
         n_iter[str(c)] = int(np.max(model.n_iter_))
-        return model, _full_proba(model.predict_proba(Z_va), model.classes_, k)
+        return model, proba(model, val)
 
     (c, model, p_val), scores = _select(LOGREG_CS, fit_one, val.y, k)
     info = {"C": c, "val_macro_f1_by_C": scores, "converged_by_C": converged,
             "n_iter_by_C": n_iter, "n_features": int(train.X.shape[1]),
             "missing_indicators": [n for n, g in zip(train.feature_names, gappy) if g]}
-    return p_val, _full_proba(model.predict_proba(Z_te), model.classes_, k), info
+    return p_val, proba(model, test), info
 
 
 _FITTERS = {"majority": _majority, "clock-only": _clock_only,
@@ -386,6 +407,8 @@ def fit_baselines(train: BaselineData, val: BaselineData, test: BaselineData, *,
                              f"({len(d.feature_names)} vs {len(train.feature_names)} names)")
     n_all = int(train.y.size)
     train = subsample_episodes(train, max_train_windows, seed)
+    if is_lazy(train.X):                     # at most max_train_windows rows: read them once
+        train = replace(train, X=train.X[:])
     common = {"n_train_windows": int(train.y.size), "n_train_windows_available": n_all,
               "train_capped": bool(train.y.size < n_all), "max_train_windows": int(max_train_windows),
               "n_train_episodes": int(np.unique(train.episode_id).size), "seed": int(seed)}

@@ -43,6 +43,7 @@ def cmd_eval(args) -> int:
         n_resamples=args.n_resamples, confidence=args.confidence,
         bootstrap_seed=args.bootstrap_seed, importance=args.importance,
         importance_repeats=args.importance_repeats,
+        importance_max_episodes=args.importance_episodes,
         models=_csv(args.models) if args.models else None,
         modes=_csv(args.modes) if args.modes else None,
         consecutive=args.consecutive, false_alarm_budget=args.false_alarm_budget,
@@ -58,7 +59,8 @@ def cmd_eval(args) -> int:
 
     if loho:
         return _cmd_loho(args, settings, spool=spool, artifacts=artifacts, note=note)
-    comp = run_eval(settings, spool=spool, artifacts=artifacts, note=note)
+    comp = run_eval(settings, spool=spool, artifacts=artifacts, note=note,
+                    progress=_progress(args.quiet))
     written = write_report(comp, args.reports_dir, plots=not args.no_plots)
     Console(width=max(120, Console().width)).print(render_table(comp))
     best = comp.best.get(("realistic", "roc_auc")) or comp.best.get(("oracle", "roc_auc"))
@@ -74,13 +76,22 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _progress(quiet: bool):
+    """Per model, seed and split: a rich bar on a terminal, a plain line every
+    ``$CIS490_PROGRESS_S`` (30) s otherwise (``cis490.progress``); nothing with ``--quiet``."""
+    from .run import default_progress, no_progress
+
+    return no_progress if quiet else default_progress
+
+
 def _cmd_loho(args, settings, *, spool, artifacts, note) -> int:
     from rich.console import Console
 
     from .report import render_loho_table, write_loho_report
     from .run import run_loho
 
-    result = run_loho(settings, spool=spool, artifacts=artifacts, note=note)
+    result = run_loho(settings, spool=spool, artifacts=artifacts, note=note,
+                      progress=_progress(args.quiet))
     written = write_loho_report(result, args.reports_dir, plots=not args.no_plots)
     Console(width=max(120, Console().width)).print(render_loho_table(result))
     names = {m.name: m.is_baseline for f in result.evaluated for m in f.comparison.everything}
@@ -142,6 +153,11 @@ def register(sub) -> None:
                    help="permutation importance per source (host/netflow/proc), per channel, "
                    "or none (default source)")
     p.add_argument("--importance-repeats", type=int, default=1, metavar="R")
+    p.add_argument("--importance-episodes", type=int, default=200, metavar="N",
+                   help="permutation importance on at most N test episodes, the first in "
+                   "sha256(bootstrap-seed:episode) order, the same for every model; only their "
+                   "windows are loaded (default 200; 0 = every test episode); the report "
+                   "states the sample")
     p.add_argument("--models", default=None, metavar="M[,M...]", help="only these models")
     p.add_argument("--modes", default=None, metavar="MODE[,MODE...]", help="only these modes")
     p.add_argument("--consecutive", type=int, default=1, metavar="K",
@@ -154,5 +170,6 @@ def register(sub) -> None:
     p.add_argument("--baselines", default="majority,clock-only,rule-zscore,logreg",
                    metavar="B[,B...]|none", help="baselines to fit (default all four)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
-    p.add_argument("--quiet", action="store_true", help="no progress notes on stderr")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress notes or progress lines on stderr")
     p.set_defaults(func=cmd_eval)

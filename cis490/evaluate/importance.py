@@ -21,19 +21,30 @@ mask travels with its values.
 
 Importance is reported in macro F1 points (positive: the model relies on the
 channel; ~0: it ignores it; negative: noise the model is better without).
+
+Bounded: ``cis490 eval`` computes it on a sample of test episodes
+(``sample_episodes``: at most ``max_episodes``, the first in the order of
+``sha256(f"{seed}:{episode_id}")``, so every model gets the same episodes),
+materialising only those windows; ``Importance.sample`` records which
+(``n_episodes`` of ``n_episodes_total``, the windows, a digest of the ids), and
+the report states it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import zlib
-from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, Union
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
 from .metrics import confusion_matrix, macro_f1, validate_labels
 
-__all__ = ["Importance", "channel_permutation", "permutation_importance"]
+__all__ = ["Importance", "SAMPLE_ORDER", "channel_permutation", "permutation_importance",
+           "sample_episodes", "sample_record"]
+
+SAMPLE_ORDER = "sha256(seed:episode)"   # how the episodes of the sample are ordered
 
 ChannelSpec = Union[int, Sequence[int]]
 Arrays = Union[np.ndarray, tuple]
@@ -48,11 +59,38 @@ class Importance:
     drop_std: Mapping[str, float]       # channel -> std over repeats (0 if one)
     n_repeats: int
     seed: int
+    sample: Mapping | None = field(default=None, compare=False)  # sample_record(); None: all
 
     def as_dict(self) -> dict:
         return {"base_macro_f1": self.base_macro_f1, "drop": dict(self.drop),
                 "drop_std": dict(self.drop_std), "n_repeats": self.n_repeats,
-                "seed": self.seed}
+                "seed": self.seed, "sample": None if self.sample is None else dict(self.sample)}
+
+
+def sample_episodes(episode_ids: Iterable[str], max_episodes: int, seed: int) -> list[str]:
+    """The episodes importance is computed on: at most ``max_episodes`` (0 = all) of
+    ``episode_ids``, the first in ``sha256(f"{seed}:{episode_id}")`` order; returned sorted.
+
+    A pure function of the ids, the cap and the seed: every model evaluated on the same
+    test episodes gets the same sample (and so the same windows, and permutations).
+    """
+    if isinstance(max_episodes, bool) or not isinstance(max_episodes, (int, np.integer)) \
+            or max_episodes < 0:
+        raise ValueError(f"`max_episodes` must be an integer >= 0 (0 = all), got {max_episodes!r}")
+    ids = sorted({str(e) for e in episode_ids})
+    if max_episodes and len(ids) > max_episodes:
+        ids = sorted(sorted(ids, key=lambda e: hashlib.sha256(f"{seed}:{e}".encode()).hexdigest())
+                     [:int(max_episodes)])
+    return ids
+
+
+def sample_record(chosen: Sequence[str], n_total: int, n_windows: int, n_windows_total: int,
+                  max_episodes: int, seed: int) -> dict:
+    """What ``Importance.sample`` (and the report) says about a sample of test episodes."""
+    return {"n_episodes": len(chosen), "n_episodes_total": int(n_total),
+            "n_windows": int(n_windows), "n_windows_total": int(n_windows_total),
+            "max_episodes": int(max_episodes), "order": SAMPLE_ORDER, "seed": int(seed),
+            "episodes_sha256": hashlib.sha256("\n".join(sorted(chosen)).encode()).hexdigest()}
 
 
 def channel_permutation(channel: str, n_windows: int, seed: int, repeat: int) -> np.ndarray:

@@ -3,9 +3,12 @@
 Detection: ROC and PR curves, the operating curve (episode detection rate
 against false alarms per host-day as τ varies, the validation-fixed τ
 marked), the time-to-detect CDF, reliability diagrams (validation beside
-test). Training: learning curves (train loss and validation macro F1 per
-epoch, from each checkpoint's history). Phase attribution: forest plot of
-macro F1, confusion matrices, importance heatmap.
+test). Training: learning curves per epoch — train loss, validation loss
+and validation macro F1 from the job's stored ``metrics.jsonl``
+(``meta["curves"][seed]``), else train loss and validation macro F1 from
+the checkpoint's history (``meta["history"][seed]``; it has no validation
+loss). Phase attribution: forest plot of macro F1, confusion matrices,
+importance heatmap.
 
 Curves are drawn for the realistic family and the baselines (the oracle
 family, a ceiling, is dashed where shown); a model with several seeds is
@@ -26,8 +29,8 @@ from cis490.fleet.atomic import atomic_writer
 
 from .compare import Comparison, ModelEval
 
-__all__ = ["confusion_plot", "forest_plot", "importance_plot", "learning_plot", "operating_plot",
-           "reliability_plot", "roc_pr_plot", "ttd_plot"]
+__all__ = ["confusion_plot", "forest_plot", "importance_plot", "learning_plot", "learning_series",
+           "operating_plot", "reliability_plot", "roc_pr_plot", "ttd_plot"]
 
 _META = {"Software": None}
 
@@ -148,8 +151,35 @@ def reliability_plot(comp: Comparison, path) -> Path | None:
     return _save(fig, path)
 
 
+def _seed_order(seed: str):
+    return (0, int(seed), "") if str(seed).lstrip("-").isdigit() else (1, 0, str(seed))
+
+
+def _finite(rows: list[dict], key: str) -> tuple[list, list]:
+    pts = [(r["epoch"], float(r[key])) for r in rows
+           if isinstance(r.get(key), (int, float)) and np.isfinite(r[key])]
+    return [e for e, _ in pts], [v for _, v in pts]
+
+
+def learning_series(m: ModelEval) -> dict[str, list[dict]]:
+    """Per training seed, rows ``{epoch, train_loss, val_loss, val_macro_f1}``: the job's
+    ``metrics.jsonl`` when it was stored, else the checkpoint's history (val_loss None)."""
+    curves = m.meta.get("curves") or {}
+    history = m.meta.get("history") or {}
+    out = {}
+    for seed in sorted({*curves, *history}, key=_seed_order):
+        if curves.get(seed):
+            out[seed] = [{k: r.get(k) for k in ("epoch", "train_loss", "val_loss", "val_macro_f1")}
+                         for r in curves[seed]]
+        elif history.get(seed):
+            out[seed] = [{"epoch": h["epoch"], "train_loss": h.get("loss"), "val_loss": None,
+                          "val_macro_f1": h.get("val_macro_f1")} for h in history[seed]]
+    return out
+
+
 def learning_plot(comp: Comparison, path) -> Path | None:
-    models = [m for m in comp.models if m.meta.get("history")]
+    series = {m.name: learning_series(m) for m in comp.models}
+    models = [m for m in comp.models if series[m.name]]
     if not models:
         return None
     n = len(models)
@@ -159,16 +189,21 @@ def learning_plot(comp: Comparison, path) -> Path | None:
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, m in zip(axes, models):
         twin = ax.twinx()
-        for seed, hist in sorted(m.meta["history"].items()):
-            ep = [h["epoch"] for h in hist]
-            ax.plot(ep, [h["loss"] for h in hist], color="tab:blue", linewidth=1)
-            twin.plot(ep, [h["val_macro_f1"] for h in hist], color="tab:orange", linewidth=1)
+        has_val_loss = False
+        for seed, seed_rows in series[m.name].items():
+            ax.plot(*_finite(seed_rows, "train_loss"), color="tab:blue", linewidth=1)
+            ep, val_loss = _finite(seed_rows, "val_loss")
+            if ep:
+                has_val_loss = True
+                ax.plot(ep, val_loss, color="tab:blue", linewidth=1, linestyle="--")
+            twin.plot(*_finite(seed_rows, "val_macro_f1"), color="tab:orange", linewidth=1)
         ax.set_title(m.name, fontsize=8)
         ax.tick_params(labelsize=6)
         twin.tick_params(labelsize=6)
         twin.set_ylim(0, 1)
         ax.set_xlabel("epoch (round for gbt)", fontsize=6)
-        ax.set_ylabel("train loss", fontsize=6, color="tab:blue")
+        ax.set_ylabel("loss: train —, val --" if has_val_loss else "train loss", fontsize=6,
+                      color="tab:blue")
         twin.set_ylabel("val macro F1", fontsize=6, color="tab:orange")
     for ax in axes[n:]:
         ax.set_visible(False)

@@ -25,8 +25,16 @@ checkpoint digest of each seed, the schema hash, the window stride
 fitted — so that the files alone rebuild the whole report
 (``scoring.Context.from_predictions``). A file written before a column
 existed still reads: a missing ``onset_ns`` or ``started_ns`` reads as −1
-(unknown). Files are published with ``atomic_write`` (through
-``atomic_writer``), so a reader never sees half a file.
+(unknown). Files are published with ``atomic_writer`` (written to its
+temporary file, renamed into place on success), so a reader never sees half
+a file.
+
+Written batch by batch: ``PredictionsWriter`` appends one parquet row group
+per batch (``cis490 eval`` predicts a batch group of windows at a time, so a
+model's predictions never have to be in memory at once); the metadata is
+known before the first row. ``write_predictions`` writes a whole
+``Predictions`` through the same writer (one row group per split and seed),
+so both give the same columns and read back the same.
 
 Invariant kept by ``Windows``: one split of one seed, sorted by
 (episode_id, t_end_ns), probabilities ``(n, K)`` — which is what the
@@ -45,8 +53,8 @@ import numpy as np
 
 from cis490.fleet.atomic import atomic_writer
 
-__all__ = ["FAMILIES", "FORMAT", "Predictions", "Windows", "read_predictions",
-           "write_predictions"]
+__all__ = ["FAMILIES", "FORMAT", "Predictions", "PredictionsWriter", "Windows",
+           "read_predictions", "shared_strings", "write_predictions"]
 
 FORMAT = 1
 FAMILIES = ("realistic", "oracle", "baseline")
@@ -58,7 +66,7 @@ META_KEY = b"cis490.predictions"
 class Windows:
     """The windows of one split scored by one checkpoint, sorted by (episode, time)."""
 
-    episode_id: np.ndarray      # (n,) str
+    episode_id: np.ndarray      # (n,) str (read back: an object array of shared str)
     host_id: np.ndarray         # (n,) str
     profile: np.ndarray         # (n,) str
     t_end_ns: np.ndarray        # (n,) int64
@@ -141,50 +149,146 @@ def _proba_columns(class_names) -> list[str]:
     return [f"p_{c}" for c in class_names]
 
 
-def write_predictions(pred: Predictions, path: str | os.PathLike) -> Path:
-    """Publish ``pred`` as one parquet file (see module doc); return its path."""
+def _schema(class_names, meta: Mapping):
+    """The file's arrow schema, with the ``cis490.predictions`` key-value metadata."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    cols: dict[str, list] = {k: [] for k in ("episode_id", "host_id", "profile", "split", "seed",
-                                              "t_end_ns", "y_true", "onset_ns", "started_ns", "proba")}
-    for split in SPLITS:
-        part = pred.val if split == "val" else pred.test
-        for seed in sorted(part):
-            w = part[seed]
-            n = len(w)
-            cols["episode_id"].append(np.asarray(w.episode_id, dtype=str))
-            cols["host_id"].append(np.asarray(w.host_id, dtype=str))
-            cols["profile"].append(np.asarray(w.profile, dtype=str))
-            cols["split"].append(np.full(n, split))
-            cols["seed"].append(np.full(n, int(seed), dtype=np.int64))
-            cols["t_end_ns"].append(np.asarray(w.t_end_ns, dtype=np.int64))
-            cols["y_true"].append(np.asarray(w.y_true, dtype=np.int64))
-            cols["onset_ns"].append(np.asarray(w.onset_ns, dtype=np.int64))
-            cols["started_ns"].append(np.asarray(w.started_ns, dtype=np.int64))
-            cols["proba"].append(np.asarray(w.proba, dtype=np.float32))
-    cat = {k: np.concatenate(v) for k, v in cols.items()}
-    proba = cat.pop("proba")
-    names = _proba_columns(pred.class_names)
+    fields = [(k, pa.string()) for k in ("episode_id", "host_id", "profile", "split")]
+    fields += [(k, pa.int64()) for k in ("seed", "t_end_ns", "y_true")]
+    fields += [(n, pa.float32()) for n in _proba_columns(class_names)]
+    fields += [("score", pa.float64()), ("onset_ns", pa.int64()), ("started_ns", pa.int64())]
+    return pa.schema(fields, metadata={META_KEY: json.dumps(dict(meta), sort_keys=True).encode()})
+
+
+def _rows(schema, split: str, seed: int, w: Windows, name: str):
+    """One table of ``w``'s rows (``split``, training ``seed``) in ``schema``'s columns."""
+    import pyarrow as pa
+
+    n = len(w)
+    proba = np.asarray(w.proba, dtype=np.float32)
+    names = [f.name for f in schema if f.name.startswith("p_")]
     if proba.shape[1] != len(names):
-        raise ValueError(f"{pred.name}: {proba.shape[1]} probability columns for "
-                         f"{len(names)} classes")
-    arrays = {k: pa.array(cat[k], pa.string() if cat[k].dtype.kind == "U" else None)
-              for k in ("episode_id", "host_id", "profile", "split", "seed", "t_end_ns", "y_true")}
-    for j, n in enumerate(names):
-        arrays[n] = pa.array(proba[:, j], pa.float32())
-    arrays["score"] = pa.array(1.0 - proba[:, 0].astype(np.float64), pa.float64())
-    arrays["onset_ns"] = pa.array(cat["onset_ns"], pa.int64())
-    arrays["started_ns"] = pa.array(cat["started_ns"], pa.int64())
-    meta = {"format": FORMAT, "model": pred.model, "mode": pred.mode, "family": pred.family,
-            "classes": list(pred.class_names), **dict(pred.meta)}
-    table = pa.table(arrays).replace_schema_metadata(
-        {META_KEY: json.dumps(meta, sort_keys=True).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_writer(path) as fh:
-        pq.write_table(table, fh, compression="zstd")
-    return path
+        raise ValueError(f"{name}: {proba.shape[1]} probability columns for {len(names)} classes")
+    cols = {"episode_id": np.asarray(w.episode_id, dtype=str), "host_id": np.asarray(w.host_id, dtype=str),
+            "profile": np.asarray(w.profile, dtype=str), "split": np.full(n, split),
+            "seed": np.full(n, int(seed), dtype=np.int64),
+            "t_end_ns": np.asarray(w.t_end_ns, dtype=np.int64),
+            "y_true": np.asarray(w.y_true, dtype=np.int64)}
+    for j, name in enumerate(names):
+        cols[name] = proba[:, j]
+    cols["score"] = 1.0 - proba[:, 0].astype(np.float64)
+    cols["onset_ns"] = np.asarray(w.onset_ns, dtype=np.int64)
+    cols["started_ns"] = np.asarray(w.started_ns, dtype=np.int64)
+    return pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema)
+
+
+class PredictionsWriter:
+    """A predictions file written batch by batch (``append``), published atomically on close.
+
+    Every ``append`` is one parquet row group. Rows must come in the file's order —
+    (split, seed, episode_id, t_end_ns), val before test — which is checked across
+    batches, so a model can be predicted a batch group at a time and the file never
+    holds more than one batch in memory. The metadata (digests, history, …) is fixed
+    up front; the file appears at ``path`` only when the ``with`` block ends without
+    an exception and val and test hold the same seeds (``Predictions``' invariant)::
+
+        with PredictionsWriter(path, model="gbt", mode="realistic", family="realistic",
+                               class_names=CLASS_NAMES, meta=meta) as out:
+            out.append("val", 0, windows)
+    """
+
+    def __init__(self, path: str | os.PathLike, *, model: str, mode: str, family: str,
+                 class_names, meta: Mapping | None = None) -> None:
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+        self.path = Path(path)
+        self.name = model if family == "baseline" else f"{model}_{mode}"
+        self.schema = _schema(class_names, {"format": FORMAT, "model": model, "mode": mode,
+                                            "family": family, "classes": list(class_names),
+                                            **dict(meta or {})})
+        self.n_rows = 0
+        self._seeds: dict[str, set[int]] = {s: set() for s in SPLITS}
+        self._last: tuple | None = None       # (split index, seed, episode_id, t_end_ns)
+        self._stack = None
+        self._writer = None
+
+    def __enter__(self) -> "PredictionsWriter":
+        import contextlib
+
+        import pyarrow.parquet as pq
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._stack = contextlib.ExitStack()
+        fh = self._stack.enter_context(atomic_writer(self.path))
+        self._writer = pq.ParquetWriter(fh, self.schema, compression="zstd")
+        return self
+
+    def append(self, split: str, seed: int, windows: Windows) -> None:
+        """Write ``windows`` (one split of one training seed) as the next row group."""
+        if self._writer is None:
+            raise RuntimeError("PredictionsWriter.append outside its `with` block")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        self._seeds[split].add(int(seed))
+        if len(windows) == 0:
+            return
+        first = (SPLITS.index(split), int(seed), str(windows.episode_id[0]), int(windows.t_end_ns[0]))
+        if self._last is not None and first <= self._last:
+            raise ValueError(f"{self.name}: rows must come sorted by (split, seed, episode_id, "
+                             f"t_end_ns): {first[:2]} {first[2]}@{first[3]} after "
+                             f"{self._last[:2]} {self._last[2]}@{self._last[3]}")
+        self._writer.write_table(_rows(self.schema, split, seed, windows, self.name),
+                                 row_group_size=max(1, len(windows)))
+        self._last = (first[0], first[1], str(windows.episode_id[-1]), int(windows.t_end_ns[-1]))
+        self.n_rows += len(windows)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        writer, stack, self._writer, self._stack = self._writer, self._stack, None, None
+        if exc_type is not None:              # nothing is published; the temp file goes
+            try:
+                writer.close()
+            finally:
+                stack.__exit__(exc_type, exc, tb)
+            return
+        with stack:                           # published unless closing or the check raises
+            writer.close()
+            if not self._seeds["test"] or self._seeds["val"] != self._seeds["test"]:
+                raise ValueError(f"{self.name}: val and test must hold the same, non-empty set "
+                                 f"of seeds (val {sorted(self._seeds['val'])}, test "
+                                 f"{sorted(self._seeds['test'])})")
+
+
+def write_predictions(pred: Predictions, path: str | os.PathLike) -> Path:
+    """Publish ``pred`` as one parquet file (see module doc); return its path.
+
+    The same rows as ``PredictionsWriter`` writes batch by batch (one row group per
+    split and seed here)."""
+    with PredictionsWriter(path, model=pred.model, mode=pred.mode, family=pred.family,
+                           class_names=pred.class_names, meta=pred.meta) as out:
+        for split in SPLITS:
+            part = pred.val if split == "val" else pred.test
+            for seed in sorted(part):
+                out.append(split, seed, part[seed])
+    return out.path
+
+
+def shared_strings(column) -> np.ndarray:
+    """A string column (arrow, pandas or numpy) as an object array of ``str`` in which equal
+    values are one object: 8 bytes a row instead of 4 per character (``<U16``: 64), so
+    reading every model's predictions back costs little more than their numbers. Compares,
+    sorts and hashes like the ``str`` array it replaces; a null reads as ``""``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(column, (pa.Array, pa.ChunkedArray)):
+        column = pa.array(np.asarray(column).astype(str) if isinstance(column, np.ndarray)
+                          else column, pa.string())     # an arrow-backed pandas column: chunked
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    enc = pc.dictionary_encode(column)
+    values = np.array(enc.dictionary.to_pylist() + [""], dtype=object)   # "" for a null
+    codes = enc.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)
+    return values[codes.astype(np.intp)]
 
 
 def read_predictions(path: str | os.PathLike) -> Predictions:
@@ -211,22 +315,35 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
                            "y_true", *names) if c not in table.column_names]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    col = {c: table[c].to_numpy(zero_copy_only=False) for c in table.column_names}
-    proba = np.column_stack([col[n].astype(np.float32) for n in names])
+    text = ("episode_id", "host_id", "profile", "split")
+    col = {c: shared_strings(table[c]) if c in text else table[c].to_numpy(zero_copy_only=False)
+           for c in table.column_names if c != "score"}
+    del table
+    proba = np.empty((len(col["seed"]), len(names)), dtype=np.float32)
+    for j, n in enumerate(names):
+        proba[:, j] = col.pop(n)
+    for c in ("seed", "t_end_ns", "y_true", "onset_ns", "started_ns"):
+        if c in col:
+            col[c] = np.asarray(col[c], dtype=np.int64)
     parts: dict[str, dict[int, Windows]] = {s: {} for s in SPLITS}
-    split = col["split"].astype(str)
-    seed = col["seed"].astype(np.int64)
+    split, seed = col["split"], col["seed"]
 
-    def optional(name: str, m: np.ndarray) -> np.ndarray | None:
-        return col[name][m].astype(np.int64) if name in col else None     # older file: -1
+    def rows(m: np.ndarray):
+        """The rows of mask ``m``: a slice (views, no copy) when they are contiguous — as
+        written, rows are sorted by (split, seed)."""
+        idx = np.flatnonzero(m)
+        return slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == idx.size else idx
+
+    def optional(name: str, r) -> np.ndarray | None:
+        return col[name][r] if name in col else None     # older file: -1
 
     for s in SPLITS:
         for sd in np.unique(seed[split == s]).tolist():
-            m = (split == s) & (seed == sd)
+            r = rows((split == s) & (seed == sd))
             parts[s][int(sd)] = Windows(
-                episode_id=col["episode_id"][m].astype(str), host_id=col["host_id"][m].astype(str),
-                profile=col["profile"][m].astype(str), t_end_ns=col["t_end_ns"][m].astype(np.int64),
-                y_true=col["y_true"][m].astype(np.int64), proba=proba[m],
-                onset_ns=optional("onset_ns", m), started_ns=optional("started_ns", m))
+                episode_id=col["episode_id"][r], host_id=col["host_id"][r],
+                profile=col["profile"][r], t_end_ns=col["t_end_ns"][r],
+                y_true=col["y_true"][r], proba=proba[r],
+                onset_ns=optional("onset_ns", r), started_ns=optional("started_ns", r))
     return Predictions(model=model, mode=mode, family=family, val=parts["val"],
                        test=parts["test"], class_names=classes, meta=meta)

@@ -542,6 +542,26 @@ def _phase_section(comp: Comparison, plots: dict) -> list[str]:
     return lines
 
 
+def _sample_phrase(r) -> str:
+    cap = f"at most {r['max_episodes']} episodes" if r["max_episodes"] else "no cap"
+    return (f"permutation importance on {r['n_episodes']} of {r['n_episodes_total']} test "
+            f"episodes (sample by sha256(seed:episode) order: seed {r['seed']}, {cap}; "
+            f"{r['n_windows']} of {r['n_windows_total']} windows)")
+
+
+def importance_sample_text(imp) -> str:
+    """The method statement of the importance sample (``Importance.sample``) — one sentence
+    when every model had the same sample, else one per model."""
+    records = {m.name: m.importance.sample for m in imp}
+    if any(r is None for r in records.values()):      # computed outside `cis490 eval`
+        return "Computed on the test windows it was given (no sample recorded)."
+    distinct = {tuple(sorted(r.items())) for r in records.values()}
+    if len(distinct) == 1:
+        text = _sample_phrase(next(iter(records.values())))
+        return text[0].upper() + text[1:] + ", the same episodes for every model."
+    return "; ".join(f"{n}: {_sample_phrase(r)}" for n, r in records.items()) + "."
+
+
 def _importance_section(comp: Comparison, plots: dict) -> list[str]:
     imp = [m for m in comp.models if m.importance is not None]
     if not imp:
@@ -551,7 +571,8 @@ def _importance_section(comp: Comparison, plots: dict) -> list[str]:
              "Drop in test macro F1 when one channel is shuffled across test windows (the same "
              f"permutations for every model; {imp[0].importance.n_repeats} repeat(s), seed "
              f"{imp[0].importance.seed}; the lowest training seed's checkpoint). Larger = the "
-             "model relies on it more; blank = the mode lacks the channel.", ""]
+             "model relies on it more; blank = the mode lacks the channel. "
+             + importance_sample_text(imp), ""]
 
     def cell(m, c):
         return f"{m.importance.drop[c]:+.3f}" if c in m.importance.drop else ""

@@ -17,11 +17,17 @@ Steps (each a function so tests can drive or fake one):
 3. ``evaluate`` — checks each chosen checkpoint against this data's split
    (the train/val episode digests it recorded must be this split's, and its
    train hosts must not include a test host), then, one (input kind, mode)
-   at a time so that one set of arrays is in memory, predicts every
-   validation and test window and writes ``predictions/<model>_<mode>.parquet``;
-   fits the baselines on the train windows (a capped, seeded subset of whole
-   episodes) and writes theirs; reads every file back and compares
-   (``compare.py``): every number of the report comes from those files.
+   at a time, opens its validation and test windows lazily (tensors from
+   their shards, summary features spilled to a private file) and, one
+   checkpoint at a time, predicts them a batch group (``BATCH_GROUP_WINDOWS``)
+   at a time straight into ``predictions/<model>_<mode>.parquet`` (one row
+   group each, a progress line per group when stderr is not a terminal);
+   permutation importance on a bounded sample of test episodes
+   (``--importance-episodes``, the same for every model, stated in the
+   report); fits the baselines on the train windows (a capped, seeded subset
+   of whole episodes; val and test read in chunks) and writes theirs; reads
+   every file back and compares (``compare.py``): every number of the report
+   comes from those files.
 4. ``run_loho`` — ``--split-recipe leave-one-host-out``: steps 1–3 once per
    host with usable episodes (the fold), for recipe ``host`` with every
    other host as train hosts, into ``<reports_dir>/leave-one-host-out/<host>/``;
@@ -32,6 +38,7 @@ Heavy imports (pandas, torch, xgboost, scikit-learn) happen inside the functions
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,20 +46,22 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, ContextManager, Iterable, Sequence
 
 import numpy as np
 
 from cis490.data.splits import LEAVE_ONE_HOST_OUT  # stdlib only at import
 
 from .compare import BASELINE_NAMES, CLASS_NAMES, Comparison, compare
-from .importance import permutation_importance
-from .predictions import Predictions, Windows, read_predictions, write_predictions
+from .importance import SAMPLE_ORDER, permutation_importance
+from .predictions import (Predictions, PredictionsWriter, Windows, read_predictions,
+                          shared_strings, write_predictions)
 from .scoring import Context
 
-__all__ = ["LEAVE_ONE_HOST_OUT", "Candidate", "EvalRefused", "EvalSettings", "LohoFold", "LohoResult",
-           "SchemaRefused", "channel_groups", "evaluate", "find_candidates", "loho_folds",
-           "run_eval", "run_loho", "select"]
+__all__ = ["BATCH_GROUP_WINDOWS", "LEAVE_ONE_HOST_OUT", "Candidate", "EvalRefused", "EvalSettings",
+           "LohoFold", "LohoResult", "SchemaRefused", "channel_groups", "default_progress",
+           "evaluate", "find_candidates", "loho_folds", "no_progress", "run_eval", "run_loho",
+           "select"]
 
 # `cis490 eval --split-recipe leave-one-host-out` (LEAVE_ONE_HOST_OUT): not a split but one
 # `host` split per host with usable episodes, trained on every other host (the manifest expands
@@ -62,6 +71,14 @@ __all__ = ["LEAVE_ONE_HOST_OUT", "Candidate", "EvalRefused", "EvalSettings", "Lo
 # Baselines are fitted on at most this many train windows (whole episodes,
 # chosen in a seeded order), so evaluation memory does not grow with the store.
 BASELINE_MAX_TRAIN_WINDOWS = 200_000
+
+# Windows are predicted, logged (one progress step) and written (one parquet row group)
+# a batch group at a time; within a group a model reads its input in chunks of its own
+# (the nets 1024 rows, gbt 65 536), so a group's memory is its probabilities.
+BATCH_GROUP_WINDOWS = 65_536
+
+# progress(label, total, unit) -> a context manager yielding advance(n)
+ProgressFn = Callable[[str, int, str], ContextManager[Callable[[int], None]]]
 
 
 class EvalRefused(ValueError):
@@ -79,6 +96,7 @@ class Candidate:
     digest: str              # store digest, or sha256 of the checkpoint JSON (--artifacts)
     checkpoint: Path         # the extracted ``*.ckpt.json``
     meta: dict = field(repr=False, compare=False)
+    curves: list[dict] | None = field(default=None, repr=False, compare=False)  # metrics.jsonl
 
     @property
     def name(self) -> str:
@@ -129,6 +147,7 @@ class EvalSettings:
     bootstrap_seed: int = 0
     importance: str = "source"        # "source" | "channel" | "none"
     importance_repeats: int = 1
+    importance_max_episodes: int = 200   # test episodes importance is computed on (0 = all)
     models: tuple[str, ...] | None = None
     modes: tuple[str, ...] | None = None
     consecutive: int = 1
@@ -145,6 +164,10 @@ class EvalSettings:
                 and 0 <= self.false_alarm_budget < float("inf")):
             raise ValueError(f"--false-alarm-budget must be a finite number >= 0, got "
                              f"{self.false_alarm_budget!r}")
+        if isinstance(self.importance_max_episodes, bool) \
+                or not isinstance(self.importance_max_episodes, int) or self.importance_max_episodes < 0:
+            raise ValueError(f"--importance-episodes must be an integer >= 0 (0 = all), got "
+                             f"{self.importance_max_episodes!r}")
         unknown = sorted(set(self.baselines) - set(BASELINE_NAMES))
         if unknown:
             raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: "
@@ -186,7 +209,12 @@ def find_candidates(*, spool: Path | None = None, artifacts: Path | None = None,
                                  f"({exc}); run `cis490-spool fsck`") from None
             ckpt = find_checkpoint(dest)
             meta = _read_meta(ckpt)
-            out.append(Candidate(meta["model"], meta["mode"], digest_dir.name, ckpt, meta))
+            try:
+                curves = store.read_curves(digest_dir)  # checked against record.json; None: none
+            except store.StoreError as exc:
+                raise ValueError(f"artifact {model_mode}/{digest_dir.name[:12]} has unusable "
+                                 f"curves ({exc}); run `cis490-spool fsck`") from None
+            out.append(Candidate(meta["model"], meta["mode"], digest_dir.name, ckpt, meta, curves))
     if artifacts is not None:
         root = Path(artifacts)
         if not root.is_dir():
@@ -296,18 +324,6 @@ def _per_window(eid: np.ndarray, per_episode: dict) -> np.ndarray:
     return np.array([per_episode.get(e, -1) for e in uni.tolist()], dtype=np.int64)[inv]
 
 
-def _windows(y: np.ndarray, meta, proba: np.ndarray, facts: dict) -> Windows:
-    eid = np.asarray(meta["episode_id"]).astype(str)
-    return Windows(episode_id=eid,
-                   host_id=np.asarray(meta["host_id"]).astype(str),
-                   profile=np.asarray(meta["profile"]).astype(str),
-                   t_end_ns=np.asarray(meta["t_end_ns"], dtype=np.int64),
-                   y_true=np.asarray(y, dtype=np.int64),
-                   proba=np.asarray(proba, dtype=np.float32),
-                   onset_ns=_per_window(eid, facts["onsets"]),
-                   started_ns=_per_window(eid, facts["started"]))
-
-
 def _check_validation(y_val: np.ndarray) -> None:
     """A threshold is fixed on validation: it needs benign and malicious windows there."""
     if not (y_val == 0).any():
@@ -327,63 +343,197 @@ def _stride_s(schema: Path) -> float:
     return float(stride)
 
 
+@dataclass
+class _Part:
+    """One split's windows for one input kind: the lazy ``X`` and the per-window columns
+    of the predictions file (everything but the probabilities)."""
+
+    X: object                   # lazy WindowArray / RowArray (or an array)
+    y: np.ndarray
+    episode_id: np.ndarray
+    host_id: np.ndarray
+    profile: np.ndarray
+    t_end_ns: np.ndarray
+    onset_ns: np.ndarray
+    started_ns: np.ndarray
+
+    def __len__(self) -> int:
+        return int(len(self.y))
+
+    def rows(self, sl) -> object:
+        """Rows ``sl`` of ``X`` without reading them when ``X`` is lazy (the model reads in
+        chunks of its own)."""
+        from cis490.models._array import is_lazy
+
+        return self.X.take(sl) if is_lazy(self.X) else self.X[sl]
+
+    def windows(self, sl, proba: np.ndarray) -> Windows:
+        return Windows(episode_id=self.episode_id[sl], host_id=self.host_id[sl],
+                       profile=self.profile[sl], t_end_ns=self.t_end_ns[sl], y_true=self.y[sl],
+                       proba=np.asarray(proba, dtype=np.float32), onset_ns=self.onset_ns[sl],
+                       started_ns=self.started_ns[sl])
+
+
+def _part(X, y: np.ndarray, meta, facts: dict) -> _Part:
+    eid = shared_strings(meta["episode_id"])      # 8 bytes a window, not 4 per character
+    return _Part(X=X, y=np.asarray(y, dtype=np.int64), episode_id=eid,
+                 host_id=shared_strings(meta["host_id"]),
+                 profile=shared_strings(meta["profile"]),
+                 t_end_ns=np.asarray(meta["t_end_ns"], dtype=np.int64),
+                 onset_ns=_per_window(eid, facts["onsets"]),
+                 started_ns=_per_window(eid, facts["started"]))
+
+
+def _windows(y: np.ndarray, meta, proba: np.ndarray, facts: dict) -> Windows:
+    return _part(None, y, meta, facts).windows(slice(None), proba)
+
+
+def default_progress(label: str, total: int, unit: str = "windows"):
+    """Progress of one long step: plain lines every ``$CIS490_PROGRESS_S`` (30) s when stderr
+    is not a terminal (``cis490.progress.LineProgress``), a rich bar on a terminal."""
+    from cis490.data.parallel import progress_bar
+
+    return progress_bar(label, total, quiet=False, unit=unit)
+
+
+def no_progress(label: str, total: int, unit: str = "windows"):
+    return contextlib.nullcontext(lambda n=1: None)
+
+
+def _batch_groups(model, part: _Part, label: str, progress: ProgressFn):
+    """``(slice, probabilities)`` of each batch group of ``part``, in row order, with a
+    progress line per group."""
+    from cis490.models._array import chunks
+
+    n = len(part)
+    with progress(label, n, "windows") as advance:
+        for sl in chunks(n, BATCH_GROUP_WINDOWS):
+            proba = np.asarray(model.predict_proba(part.rows(sl)), dtype=np.float32)
+            advance(sl.stop - sl.start)
+            yield sl, proba
+
+
+def _importance_sample(settings: EvalSettings, test: _Part):
+    """The bounded sample of test episodes importance is computed on: (rows, record)."""
+    from .importance import sample_episodes, sample_record
+
+    ids = np.unique(test.episode_id)
+    chosen = sample_episodes(ids.tolist(), settings.importance_max_episodes,
+                             settings.bootstrap_seed)
+    rows = np.flatnonzero(np.isin(test.episode_id, np.asarray(chosen, dtype=object)))
+    return rows, sample_record(chosen, len(ids), len(rows), len(test),
+                               settings.importance_max_episodes, settings.bootstrap_seed)
+
+
+def _importance(settings: EvalSettings, c: Candidate, model, X, y, record: dict,
+                progress: ProgressFn):
+    groups = channel_groups(c.model, c.mode, settings.importance)
+    passes = 1 + len(groups) * int(settings.importance_repeats)
+    with progress(f"eval: {c.name} importance ({record['n_episodes']} episodes)", passes,
+                  "passes") as advance:
+        def predict(Xp):
+            labels = np.asarray(model.predict_proba(Xp)).argmax(axis=1)
+            advance(1)
+            return labels
+
+        imp = permutation_importance(predict, X, y, groups, n_repeats=settings.importance_repeats,
+                                     seed=settings.bootstrap_seed, n_classes=len(CLASS_NAMES))
+    return replace(imp, sample=record)
+
+
 def _predict_group(settings: EvalSettings, kind_cands: list[Candidate], split, *,
-                   schema_sha256: str, pred_dir: Path, facts: dict, note
-                   ) -> tuple[list[Path], dict]:
-    """Load one (input kind, mode)'s val + test windows once; predict every checkpoint."""
-    from cis490 import models as model_lib
+                   schema_sha256: str, pred_dir: Path, facts: dict, note,
+                   progress: ProgressFn = no_progress) -> tuple[list[Path], dict]:
+    """One (input kind, mode): open its val + test windows once (lazily: summary features
+    spilled to a private file under ``pred_dir``, tensors read from their shards), then
+    predict every checkpoint a batch group at a time into its predictions file."""
     from cis490.train.data import SchemaMismatch, load_arrays
 
     c0 = kind_cands[0]
-    arrays = {}
-    for part, ids in (("val", split.val), ("test", split.test)):
-        try:
-            arrays[part] = load_arrays(
-                c0.model, c0.mode, summary=str(settings.summary), tensors=str(settings.tensors),
-                schema=str(settings.schema), episode_ids=sorted(ids), schema_sha256=schema_sha256)
-        except SchemaMismatch as exc:
-            raise SchemaRefused(str(exc)) from None
-        if len(arrays[part][1]) == 0:
-            raise ValueError(f"no {part} windows for {c0.mode} {c0.model} (split {settings.recipe}: "
-                             f"{len(ids)} {part} episodes)")
-    _check_validation(arrays["val"][1])
-    written, importances = [], {}
-    names = sorted({c.name for c in kind_cands})
-    for name in names:
-        mine = sorted((c for c in kind_cands if c.name == name), key=lambda c: c.train_seed)
-        val, test = {}, {}
-        for c in mine:
-            model = model_lib.load(c.checkpoint, expect_schema_sha256=schema_sha256)
-            for part, out in (("val", val), ("test", test)):
-                X, y, meta = arrays[part]
-                out[c.train_seed] = _windows(y, meta, model.predict_proba(X), facts)
-            if c is mine[0] and settings.importance != "none":
-                X, y, _ = arrays["test"]
-                importances[name] = permutation_importance(
-                    lambda Xp, _m=model: np.asarray(_m.predict_proba(Xp)).argmax(axis=1), X, y,
-                    channel_groups(c.model, c.mode, settings.importance),
-                    n_repeats=settings.importance_repeats, seed=settings.bootstrap_seed,
-                    n_classes=len(CLASS_NAMES))
-            note(f"scored {name} seed {c.train_seed} ({c.digest[:12]}) on {len(test[c.train_seed])} "
-                 f"test and {len(val[c.train_seed])} val windows")
-        meta = {"checkpoints": {str(c.train_seed): c.digest for c in mine},
-                "schema_sha256": mine[0].schema_sha256,
-                "history": {str(c.train_seed): c.history for c in mine},
-                "train_hosts": sorted(mine[0].split.get("train_hosts") or []),
-                "split": {k: mine[0].split.get(k) for k in ("recipe", "seed")},
-                "stride_s": facts["stride_s"]}
-        pred = Predictions(model=mine[0].model, mode=mine[0].mode,
+    spill = Path(tempfile.mkdtemp(prefix=".spill-", dir=pred_dir))
+    parts: dict[str, _Part] = {}
+    try:
+        for part, ids in (("val", split.val), ("test", split.test)):
+            (spill / part).mkdir()                # one spill file per split (same file name)
+            try:
+                X, y, meta = load_arrays(
+                    c0.model, c0.mode, summary=str(settings.summary),
+                    tensors=str(settings.tensors), schema=str(settings.schema),
+                    episode_ids=sorted(ids), schema_sha256=schema_sha256,
+                    spill_dir=str(spill / part))
+            except SchemaMismatch as exc:
+                raise SchemaRefused(str(exc)) from None
+            if len(y) == 0:
+                raise ValueError(f"no {part} windows for {c0.mode} {c0.model} (split "
+                                 f"{settings.recipe}: {len(ids)} {part} episodes)")
+            parts[part] = _part(X, y, meta, facts)
+            del meta
+        _check_validation(parts["val"].y)
+        sample = None
+        if settings.importance != "none":
+            rows, record = _importance_sample(settings, parts["test"])
+            X_imp = np.asarray(parts["test"].rows(rows)[:], dtype=np.float32)  # the sample only
+            sample = (X_imp, parts["test"].y[rows], record)
+        written, importances = [], {}
+        for name in sorted({c.name for c in kind_cands}):
+            mine = sorted((c for c in kind_cands if c.name == name), key=lambda c: c.train_seed)
+            path, imp = _predict_model(settings, name, mine, parts, sample, schema_sha256=schema_sha256,
+                                       pred_dir=pred_dir, facts=facts, note=note, progress=progress)
+            written.append(path)
+            if imp is not None:
+                importances[name] = imp
+        return written, importances
+    finally:
+        parts.clear()                            # close the spill before removing it
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _predict_model(settings: EvalSettings, name: str, mine: list[Candidate], parts: dict,
+                   sample, *, schema_sha256: str, pred_dir: Path, facts: dict, note,
+                   progress: ProgressFn):
+    """Every seed of one (model, mode): one checkpoint in memory at a time; val rows
+    written as they are predicted, test probabilities (16 bytes a window) kept until
+    every seed's val rows are in the file (rows are sorted by split, then seed)."""
+    from cis490 import models as model_lib
+
+    meta = {"checkpoints": {str(c.train_seed): c.digest for c in mine},
+            "schema_sha256": mine[0].schema_sha256,
+            "history": {str(c.train_seed): c.history for c in mine},
+            "curves": {str(c.train_seed): c.curves for c in mine if c.curves},
+            "train_hosts": sorted(mine[0].split.get("train_hosts") or []),
+            "split": {k: mine[0].split.get(k) for k in ("recipe", "seed")},
+            "stride_s": facts["stride_s"]}
+    val, test = parts["val"], parts["test"]
+    test_proba: dict[int, list] = {}
+    imp = None
+    with PredictionsWriter(pred_dir / f"{name}.parquet", model=mine[0].model, mode=mine[0].mode,
                            family="oracle" if mine[0].mode == "oracle" else "realistic",
-                           val=val, test=test, class_names=CLASS_NAMES, meta=meta)
-        written.append(write_predictions(pred, pred_dir / f"{name}.parquet"))
-    return written, importances
+                           class_names=CLASS_NAMES, meta=meta) as out:
+        for c in mine:
+            seed = c.train_seed
+            model = model_lib.load(c.checkpoint, expect_schema_sha256=schema_sha256)
+            for sl, proba in _batch_groups(model, val, f"eval: {name} seed {seed} val", progress):
+                out.append("val", seed, val.windows(sl, proba))
+            test_proba[seed] = list(_batch_groups(model, test, f"eval: {name} seed {seed} test",
+                                                  progress))
+            if c is mine[0] and sample is not None:
+                imp = _importance(settings, c, model, *sample, progress)
+            del model                            # one checkpoint at a time
+            note(f"scored {name} seed {seed} ({c.digest[:12]}) on {len(test)} test and "
+                 f"{len(val)} val windows")
+        for seed in sorted(test_proba):
+            for sl, proba in test_proba.pop(seed):
+                out.append("test", seed, test.windows(sl, proba))
+    return out.path, imp
 
 
-def _baseline_data(settings: EvalSettings, ids: Sequence[str], started: dict):
+def _baseline_data(settings: EvalSettings, ids: Sequence[str], started: dict,
+                   spill_dir: Path | None = None):
     from cis490.data.load import load_summary
     from .baselines import BaselineData
 
-    res = load_summary(settings.summary, "realistic", sorted(ids), schema=settings.schema)
+    res = load_summary(settings.summary, "realistic", sorted(ids), schema=settings.schema,
+                       spill_dir=spill_dir)
     meta = res.meta
     eid = np.asarray(meta["episode_id"]).astype(str)
     t0 = np.array([started[e] for e in eid], dtype=np.int64) if eid.size else np.zeros(0, np.int64)
@@ -400,18 +550,29 @@ def _fit_baselines(settings: EvalSettings, split, started: dict, pred_dir: Path,
 
     order = sorted(split.train, key=lambda e: hashlib.sha256(
         f"{settings.bootstrap_seed}:{e}".encode()).hexdigest())
-    val, val_meta = _baseline_data(settings, split.val, started)
-    per_episode = max(1.0, len(val.y) / max(1, len(split.val)))
-    cap = max(1, int(2 * BASELINE_MAX_TRAIN_WINDOWS / per_episode))   # subsampled exactly below
-    train, _ = _baseline_data(settings, order[:cap], started)
-    test, test_meta = _baseline_data(settings, split.test, started)
-    fits = fit_baselines(train, val, test, n_classes=len(CLASS_NAMES), seed=settings.bootstrap_seed,
-                         names=settings.baselines, max_train_windows=BASELINE_MAX_TRAIN_WINDOWS)
+    # every split's features spilled to a private file and read in chunks (val, test) or
+    # only the capped subsample (train): memory does not grow with the store
+    spill = Path(tempfile.mkdtemp(prefix=".spill-", dir=pred_dir))
+    try:
+        for part in ("val", "train", "test"):
+            (spill / part).mkdir()
+        val, val_meta = _baseline_data(settings, split.val, started, spill / "val")
+        per_episode = max(1.0, len(val.y) / max(1, len(split.val)))
+        cap = max(1, int(2 * BASELINE_MAX_TRAIN_WINDOWS / per_episode))  # subsampled exactly below
+        train, _ = _baseline_data(settings, order[:cap], started, spill / "train")
+        test, test_meta = _baseline_data(settings, split.test, started, spill / "test")
+        fits = fit_baselines(train, val, test, n_classes=len(CLASS_NAMES),
+                             seed=settings.bootstrap_seed, names=settings.baselines,
+                             max_train_windows=BASELINE_MAX_TRAIN_WINDOWS)
+        y_val, y_test = val.y, test.y
+        del train, val, test                     # the spilled features, before removing them
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     written = []
     for name, fit in fits.items():
         pred = Predictions(model=name, mode="baseline", family="baseline",
-                           val={0: _windows(val.y, val_meta, fit.proba_val, facts)},
-                           test={0: _windows(test.y, test_meta, fit.proba_test, facts)},
+                           val={0: _windows(y_val, val_meta, fit.proba_val, facts)},
+                           test={0: _windows(y_test, test_meta, fit.proba_test, facts)},
                            class_names=CLASS_NAMES,
                            meta={"info": fit.info, "stride_s": facts["stride_s"]})
         written.append(write_predictions(pred, pred_dir / f"{name}.parquet"))
@@ -439,8 +600,12 @@ def _episode_facts(df) -> tuple[dict, dict, dict]:
 
 def evaluate(settings: EvalSettings, chosen: Sequence[Candidate], *, schema_sha256: str,
              data_digests: dict[str, str], note: Callable[[str], None] = lambda s: None,
-             ) -> Comparison:
-    """Predict, write the predictions files, fit baselines, read everything back, compare."""
+             progress: ProgressFn = default_progress) -> Comparison:
+    """Predict, write the predictions files, fit baselines, read everything back, compare.
+
+    One model in memory at a time, predicted a batch group at a time
+    (``BATCH_GROUP_WINDOWS``) straight into its predictions file, with a progress
+    line per group (``progress``; ``no_progress`` for none)."""
     from cis490.data.splits import make_split
     from cis490.data.validate import read_validation
     from cis490.models.configs import SUMMARY_MODELS
@@ -465,7 +630,7 @@ def evaluate(settings: EvalSettings, chosen: Sequence[Candidate], *, schema_sha2
         written, importances = [], {}
         for key in sorted(groups):             # one (kind, mode) in memory at a time
             w, imp = _predict_group(settings, groups[key], split, schema_sha256=schema_sha256,
-                                    pred_dir=staging, facts=facts, note=note)
+                                    pred_dir=staging, facts=facts, note=note, progress=progress)
             written += w
             importances.update(imp)
         if settings.baselines:
@@ -499,10 +664,28 @@ def _compare(settings: EvalSettings, preds, ctx, split, origin, data_digests, im
         "split_seed": settings.seed, "train_hosts": list(split.train_hosts),
         "test_hosts": list(split.test_hosts), "n_train": len(split.train),
         "n_val": len(split.val), "n_test": len(split.test),
+        "importance_sample": _importance_provenance(settings, importances),
     }
     return compare(preds, ctx, n_resamples=settings.n_resamples, confidence=settings.confidence,
                    seed=settings.bootstrap_seed, untested_profiles=split.untested_profiles,
                    importance=importances, provenance=provenance)
+
+
+def _importance_provenance(settings: EvalSettings, importances: dict) -> dict | None:
+    """The importance sample, stated once (every model gets the same test episodes)."""
+    if settings.importance == "none":
+        return None
+    records = {n: dict(imp.sample) for n, imp in sorted(importances.items())
+               if imp.sample is not None}
+    out = {"level": settings.importance, "repeats": settings.importance_repeats,
+           "max_episodes": settings.importance_max_episodes, "order": SAMPLE_ORDER,
+           "seed": settings.bootstrap_seed}
+    distinct = {json.dumps(r, sort_keys=True) for r in records.values()}
+    if len(distinct) == 1:
+        out.update(next(iter(records.values())))
+    elif records:                                     # kinds disagree on the test windows
+        out["per_model"] = records
+    return out
 
 
 def _digests(settings: EvalSettings) -> dict[str, str]:
@@ -512,7 +695,8 @@ def _digests(settings: EvalSettings) -> dict[str, str]:
 
 
 def run_eval(settings: EvalSettings, *, spool: Path | None, artifacts: Path | None,
-             note: Callable[[str], None] = lambda s: None) -> Comparison:
+             note: Callable[[str], None] = lambda s: None,
+             progress: ProgressFn = default_progress) -> Comparison:
     """find → select → evaluate, extracting bundles into a temporary directory."""
     digests = _digests(settings)
     schema_sha = digests["schema"]
@@ -537,7 +721,7 @@ def run_eval(settings: EvalSettings, *, spool: Path | None, artifacts: Path | No
                              f"(train hosts {','.join(settings.train_hosts or ()) or '?'}, "
                              f"split seed {settings.seed}) in {spool or artifacts}")
         return evaluate(settings, chosen, schema_sha256=schema_sha, data_digests=digests,
-                        note=note)
+                        note=note, progress=progress)
 
 
 # ---------------------------------------------------------------- leave-one-host-out
@@ -595,7 +779,8 @@ def loho_folds(validation) -> list[tuple[str, tuple[str, ...], int]]:
 
 
 def run_loho(settings: EvalSettings, *, spool: Path | None, artifacts: Path | None,
-             note: Callable[[str], None] = lambda s: None) -> LohoResult:
+             note: Callable[[str], None] = lambda s: None,
+             progress: ProgressFn = default_progress) -> LohoResult:
     """Evaluate every leave-one-host-out fold that has checkpoints (see LEAVE_ONE_HOST_OUT).
 
     Fold h is the ``host`` split trained on every other host: checkpoints are
@@ -638,7 +823,7 @@ def run_loho(settings: EvalSettings, *, spool: Path | None, artifacts: Path | No
             note(f"fold {h}: {len(chosen[h])} checkpoint(s) trained on {','.join(train)}")
             try:
                 comp = evaluate(fold, chosen[h], schema_sha256=digests["schema"],
-                                data_digests=digests, note=note)
+                                data_digests=digests, note=note, progress=progress)
             except EvalRefused as exc:  # this fold's data or checkpoints: the others still count
                 note(f"fold {h}: refused: {exc}")
                 out.append(LohoFold(h, train, n_test, refused=str(exc)))

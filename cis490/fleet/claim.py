@@ -92,6 +92,9 @@ class Claimer:
         self._scanned_at = float("-inf")
         self._scan_cost = 0.0
         self.skipped: dict[str, str] = {}  # name → why this worker leaves it alone
+        # a last check of a chosen job before the claiming rename (the worker's memory
+        # admission); returns a capability.Verdict
+        self.gate = None
 
     def invalidate(self) -> None:
         self._candidates = []
@@ -191,6 +194,14 @@ class Claimer:
             name = self._candidates.pop()
             src = spool.path_of(JobState.PENDING, name)
             dst = spool.path_of(JobState.CLAIMED, name, self.worker.id)
+            if self.gate is not None:  # e.g. memory admission: judged just before the rename
+                try:
+                    verdict = self.gate(spool.read_spec(src))
+                except (FileNotFoundError, SpecError):
+                    verdict = None  # gone or bad: the rename and the checks below decide
+                if verdict is not None and not verdict.ok:
+                    self.skipped[name] = verdict.reason
+                    continue
             if not rename_resolved(src, dst):
                 continue  # another worker won: not an error
             try:
@@ -334,13 +345,16 @@ class Claim:
             raise LeaseLost(f"lease on {self.name} lost before it could be marked {target.value}")
         fsync_dir(self.spool.state_dir(target))  # a finished job stays finished after a power cut
 
-    def complete(self, artifact_dir: str | os.PathLike, **extra) -> store.StoredArtifact:
-        """Store the artifact, record the attempt, then claimed → done."""
+    def complete(self, artifact_dir: str | os.PathLike, *,
+                 curves_dir: str | os.PathLike | None = None, **extra) -> store.StoredArtifact:
+        """Store the artifact (and its training curves, outside the digest, when
+        ``curves_dir`` has files), record the attempt, then claimed → done."""
         if not self.alive:
             self._write_record(outcome="lost", ended_at=time.time())
             raise LeaseLost(f"lease on {self.name} lost before completion")
         stored = store.put(self.spool.root, f"{self.spec.model}_{self.spec.mode}", artifact_dir,
-                           {"job": self.name, "job_id": self.spec.id, "spec": self.spec.to_dict()})
+                           {"job": self.name, "job_id": self.spec.id, "spec": self.spec.to_dict()},
+                           curves_dir=curves_dir)
         self._finish(JobState.DONE, outcome="done", digest=stored.digest,
                      artifact_created=stored.created, **extra)
         return stored

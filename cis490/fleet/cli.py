@@ -195,9 +195,47 @@ def cmd_models(args) -> int:
     from cis490.fleet import snapshot
 
     rows = snapshot.models(_open(args))
-    lines = [f"{r['model_mode']:<22} {r['digest'][:16]}  {r['job']}  {r['bundle_bytes']} B" for r in rows]
+    if args.tensorboard is not None:
+        return _models_tensorboard(args, rows)
+    lines = [f"{r['model_mode']:<22} {r['digest'][:16]}  {r['job']}  {r['bundle_bytes']} B"
+             + ("" if r["curves"] else "  (no curves)") for r in rows]
     _print(args, rows, "\n".join(lines) if lines else "no models stored")
     return 0
+
+
+def _models_tensorboard(args, rows: list[dict]) -> int:
+    """``models --tensorboard DIR``: every stored model's curves (metrics.jsonl and its
+    tensorboard/ events, verified against record.json) in DIR/MODEL_MODE/DIGEST12/, so
+    ``tensorboard --logdir DIR`` shows them all. A corrupt one is named and skipped (exit 1)."""
+    from cis490.fleet import store
+    from cis490.fleet.layout import DIGEST_RE
+
+    base = Path(args.tensorboard)
+    base.mkdir(parents=True, exist_ok=True)
+    out, lines, errors = [], [], 0
+    for r in rows:
+        if not (r["complete"] and r["curves"] and DIGEST_RE.match(r["digest"])):
+            continue                      # unfinished, without curves, or not a digest
+        target = base / r["model_mode"] / r["digest"][:12]
+        try:
+            written = store.extract_curves(Path(r["path"]), target)
+        except store.StoreError as exc:
+            errors += 1
+            print(f"cis490-spool models: {r['model_mode']}/{r['digest'][:12]}: {exc}; "
+                  f"run `cis490-spool fsck`", file=sys.stderr)
+            continue
+        rel = [w.relative_to(target).as_posix() for w in written]
+        events = sum(1 for f in rel if f.startswith(f"{store.TENSORBOARD}/"))
+        out.append({"model_mode": r["model_mode"], "digest": r["digest"], "dir": str(target),
+                    "files": rel})
+        lines.append(f"wrote {target}/: {', '.join(f for f in rel if f == store.METRICS) or 'no metrics'}"
+                     f", {events} event file(s)")
+    without = len(rows) - len(out) - errors
+    lines.append(f"{len(out)} model(s) with curves under {base}"
+                 + (f"; {without} without (smoke jobs, older workers, unfinished)" if without else "")
+                 + (f"; view them: tensorboard --logdir {base}" if out else ""))
+    _print(args, out, "\n".join(lines))
+    return 1 if errors else 0
 
 
 def cmd_sweep(args) -> int:
@@ -315,7 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp = verb(name, func, help)
         sp.add_argument("job")
     verb("workers", cmd_workers, "registered workers and their liveness", True)
-    verb("models", cmd_models, "stored artifacts", True)
+    sp = verb("models", cmd_models, "stored artifacts (e.g. `models --tensorboard tb/`)", True)
+    sp.add_argument("--tensorboard", default=None, metavar="DIR",
+                    help="write every model's curves to DIR/MODEL_MODE/DIGEST12/ for "
+                         "`tensorboard --logdir DIR`")
     verb("sweep", cmd_sweep, "reclaim stale claims now; quarantine malformed files", True)
     verb("fsck", cmd_fsck, "re-hash bundles and cross-check jobs/attempts (exit 1 on errors)", True)
     sp = verb("work", cmd_work, "run a worker (e.g. `work --drain --slots 2`)")

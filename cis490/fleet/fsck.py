@@ -1,5 +1,8 @@
 """``fsck``: re-hash every bundle and cross-check jobs, attempts and bundles.
 
+A bundle's stored training curves (``curves.tar.zst``) are checked against
+the listing in its ``record.json`` when the record has one (``store.verify``).
+
 Read-only. Each finding is (severity, where, what): ``error`` means the
 spool breaks a guarantee (a corrupt bundle, a done job without its artifact,
 a name in two states in atomic mode); ``warning`` is worth a look (a claim

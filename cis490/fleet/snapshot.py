@@ -109,7 +109,8 @@ def models(spool: Spool) -> list[dict]:
         except OSError:
             size = None
         out.append({"model_mode": mm, "digest": d.name, "job": rec.get("job"),
-                    "bundle_bytes": size, "complete": bool(rec), "path": str(d)})
+                    "bundle_bytes": size, "complete": bool(rec), "path": str(d),
+                    "curves": isinstance(rec.get("curves"), list)})
     return out
 
 

@@ -301,8 +301,11 @@ def hyper_args(hyper: dict) -> list[str]:
     return [a for k in sorted(hyper) for a in ("--hyper", f"{k}={json.dumps(hyper[k])}")]
 
 
-def driver_argv(spec: JobSpec, out_dir: str, data_paths: dict[str, str]) -> list[str]:
-    """The driver module and its arguments (after ``python -m``), from validated values."""
+def driver_argv(spec: JobSpec, out_dir: str, data_paths: dict[str, str],
+                curves_dir: str | None = None) -> list[str]:
+    """The driver module and its arguments (after ``python -m``), from validated values.
+    ``curves_dir``: where a training driver writes its curves (``--curves``; the smoke
+    job has none)."""
     if spec.model == "smoke":
         return ["cis490.fleet.smoke", "--out", out_dir, *hyper_args(spec.hyper)]
     missing = [k for k in ("validation", "summary", "tensors", "schema") if not data_paths.get(k)]
@@ -326,4 +329,6 @@ def driver_argv(spec: JobSpec, out_dir: str, data_paths: dict[str, str]) -> list
         argv += ["--expect-schema-sha256", spec.data["schema_sha256"]]
     if "validation_sha256" in spec.data:
         argv += ["--expect-validation-sha256", spec.data["validation_sha256"]]
+    if curves_dir is not None:
+        argv += ["--curves", curves_dir]
     return argv

@@ -31,8 +31,10 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from cis490.fleet.capability import Verdict
 from cis490.fleet.claim import Claim, Claimer, WorkerInfo, register
 from cis490.fleet.layout import SpoolError
+from cis490.fleet.memory import MemoryGate
 from cis490.fleet.spec import SpecError, driver_argv
 from cis490.fleet.spool import LeaseLost, Spool
 
@@ -107,6 +109,10 @@ class Worker:
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.claimer = Claimer(spool, info)
+        self.memory = MemoryGate()
+        self.claimer.gate = self._memory_verdict
+        self._estimates: dict[str, int | None] = {}
+        self._last_refusal: dict[str, str] = {}  # logged once per (job, reason)
         self.running: dict[str, threading.Thread] = {}
         self.completed = 0
         self.outcomes: dict[str, str] = {}
@@ -235,8 +241,26 @@ class Worker:
                 if not t.is_alive():
                     del self.running[name]
 
+    def _memory_verdict(self, spec) -> Verdict:
+        """Memory admission (cis490.fleet.memory): the job's estimate against the free share."""
+        if spec.model == "smoke":
+            return Verdict(True)
+        paths = self._data_paths()
+        try:
+            argv = driver_argv(spec, str(Path(tempfile.gettempdir()) / "cis490-estimate"), paths)
+        except SpecError:
+            return Verdict(True)  # the run itself reports the missing data paths
+        needed = self.memory.estimate(spec.name, argv, sorted(paths.values()))
+        self._estimates[spec.name] = needed
+        ok, reason = self.memory.fits(needed)
+        if not ok and self._last_refusal.get(spec.name) != reason:
+            log.info("not claiming %s: %s", spec.name, reason)
+            self._last_refusal[spec.name] = reason
+        return Verdict(ok, reason)
+
     def _start(self, claim: Claim) -> None:
         log.info("claimed %s (attempt %d)", claim.name, claim.number)
+        self.memory.reserve(claim.name, self._estimates.pop(claim.name, None))
         t = threading.Thread(target=self._run_job, args=(claim,), name=f"job-{claim.name}", daemon=True)
         with self._lock:
             self.running[claim.name] = t
@@ -265,6 +289,7 @@ class Worker:
             except (LeaseLost, OSError):
                 pass
         finally:
+            self.memory.release(claim.name)
             with self._lock:
                 self.outcomes[claim.name] = outcome
                 self.completed += 1
@@ -283,7 +308,8 @@ class Worker:
             out_dir = workdir / "out"
             local_log = workdir / "job.log"
             try:
-                argv = driver_argv(claim.spec, str(out_dir), self._data_paths())
+                argv = driver_argv(claim.spec, str(out_dir), self._data_paths(),
+                                   str(workdir / "curves"))
             except SpecError as exc:
                 claim.fail(f"cannot build the job's command: {exc}")
                 return "failed"
@@ -365,6 +391,7 @@ class Worker:
         claim.record["training_started"] = True  # a later withdrawal counts as a duplicate run
         with open(local_log, "wb") as logfh:
             proc, rfd = self._spawn(claim, argv, workdir, logfh)
+        self.memory.attach(claim.name, proc.pid)
         t_start = time.monotonic()
         relay = threading.Thread(target=self._relay_progress, args=(claim, rfd), daemon=True)
         relay.start()
@@ -405,7 +432,10 @@ class Worker:
             claim.fail("the job exited 0 but wrote no output", exit_code=0, timings=timings)
             return "failed"
         timings["exited_at"] = time.time()  # ended_at - exited_at = store + record overhead
-        stored = claim.complete(out_dir, exit_code=0, timings=timings)
+        # the curves (metrics.jsonl, TensorBoard events) are stored beside the bundle,
+        # outside its digest: they hold wall-clock times
+        stored = claim.complete(out_dir, curves_dir=workdir / "curves", exit_code=0,
+                                timings=timings)
         log.info("done %s → %s%s", claim.name, stored.digest[:12],
                  "" if stored.created else " (identical artifact already stored)")
         return "done"

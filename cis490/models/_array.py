@@ -28,7 +28,21 @@ from cis490.models import configs
 from cis490.models.base import EpochRecord, FitReport, ProgressFn, StepFn
 from cis490.train import rules
 
-__all__ = ["ArrayModel", "default_schema_sha256", "fit_normalisation", "standardise"]
+__all__ = ["ArrayModel", "chunks", "default_schema_sha256", "fit_normalisation", "is_lazy",
+           "standardise"]
+
+CHUNK_ROWS = 4096  # rows read at a time from a lazy array (statistics, digests, predictions)
+
+
+def is_lazy(X: Any) -> bool:
+    """A loader's on-disk view (``WindowArray`` / ``RowArray``): read by row index, never whole."""
+    return not isinstance(X, np.ndarray) and all(hasattr(X, a) for a in ("take", "shape", "ndim"))
+
+
+def chunks(n: int, size: int = CHUNK_ROWS):
+    """``slice`` objects covering ``range(n)`` in order, ``size`` rows each."""
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
 
 DEFAULT_MODE = "custom"
 
@@ -45,8 +59,8 @@ def fit_normalisation(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     total = np.zeros(n_cols)
     total_sq = np.zeros(n_cols)
     count = np.zeros(n_cols)
-    for start in range(0, X.shape[0], 4096):  # chunked: X may be memory-mapped
-        chunk = np.asarray(X[start:start + 4096], dtype=np.float64)
+    for sl in chunks(X.shape[0]):  # one streaming pass: X may be a lazy on-disk view
+        chunk = np.asarray(X[sl], dtype=np.float64)
         finite = np.isfinite(chunk)
         chunk = np.where(finite, chunk, 0.0)
         total += chunk.sum(axis=axes)
@@ -72,8 +86,8 @@ def standardise(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[np.nd
 def _digest(X: np.ndarray, y: np.ndarray) -> str:
     """sha256 of the arrays' shapes and bytes (recorded as a data digest)."""
     h = hashlib.sha256(repr((X.shape, str(X.dtype), y.shape)).encode())
-    for start in range(0, X.shape[0], 4096):
-        h.update(np.ascontiguousarray(X[start:start + 4096]).tobytes())
+    for sl in chunks(X.shape[0]):
+        h.update(np.ascontiguousarray(X[sl]).tobytes())
     h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
     return h.hexdigest()
 
@@ -114,11 +128,12 @@ class ArrayModel:
         self.report: FitReport | None = None
         self.val_metrics: dict[str, Any] | None = None
         self.digests: dict[str, Any] = {}  # data digests/provenance for the checkpoint
+        self.scratch_dir: str | None = None  # private local files of a fit (gbt's page cache)
 
     # -- input validation ----------------------------------------------------
 
     def _check_X(self, X: Any, arg: str) -> np.ndarray:
-        X = X if isinstance(X, np.ndarray) else np.asarray(X)
+        X = X if isinstance(X, np.ndarray) or is_lazy(X) else np.asarray(X)
         if self.kind == "summary":
             want = (self.input_shape["n_features"],)
             if X.ndim != 2 or X.shape[1:] != want:
@@ -130,6 +145,8 @@ class ArrayModel:
         if X.shape[0] == 0:
             raise ValueError(f"{arg} is empty")
         if not np.issubdtype(X.dtype, np.floating):
+            if is_lazy(X):
+                raise ValueError(f"{arg} must hold floats, got {X.dtype}")
             X = X.astype(np.float32)
         return X
 

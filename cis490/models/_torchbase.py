@@ -62,12 +62,17 @@ class TorchModel(ArrayModel):
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         with loop.deterministic(self.config.threads):
-            logits = loop.predict_logits(self.net, self._prepare, X)
+            dev = loop.device()
+            self.net.to(dev)
+            try:
+                logits = loop.predict_logits(self.net, self._prepare, X, dev)
+            finally:
+                self.net.cpu()
             return torch.softmax(logits, dim=1).numpy().astype(np.float32)
 
     def _sidecar_bytes(self) -> bytes:
         state = self.net.state_dict()
-        tensors = {k: state[k].detach().contiguous().clone() for k in sorted(state)}
+        tensors = {k: state[k].detach().cpu().contiguous().clone() for k in sorted(state)}
         return safetensors.torch.save(tensors)
 
     def _load_sidecar(self, data: bytes) -> None:

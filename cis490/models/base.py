@@ -16,7 +16,7 @@ Array conventions (any data, not only our pipeline's):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -31,6 +31,10 @@ class EpochRecord:
     epochs: int  # the configured maximum
     loss: float  # mean class-weighted training loss of the epoch
     val_macro_f1: float
+    # for the training curves (metrics.jsonl); not in the checkpoint's history, so a record
+    # read back from a checkpoint lacks them and they take no part in comparisons
+    val_loss: float | None = field(default=None, compare=False)  # class-weighted, as train
+    lr: float | None = field(default=None, compare=False)  # of the epoch's last step (gbt: eta)
 
 
 ProgressFn = Callable[[EpochRecord], None]

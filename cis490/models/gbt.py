@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import xgboost as xgb
 
-from cis490.models._array import ArrayModel
+from cis490.models._array import ArrayModel, chunks
 from cis490.train import boost
 
 
@@ -27,17 +27,18 @@ class GBTModel(ArrayModel):
     def _fit(self, X_train, y_train, X_val, y_val, seed, on_epoch, on_step=None):
         # a boosting round is gbt's epoch (on_epoch); there are no batches within it
         self.booster, report = boost.fit_xgb(
-            np.asarray(X_train, dtype=np.float32), y_train,
-            np.asarray(X_val, dtype=np.float32), y_val,
+            X_train, y_train, X_val, y_val,  # streamed in batches (boost.RowBatches)
             cfg=self.config, class_weights=self.class_weights, n_classes=self.n_classes,
-            seed=seed, on_epoch=on_epoch,
+            seed=seed, on_epoch=on_epoch, scratch=self.scratch_dir,
         )
         return report
 
-    def _predict(self, X: np.ndarray) -> np.ndarray:
-        d = xgb.DMatrix(np.asarray(X, dtype=np.float32), nthread=self.config.threads)
-        p = self.booster.predict(d).reshape(-1, self.n_classes)
-        return p.astype(np.float32)
+    def _predict(self, X) -> np.ndarray:
+        out = np.empty((X.shape[0], self.n_classes), dtype=np.float32)
+        for sl in chunks(X.shape[0], boost.ITER_ROWS):  # rows are independent: same values
+            d = xgb.DMatrix(np.ascontiguousarray(X[sl], dtype=np.float32), nthread=self.config.threads)
+            out[sl] = self.booster.predict(d).reshape(-1, self.n_classes)
+        return out
 
     def _sidecar_bytes(self) -> bytes:
         return bytes(self.booster.save_raw(raw_format="json"))

@@ -17,12 +17,28 @@ thread count and ``use_deterministic_algorithms(True)``; the weights are
 initialised after ``torch.manual_seed(seed)`` and the batches drawn from
 ``numpy.random.default_rng(seed)``, so a run depends on nothing but
 ``(config, seed, data)``.
+
+Streaming: ``X_train`` / ``X_val`` may be lazy on-disk views (the loaders'
+``WindowArray`` / ``RowArray``). Every epoch's batches are fixed up front
+from the seed (index lists, sorted within a batch for short reads); a
+:class:`BatchSource` reads and prepares batch ``b`` when asked, so the same
+bytes come out whether the batches are read in this process or by
+DataLoader workers, on a CPU or a GPU.
+
+Device: :func:`device` is CUDA when torch sees one (``CIS490_DEVICE=cpu``
+forces the CPU), else the CPU. On CUDA the batches come from a
+``torch.utils.data.DataLoader`` with worker processes and pinned memory and
+are copied with ``non_blocking=True``; kernels run in float32 (no AMP: the
+same-seed-same-bytes rule is kept per device). A GPU run gives other bytes
+than a CPU run; the checkpoint then records the device. The worker path is
+exercised on the CPU by ``CIS490_LOADER_WORKERS`` (tests: same bytes).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from typing import Callable, Iterator
 
 import numpy as np
@@ -33,7 +49,7 @@ from cis490.models.base import EpochRecord, FitReport, ProgressFn
 from cis490.models.configs import TorchConfig
 from cis490.train import rules
 
-__all__ = ["deterministic", "fit_torch", "predict_logits"]
+__all__ = ["BatchSource", "device", "deterministic", "fit_torch", "loader_workers", "predict_logits"]
 
 PREDICT_BATCH = 1024
 GRAD_CLIP = 1.0
@@ -41,9 +57,70 @@ GRAD_CLIP = 1.0
 Prepare = Callable[[np.ndarray], torch.Tensor]
 
 
+def device() -> torch.device:
+    """Where the nets train and predict: ``CIS490_DEVICE`` (cpu/cuda), else CUDA if present."""
+    want = os.environ.get("CIS490_DEVICE", "").strip().lower()
+    if want not in ("", "auto", "cpu", "cuda"):
+        raise ValueError(f"CIS490_DEVICE={want!r}: use cpu, cuda or auto")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CIS490_DEVICE=cuda but torch sees no CUDA device")
+    if want in ("", "auto"):
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(want)
+
+
+def loader_workers(dev: torch.device) -> int:
+    """DataLoader worker processes: ``CIS490_LOADER_WORKERS``, else 4 (capped by the CPUs)
+    on CUDA and 0 (read in this process) on the CPU, where workers would only compete
+    with the training threads."""
+    raw = os.environ.get("CIS490_LOADER_WORKERS", "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise ValueError(f"CIS490_LOADER_WORKERS={raw!r}: use a whole number >= 0")
+        return int(raw)
+    return min(4, max(0, (os.cpu_count() or 1) - 1)) if dev.type == "cuda" else 0
+
+
+class BatchSource(torch.utils.data.Dataset):
+    """Batch ``b`` of a fixed list of index arrays, read and prepared on demand."""
+
+    def __init__(self, X, y: torch.Tensor | None, prepare: "Prepare", batches: list[np.ndarray]):
+        self.X, self.y, self.prepare, self.batches = X, y, prepare, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, b: int):
+        idx = self.batches[b]
+        xb = self.prepare(self.X[idx])
+        return xb if self.y is None else (xb, self.y[idx])
+
+
+def _iter_batches(source: BatchSource, dev: torch.device) -> Iterator:
+    """The batches of ``source`` in order, on ``dev``."""
+    workers = loader_workers(dev)
+    if workers == 0:
+        items: Iterator = (source[b] for b in range(len(source)))
+    else:
+        # its own generator: a DataLoader draws its workers' base seed from the global RNG
+        # otherwise, which would move dropout's draws and change the weights
+        items = iter(torch.utils.data.DataLoader(
+            source, batch_size=None, shuffle=False, num_workers=workers,
+            pin_memory=dev.type == "cuda", prefetch_factor=2, persistent_workers=False,
+            generator=torch.Generator().manual_seed(0)))
+    for item in items:
+        if isinstance(item, (tuple, list)):
+            yield tuple(t.to(dev, non_blocking=True) for t in item)
+        else:
+            yield item.to(dev, non_blocking=True)
+
+
 @contextlib.contextmanager
 def deterministic(threads: int) -> Iterator[None]:
     """Fixed thread count and deterministic kernels; restores the old settings."""
+    # cuBLAS needs a fixed workspace for deterministic matmuls (read when CUDA starts)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -56,13 +133,18 @@ def deterministic(threads: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
 
 
-def predict_logits(net: nn.Module, prepare: Prepare, X: np.ndarray) -> torch.Tensor:
-    """Logits ``(n, n_classes)`` in fixed-size batches (eval mode, no grad)."""
+def predict_logits(net: nn.Module, prepare: Prepare, X, dev: torch.device | None = None
+                   ) -> torch.Tensor:
+    """Logits ``(n, n_classes)`` on the CPU, in fixed-size batches (eval mode, no grad)."""
+    dev = dev or next(net.parameters()).device
     net.eval()
+    n = X.shape[0]
+    source = BatchSource(X, None, prepare, [np.arange(s, min(n, s + PREDICT_BATCH))
+                                            for s in range(0, n, PREDICT_BATCH)])
     out = []
     with torch.inference_mode():
-        for start in range(0, X.shape[0], PREDICT_BATCH):
-            out.append(net(prepare(X[start:start + PREDICT_BATCH])))
+        for xb in _iter_batches(source, dev):
+            out.append(net(xb).cpu())
     return torch.cat(out)
 
 
@@ -83,16 +165,19 @@ def fit_torch(
 ) -> tuple[nn.Module, FitReport]:
     """Train ``build()`` and return it holding its best-on-val weights."""
     with deterministic(cfg.threads):
+        dev = device()
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        net = build()
+        net = build().to(dev)  # initialised on the CPU: the same start on every device
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights, dtype=torch.float32))
+        loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights, dtype=torch.float32,
+                                                             device=dev))
         n = int(y_train.shape[0])
         batch = min(cfg.batch_size, n)
         total = cfg.epochs * math.ceil(n / batch)
         warmup = rules.warmup_steps(total, cfg.warmup_frac)
         y_t = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
+        y_val_t = torch.from_numpy(np.asarray(y_val, dtype=np.int64))
         labels = rules.present_labels(y_val)  # one label set for every epoch
         stopper = rules.EarlyStopping(cfg.patience)
         best_state: dict[str, torch.Tensor] = {}
@@ -102,23 +187,28 @@ def fit_torch(
             net.train()
             order = rng.permutation(n)
             loss_sum = 0.0
-            batches = math.ceil(n / batch)
-            for b, start in enumerate(range(0, n, batch), 1):
-                idx = np.sort(order[start:start + batch])  # sorted: cheap memmap reads
+            # sorted within a batch: ascending rows, short reads from the shards
+            plan = [np.sort(order[start:start + batch]) for start in range(0, n, batch)]
+            batches = len(plan)
+            for b, (xb, yb) in enumerate(_iter_batches(BatchSource(X_train, y_t, prepare, plan), dev), 1):
                 for group in opt.param_groups:
                     group["lr"] = rules.lr_at(step, total, warmup, cfg.lr)
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net(prepare(X_train[idx])), y_t[idx])  # (B, K) vs (B,)
+                loss = loss_fn(net(xb), yb)  # (B, K) vs (B,)
                 loss.backward()
                 nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
                 opt.step()
                 step += 1
-                loss_sum += float(loss.item()) * len(idx)
+                loss_sum += float(loss.item()) * len(yb)
                 if on_step is not None:
                     on_step(epoch, cfg.epochs, b, batches)
-            pred = predict_logits(net, prepare, X_val).argmax(dim=1).numpy()
+            logits = predict_logits(net, prepare, X_val, dev)
+            with torch.inference_mode():
+                val_loss = float(loss_fn(logits.to(dev), y_val_t.to(dev)).item())
+            pred = logits.argmax(dim=1).numpy()
             record = EpochRecord(epoch, cfg.epochs, loss_sum / n,
-                                 rules.macro_f1(y_val, pred, n_classes, labels=labels))
+                                 rules.macro_f1(y_val, pred, n_classes, labels=labels),
+                                 val_loss=val_loss, lr=float(opt.param_groups[0]["lr"]))
             history.append(record)
             if stopper.update(epoch, record.val_macro_f1):
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -127,7 +217,7 @@ def fit_torch(
             if stopper.should_stop(epoch):
                 break
         net.load_state_dict(best_state)
-        net.eval()
+        net.cpu().eval()  # the model object lives on the CPU; predict moves it where it runs
     report = FitReport(
         epochs_run=len(history), best_epoch=stopper.best_epoch,
         best_val_macro_f1=stopper.best_score, history=tuple(history),

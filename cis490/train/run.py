@@ -17,16 +17,21 @@ refuses to run (exit 1, one line on stderr) when the files' sha256 differ;
 only train and validation episodes are loaded; one JSON line per epoch on
 ``--progress-fd``; ``--out`` receives exactly the checkpoint
 (``<model>_<mode>.ckpt.json`` + sidecar), byte-identical for the same spec
-and data; logs go to stderr. Exit 0 on success, 1 on an operational error,
-2 on a usage error.
+and data; ``--curves DIR`` (outside ``--out``) receives the training curves,
+``metrics.jsonl`` and ``tensorboard/`` (``cis490.train.curves``: wall times,
+never byte-identical), nothing without it; logs go to stderr. Exit 0 on
+success, 1 on an operational error, 2 on a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -75,7 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="same as --hyper epochs=N")
     p.add_argument("--hyper", action="append", default=[], metavar="KEY=JSON")
     p.add_argument("--out", required=True, help="directory that receives the checkpoint")
+    p.add_argument("--curves", default=None, metavar="DIR",
+                   help="directory that receives metrics.jsonl and tensorboard/ (outside --out)")
     p.add_argument("--progress-fd", type=int, default=None, metavar="FD")
+    p.add_argument("--estimate-memory", action="store_true",
+                   help="print the job's estimated peak memory as JSON on stdout and exit "
+                        "without training (what a worker asks before it claims the job)")
     p.add_argument("--expect-schema-sha256", default=None, metavar="HEX")
     p.add_argument("--expect-validation-sha256", default=None, metavar="HEX")
     return p
@@ -200,6 +210,54 @@ def _log(msg: str) -> None:
     print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
 
 
+def estimate_memory(args: argparse.Namespace, cfg: configs.TrainConfig) -> dict:
+    """``{"peak_bytes", "parts", "n_train", "n_val"}`` from the split and the data's shape;
+    reads the tensors' window tables and the schema, never a feature value."""
+    from cis490.data.channels import PHASES
+    from cis490.data.load import load_tensors
+    from cis490.data.splits import make_split
+    from cis490.train.memory import estimate
+
+    hosts = [h for h in args.train_hosts.split(",") if h] if args.train_hosts else None
+    split_seed = args.seed if args.split_seed is None else args.split_seed
+    split = make_split(args.validation, args.split_recipe, hosts, split_seed)
+    td = load_tensors(args.tensors, args.mode, sorted(set(split.train) | set(split.val)))
+    n_val = int(td.meta["episode_id"].isin(frozenset(split.val)).sum())
+    n_train = len(td.y) - n_val
+    if args.model in configs.SUMMARY_MODELS:
+        schema = json.loads(Path(args.schema).read_bytes())
+        shape = {"n_features": len(schema["summary"]["modes"][args.mode])}
+    else:
+        shape = {"n_channels": td.X.shape[1], "n_steps": td.X.shape[2]}
+    est = estimate(args.model, cfg, shape, n_train, n_val, len(PHASES))
+    return {**est.as_dict(), "n_train": n_train, "n_val": n_val}
+
+
+def _device_record(model: str) -> dict[str, str]:
+    """``{"device": "cuda"}`` for a net trained on a GPU; nothing on the CPU, whose bytes
+    are the reference (a GPU run gives other bytes, and says why)."""
+    if model == "gbt":
+        return {}
+    from cis490.train import loop
+
+    dev = loop.device()
+    return {} if dev.type == "cpu" else {"device": dev.type}
+
+
+@contextlib.contextmanager
+def _scratch(args: argparse.Namespace):
+    """A private scratch directory beside ``--out`` (local disk in a worker's job dir) for
+    the summary spill and XGBoost's page cache; removed when the driver ends."""
+    parent = Path(args.out).resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    args.scratch = tempfile.mkdtemp(prefix=".cis490-scratch-", dir=parent)
+    try:
+        yield
+    finally:
+        shutil.rmtree(args.scratch, ignore_errors=True)
+        args.scratch = None
+
+
 def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
     """Check, load train+val, fit, save; return the checkpoint path."""
     from cis490 import models
@@ -215,6 +273,7 @@ def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
             model=args.model, mode=args.mode, validation=args.validation, summary=args.summary,
             tensors=args.tensors, schema=args.schema, schema_sha256=digests["schema"],
             recipe=args.split_recipe, train_hosts=hosts, seed=split_seed,
+            spill_dir=getattr(args, "scratch", None),
         )
     except train_data.SchemaMismatch as exc:
         raise DriverError(str(exc)) from None
@@ -229,11 +288,18 @@ def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
         args.model, n_classes=len(PHASES), classes=PHASES, mode=args.mode,
         schema_sha256=digests["schema"], **shape, **configs.config_to_dict(cfg),
     )
-    started, cpu_started = time.perf_counter(), time.process_time()  # logged, never stored
+    model.scratch_dir = getattr(args, "scratch", None)
+    curves = None
+    if args.curves is not None:
+        from cis490.train.curves import CurveWriter
+
+        curves = CurveWriter(args.curves)
     lines = _TrainProgress(f"{PROG}: {args.model}/{args.mode}")
     fd_writer = _progress_writer(args.progress_fd)
 
     def on_epoch(rec) -> None:
+        if curves is not None:
+            curves.epoch(rec)
         if fd_writer is not None:
             fd_writer(rec)
         lines.epoch(rec)
@@ -245,8 +311,15 @@ def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
         if fd_step is not None:
             fd_step(epoch, epochs, batch, batches)
 
-    report = model.fit(d.X_train, d.y_train, d.X_val, d.y_val, seed=args.seed,
-                       on_epoch=on_epoch, on_step=on_step)
+    started, cpu_started = time.perf_counter(), time.process_time()  # logged, never stored
+    if curves is not None:
+        curves.start()
+    try:
+        report = model.fit(d.X_train, d.y_train, d.X_val, d.y_val, seed=args.seed,
+                           on_epoch=on_epoch, on_step=on_step)
+    finally:
+        if curves is not None:
+            curves.close()
     lines.close()
     secs, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     _log(f"best epoch {report.best_epoch}/{report.epochs_run}: "
@@ -265,19 +338,37 @@ def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
         "train_episodes_sha256": train_data.episodes_digest(d.train_episodes),
         "val_episodes": len(d.val_episodes),
         "val_episodes_sha256": train_data.episodes_digest(d.val_episodes),
+        **_device_record(args.model),
     }
     return model.save(args.out, data=provenance)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # usage errors exit 2 here
+    from cis490.heap import fix_mmap_threshold
+
+    fix_mmap_threshold()  # batch temporaries go back to the system (cis490/heap.py)
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors exit 2 here
+    if args.curves is not None:
+        out, curves = Path(args.out).resolve(), Path(args.curves).resolve()
+        if out == curves or out in curves.parents or curves in out.parents:
+            parser.error("--curves must lie outside --out (the curves never enter the checkpoint)")
     try:
         cfg = resolve_config(args.model, args.hyper, args.epochs)
     except configs.HyperError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    if args.estimate_memory:
+        try:
+            print(json.dumps(estimate_memory(args, cfg), sort_keys=True), flush=True)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"{PROG}: error: cannot estimate memory: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+            return 1
+        return 0
     try:
-        path = train(args, cfg)
+        with _scratch(args):
+            path = train(args, cfg)
     except DriverError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ import pytest
 from cis490.data.channels import REGISTRY, Registry, channel_names
 from cis490.data.features import FEATURES_NAME, build_features
 from cis490.data.features import MANIFEST_NAME as FEATURES_MANIFEST
-from cis490.data.load import load_summary, load_tensors
+from cis490.data.load import NpyRows, RowArray, load_summary, load_tensors
 from cis490.data.schema import SCHEMA_NAME, feature_names, schema_bytes
 from cis490.data.tensors import MANIFEST_NAME, build_tensors
 from cis490.data.validate import read_validation
@@ -73,10 +73,24 @@ def test_load_summary_selects_mode_columns_and_episodes(tiny_features):
         load_summary(out, "psychic")
 
 
-def test_tensors_load_memory_mapped(tiny_tensors, tiny_features):
+def test_tensors_load_lazily_by_pread(tiny_tensors, tiny_features):
     out, summary = tiny_tensors
     td = load_tensors(out, "oracle")
-    assert all(isinstance(s, np.memmap) for s in td.X.shards + td.mask.shards)
+    assert all(isinstance(s, NpyRows) for s in td.X.shards + td.mask.shards)
+    # the rows read equal numpy's own reading of the shard files, for any index
+    whole = np.concatenate([np.load(s.path) for s in td.X.shards])
+    assert len(whole) == td.X.shape[0]
+    rng = np.random.default_rng(0)
+    for idx in (rng.permutation(len(whole))[:7], np.array([3, 3, 1, 0]), slice(2, 9), slice(None)):
+        got = td.X[idx]
+        rows = np.arange(len(whole))[idx]
+        ref = np.stack([np.load(td.X.shards[td.X._shard_of[r]].path, mmap_mode="r")[td.X._row_of[r]]
+                        for r in rows])
+        np.testing.assert_array_equal(got, ref)
+    sub = td.X.take(np.array([5, 2, 2]))
+    assert sub.shape == (3,) + td.X.shape[1:]
+    np.testing.assert_array_equal(sub[:], td.X[np.array([5, 2, 2])])
+    np.testing.assert_array_equal(td.X[4], td.X[np.array([4])][0])
     n = summary.windows
     assert td.X.shape == (n, len(REGISTRY.channels), WINDOW.length_s) and len(td.y) == n
     real = load_tensors(out, "realistic")
@@ -101,6 +115,20 @@ def test_tensors_load_memory_mapped(tiny_tensors, tiny_features):
     ids = sorted(set(td.meta.episode_id))[-2:]
     sub = load_tensors(out, "realistic", ids)
     assert set(sub.meta.episode_id) == set(ids) and len(sub.X) == len(sub.y) > 0
+
+
+def test_summary_spill_reads_back_the_same_rows(tiny_features, tmp_path):
+    out = tiny_features[0]
+    ids = sorted(set(load_summary(out, "oracle").meta.episode_id))[1::2]
+    mem = load_summary(out, "realistic", ids)
+    lazy = load_summary(out, "realistic", ids, spill_dir=tmp_path)
+    assert isinstance(lazy.X, RowArray) and lazy.X.shape == mem.X.shape
+    np.testing.assert_array_equal(np.asarray(lazy.X), mem.X)
+    assert lazy.meta.equals(mem.meta)
+    idx = np.array([4, 0, 4, 1])
+    np.testing.assert_array_equal(lazy.X[idx], mem.X[idx])
+    np.testing.assert_array_equal(lazy.X.take(idx)[1:3], mem.X[idx][1:3])
+    assert (tmp_path / "summary-realistic.npy").is_file()
 
 
 def test_tensor_shards_are_per_host_and_record_the_schema_hash(tiny_tensors):

@@ -47,6 +47,9 @@ def test_work_show_logs_models_workers_fsck(tmp_path):
     assert "epoch 1/1" in cli("--spool", str(root), "logs", name).stdout
     models = json.loads(cli("--spool", str(root), "models", "--json").stdout)
     assert len(models) == 1 and models[0]["job"] == name
+    assert models[0]["curves"] is False                  # the smoke job writes no curves
+    assert sorted(p.name for p in (root / "models" / "smoke_check").glob("*/*")) == [
+        "bundle.tar.zst", "record.json"]
     assert json.loads(cli("--spool", str(root), "workers", "--json").stdout) == []
     fs = cli("--spool", str(root), "fsck", "--json")
     assert fs.returncode == 0 and json.loads(fs.stdout)["ok"] is True
@@ -106,3 +109,44 @@ def test_sweep_json(tmp_path):
     r = cli("--spool", str(root), "sweep", "--json")
     assert r.returncode == 0
     assert json.loads(r.stdout)["quarantined"] == ["pending/junk.txt"]
+
+
+def test_models_tensorboard_lays_out_every_models_curves(tmp_path):
+    from cis490.fleet import store
+
+    from .test_store import model_dir, write_curves
+
+    root = init(tmp_path)
+    stored = {}
+    for mm, rows in (("gbt_oracle", ((1, 0.9),)), ("cnn_realistic", ((1, 0.8), (2, 0.6)))):
+        stored[mm] = store.put(root, mm, model_dir(tmp_path, mm, mm), {"job": mm},
+                               curves_dir=write_curves(tmp_path / f"c-{mm}", rows=rows))
+    store.put(root, "smoke_check", model_dir(tmp_path, "smoke"), {"job": "s"})  # no curves
+    listing = cli("--spool", str(root), "models").stdout
+    assert "(no curves)" in next(line for line in listing.splitlines() if "smoke_check" in line)
+    tb = tmp_path / "tb"
+    r = cli("--spool", str(root), "models", "--tensorboard", str(tb))
+    assert r.returncode == 0, r.stderr
+    for mm, s in stored.items():
+        d = tb / mm / s.digest[:12]
+        assert f"wrote {d}/: metrics.jsonl, 1 event file(s)" in r.stdout
+        assert (d / "metrics.jsonl").read_bytes() == (tmp_path / f"c-{mm}" / "metrics.jsonl").read_bytes()
+        assert [p.name for p in (d / "tensorboard").iterdir()] == ["events.out.tfevents.1.somehost.1.0"]
+    assert sorted(p.relative_to(tb).as_posix() for p in tb.glob("*/*")) == sorted(
+        f"{mm}/{s.digest[:12]}" for mm, s in stored.items())         # nothing for the smoke job
+    assert f"2 model(s) with curves under {tb}; 1 without" in r.stdout
+    assert f"tensorboard --logdir {tb}" in r.stdout
+    rows = json.loads(cli("--spool", str(root), "models", "--tensorboard", str(tb), "--json").stdout)
+    assert {(x["model_mode"], x["digest"]) for x in rows} == {(mm, s.digest) for mm, s in stored.items()}
+    assert all(x["files"] == ["metrics.jsonl", "tensorboard/events.out.tfevents.1.somehost.1.0"]
+               for x in rows)
+
+    # a tampered curves file is named on one line and skipped; the others are still written
+    (stored["gbt_oracle"].path / "curves.tar.zst").write_bytes(b"not zstd")
+    fresh = tmp_path / "tb2"
+    r = cli("--spool", str(root), "models", "--tensorboard", str(fresh))
+    assert r.returncode == 1
+    [err] = r.stderr.strip().splitlines()
+    assert f"gbt_oracle/{stored['gbt_oracle'].digest[:12]}" in err and "fsck" in err
+    assert (fresh / "cnn_realistic" / stored["cnn_realistic"].digest[:12] / "metrics.jsonl").is_file()
+    assert not (fresh / "gbt_oracle").exists()

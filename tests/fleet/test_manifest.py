@@ -339,6 +339,16 @@ def driver_args(spec) -> list[str]:
     return driver_argv(spec, "/out", paths)
 
 
+def test_a_training_driver_gets_curves_dir_and_the_smoke_job_none():
+    gbt, smoke = parse_manifest(b'[[jobs]]\nmodel="gbt"\nmode="oracle"\ntrain_hosts=["a"]\n'
+                                b'[[jobs]]\nmodel="smoke"\nmode="check"\n').jobs
+    paths = {k: f"/d/{k}" for k in ("validation", "summary", "tensors", "schema")}
+    argv = driver_argv(gbt, "/w/out", paths, "/w/curves")
+    assert argv[argv.index("--curves") + 1] == "/w/curves" and argv[argv.index("--out") + 1] == "/w/out"
+    assert "--curves" not in driver_argv(gbt, "/w/out", paths)
+    assert "--curves" not in driver_argv(smoke, "/w/out", paths, "/w/curves")
+
+
 def test_the_examples_commented_leave_one_host_out_entry_works_as_written():
     text = EXAMPLE.read_text()
     block = text[text.index('# [[jobs]]\n# model = "gbt"\n# mode = "realistic"\n# split_recipe'):

@@ -37,9 +37,9 @@ def test_early_stopping_restores_the_epoch_where_val_f1_peaked(name, monkeypatch
     snapshots = []  # the net's weights at each end-of-epoch evaluation
     real_predict = loop.predict_logits
 
-    def spying_predict(net, prepare, X):
+    def spying_predict(net, prepare, X, dev=None):
         snapshots.append(copy.deepcopy(net.state_dict()))
-        return real_predict(net, prepare, X)
+        return real_predict(net, prepare, X, dev)
 
     monkeypatch.setattr(loop, "predict_logits", spying_predict)
     model = new_model(name, epochs=len(SCRIPT), patience=PATIENCE)

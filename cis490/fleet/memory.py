@@ -1,0 +1,145 @@
+"""Memory admission: claim a job only when its estimated peak fits this host's free share.
+
+A job kind may estimate its own peak memory: the worker runs the job's
+driver with ``--estimate-memory`` (it prints ``{"peak_bytes": N, ...}``) before
+the claiming rename, and leaves the job pending, with the reason in
+``status``, when ``N`` exceeds the *free share*:
+
+    free share = MemAvailable − Σ over this worker's running jobs of
+                 max(0, their estimate − their resident set now)
+
+so the memory a running job will still grow into is held for it, and two
+slots never over-commit. ``smoke`` has no estimate. The estimate is cached per
+(job, data files' sizes and mtimes); a driver that cannot estimate (missing
+data, an old driver) does not block the claim — the job then runs and fails
+or succeeds as it would have. Hosts without ``/proc/meminfo`` (macOS,
+Windows) skip the check: ``min_ram_gib`` in the manifest still applies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+log = logging.getLogger("cis490.worker")
+
+__all__ = ["MemoryGate", "mem_available", "rss_of"]
+
+ESTIMATE_TIMEOUT_S = 300.0
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def mem_available(meminfo: str = "/proc/meminfo") -> int | None:
+    """The kernel's MemAvailable in bytes, or None where there is no /proc."""
+    try:
+        with open(meminfo, "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def rss_of(pid: int) -> int | None:
+    """Resident set of process ``pid`` in bytes (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _stamp(paths: Sequence[str]) -> tuple:
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append((p, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((p, None, None))
+    return tuple(out)
+
+
+class MemoryGate:
+    """Estimates (cached), reservations of running jobs, and the verdict."""
+
+    def __init__(self, *, available: Callable[[], int | None] = mem_available,
+                 rss: Callable[[int], int | None] = rss_of) -> None:
+        self._available, self._rss = available, rss
+        self._cache: dict[tuple, int | None] = {}
+        self._reserved: dict[str, list] = {}  # job name -> [estimate bytes, pid or None]
+        self._lock = threading.Lock()
+
+    def estimate(self, name: str, argv: Sequence[str], data_files: Sequence[str]) -> int | None:
+        """Peak bytes by the driver's own estimate, or None when it cannot tell."""
+        key = (name, tuple(argv), _stamp(data_files))
+        if key in self._cache:
+            return self._cache[key]
+        try:
+            proc = subprocess.run([sys.executable, "-m", *argv, "--estimate-memory"],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  timeout=ESTIMATE_TIMEOUT_S, env=_env())
+            value = int(json.loads(proc.stdout)["peak_bytes"]) if proc.returncode == 0 else None
+            if value is None:
+                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                log.warning("memory estimate of %s failed (%s); claiming without it", name, tail)
+        except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, TypeError) as exc:
+            log.warning("memory estimate of %s failed (%s); claiming without it", name, exc)
+            value = None
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[key] = value
+        return value
+
+    def free_share(self) -> int | None:
+        avail = self._available()
+        if avail is None:
+            return None
+        with self._lock:
+            held = [(est, pid) for est, pid in self._reserved.values()]
+        still = 0
+        for est, pid in held:
+            rss = self._rss(pid) if pid is not None else None
+            still += max(0, est - (rss or 0))
+        return avail - still
+
+    def fits(self, needed: int | None) -> tuple[bool, str]:
+        """``(ok, reason)`` for a job needing ``needed`` bytes."""
+        if needed is None:
+            return True, ""
+        share = self.free_share()
+        if share is None or needed <= share:
+            return True, ""
+        return False, (f"needs ~{needed / 2**30:.2f} GiB by its memory estimate, "
+                       f"{max(share, 0) / 2**30:.2f} GiB free for it on this host")
+
+    def reserve(self, name: str, needed: int | None) -> None:
+        if needed is not None:
+            with self._lock:
+                self._reserved[name] = [needed, None]
+
+    def attach(self, name: str, pid: int) -> None:
+        with self._lock:
+            if name in self._reserved:
+                self._reserved[name][1] = pid
+
+    def release(self, name: str) -> None:
+        with self._lock:
+            self._reserved.pop(name, None)
+
+
+def _env() -> dict[str, str]:
+    """The job's environment for the estimate: the driver importable as for a run."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env

@@ -1,0 +1,74 @@
+"""A job's training curves: ``metrics.jsonl`` and TensorBoard events (``--curves DIR``).
+
+    DIR/metrics.jsonl     one JSON object per epoch (a boosting round for gbt):
+                          {"epoch", "train_loss", "val_loss", "val_macro_f1", "lr", "seconds"}
+    DIR/tensorboard/      the event file of one ``torch.utils.tensorboard.SummaryWriter``
+
+Invariants: the curves live outside the driver's ``--out``, so the checkpoint
+stays byte-identical (``seconds``, TensorBoard's wall times and its event
+file's name, which holds the host name, are not); the worker stores them
+beside the bundle, outside its digest (``cis490.fleet.store``). One writer
+per job; the TensorBoard scalars are the ``metrics.jsonl`` numbers, at step =
+epoch (``TAGS``). A number that is unknown or not finite is ``null`` in
+``metrics.jsonl`` and absent from the events. ``seconds`` is wall time from
+the previous epoch's end (the first: from the start of the fit).
+``metrics.jsonl`` is published atomically when the writer closes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from cis490.fleet.atomic import atomic_write
+from cis490.fleet.store import METRICS, TENSORBOARD
+
+__all__ = ["KEYS", "TAGS", "CurveWriter"]
+
+KEYS = ("epoch", "train_loss", "val_loss", "val_macro_f1", "lr", "seconds")
+# metrics.jsonl key -> TensorBoard scalar tag
+TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "val_macro_f1": "val/macro_f1",
+        "lr": "lr", "seconds": "time/epoch_seconds"}
+
+
+def _number(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class CurveWriter:
+    """Collects one row per epoch; ``start()`` right before the fit, ``close()`` after."""
+
+    def __init__(self, directory: str | Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # only when --curves is given
+
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.rows: list[dict] = []
+        self.writer = SummaryWriter(log_dir=str(self.dir / TENSORBOARD))
+        self.last = time.perf_counter()
+
+    def start(self) -> None:
+        self.last = time.perf_counter()
+
+    def epoch(self, rec) -> dict:
+        now = time.perf_counter()
+        row = {"epoch": int(rec.epoch), "train_loss": _number(rec.loss),
+               "val_loss": _number(getattr(rec, "val_loss", None)),
+               "val_macro_f1": _number(rec.val_macro_f1),
+               "lr": _number(getattr(rec, "lr", None)), "seconds": now - self.last}
+        self.rows.append(row)
+        for key, tag in TAGS.items():
+            if row[key] is not None:
+                self.writer.add_scalar(tag, row[key], global_step=row["epoch"])
+        self.last = now  # this writing counts towards the next epoch: the rows sum to the fit
+        return row
+
+    def close(self) -> None:
+        self.writer.close()
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows)
+        atomic_write(self.dir / METRICS, text)
