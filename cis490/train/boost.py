@@ -16,11 +16,12 @@
 Streaming: the matrices are built by ``xgboost.QuantileDMatrix`` from a
 :class:`RowBatches` iterator (``ITER_ROWS`` rows at a time, read from a lazy
 on-disk view or an array), so the float features are never held whole:
-XGBoost keeps only their quantised form (measured ~3.6 bytes per value with
-its sketch and index, counted as ``QUANTISED_BYTES_PER_VALUE``). When that
-would pass ``CIS490_XGB_MEMORY_GIB`` (default 0.5 GiB, about 0.8 M train
-windows of the realistic features: beyond the benchmark stores, short of the
-full store's ~1.4 M), the train and val matrices are
+XGBoost keeps only their quantised form (with its sketch and index: ~3.6
+bytes per value on random data, ~7 on real features, +121 MiB for 81 498 x
+162 values; counted as ``QUANTISED_BYTES_PER_VALUE`` = 8). When that would
+pass ``CIS490_XGB_MEMORY_GIB`` (default 0.5 GiB, about 0.4 M train windows of
+the realistic features: beyond the benchmark stores, short of the full
+store's ~1.4 M), the train and val matrices are
 ``ExtMemQuantileDMatrix`` with their pages cached in the job's scratch
 directory (measured: 400 k rows x 162 features, 170 MiB in memory against
 47 MiB external, 15 % slower to train; at 81 k train windows both peaked at
@@ -47,7 +48,7 @@ __all__ = ["ITER_ROWS", "RowBatches", "fit_xgb", "memory_budget_bytes", "quantil
 ITER_ROWS = 16384  # 14 MB of float32 at 211 features: the batch term stays small
 
 
-QUANTISED_BYTES_PER_VALUE = 4
+QUANTISED_BYTES_PER_VALUE = 8
 DEFAULT_MEMORY_GIB = 0.5
 
 
@@ -68,7 +69,8 @@ class RowBatches(xgb.DataIter):
                  rows: int = ITER_ROWS, cache_prefix: str | None = None) -> None:
         self.X, self.y, self.weight, self.rows = X, y, weight, int(rows)
         self._at = 0
-        super().__init__(cache_prefix=cache_prefix, release_data=True)
+        # on_host=False: external-memory pages go to the cache files, not host memory
+        super().__init__(cache_prefix=cache_prefix, release_data=True, on_host=cache_prefix is None)
 
     def next(self, input_data) -> bool:
         n = self.X.shape[0]
