@@ -131,6 +131,7 @@ class WindowArray:
     """
 
     ndim = 3
+    lazy_rows = True  # the models read it batch by batch (cis490.models._array.is_lazy)
 
     def __init__(self, shards: list[NpyRows], shard_of: np.ndarray, row_of: np.ndarray, n_channels: int) -> None:
         self._shards, self._shard_of, self._row_of, self._c = shards, shard_of, row_of, n_channels
@@ -182,6 +183,7 @@ class RowArray:
     :class:`WindowArray` for 2-D rows."""
 
     ndim = 2
+    lazy_rows = True
 
     def __init__(self, rows: NpyRows, index: np.ndarray | None = None) -> None:
         self._rows = rows

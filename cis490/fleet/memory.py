@@ -9,7 +9,11 @@ the claiming rename, and leaves the job pending, with the reason in
                  max(0, their estimate − their resident set now)
 
 so the memory a running job will still grow into is held for it, and two
-slots never over-commit. ``smoke`` has no estimate. The estimate is cached per
+slots of one worker never over-commit (reservations are per worker process:
+two ``work`` processes on one host see each other only through
+MemAvailable). The estimate runs in a background thread, one at a time;
+until it is ready the job is skipped ("estimating") and ``--drain`` /
+``--once`` wait for it. ``smoke`` has no estimate. The estimate is cached per
 (job, data files' sizes and mtimes); a driver that cannot estimate (missing
 data, an old driver) does not block the claim — the job then runs and fails
 or succeeds as it would have. Hosts without ``/proc/meminfo`` (macOS,
@@ -29,7 +33,9 @@ from typing import Callable, Sequence
 
 log = logging.getLogger("cis490.worker")
 
-__all__ = ["MemoryGate", "mem_available", "rss_of"]
+__all__ = ["PENDING", "MemoryGate", "mem_available", "rss_of"]
+
+PENDING = object()  # an estimate under way
 
 ESTIMATE_TIMEOUT_S = 300.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -77,29 +83,56 @@ class MemoryGate:
                  rss: Callable[[int], int | None] = rss_of) -> None:
         self._available, self._rss = available, rss
         self._cache: dict[tuple, int | None] = {}
+        self._inflight: set[tuple] = set()
+        self._one_at_a_time = threading.Lock()
         self._reserved: dict[str, list] = {}  # job name -> [estimate bytes, pid or None]
         self._lock = threading.Lock()
 
-    def estimate(self, name: str, argv: Sequence[str], data_files: Sequence[str]) -> int | None:
-        """Peak bytes by the driver's own estimate, or None when it cannot tell."""
+    def estimate(self, name: str, argv: Sequence[str], data_files: Sequence[str],
+                 on_done: Callable[[], None] | None = None) -> "int | None | object":
+        """Peak bytes by the driver's own estimate, None when it cannot tell, or
+        :data:`PENDING` while it is being computed — in a background thread, one
+        estimate at a time, so the worker's loop (liveness, sweeps, signals) never
+        waits on it; ``on_done`` is called when it is ready."""
         key = (name, tuple(argv), _stamp(data_files))
-        if key in self._cache:
-            return self._cache[key]
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+            if key in self._inflight:
+                return PENDING
+            self._inflight.add(key)
+        threading.Thread(target=self._compute, args=(key, name, list(argv), on_done),
+                         name=f"estimate-{name}", daemon=True).start()
+        return PENDING
+
+    def busy(self) -> bool:
+        """An estimate is under way (its job may become claimable)."""
+        with self._lock:
+            return bool(self._inflight)
+
+    def _compute(self, key: tuple, name: str, argv: list[str], on_done) -> None:
+        with self._one_at_a_time:
+            value = self._run_estimate(name, argv)
+        with self._lock:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[key] = value
+            self._inflight.discard(key)
+        if on_done is not None:
+            on_done()
+
+    def _run_estimate(self, name: str, argv: list[str]) -> int | None:
         try:
             proc = subprocess.run([sys.executable, "-m", *argv, "--estimate-memory"],
                                   stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                   timeout=ESTIMATE_TIMEOUT_S, env=_env())
-            value = int(json.loads(proc.stdout)["peak_bytes"]) if proc.returncode == 0 else None
-            if value is None:
-                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                log.warning("memory estimate of %s failed (%s); claiming without it", name, tail)
+            if proc.returncode == 0:
+                return int(json.loads(proc.stdout)["peak_bytes"])
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            log.warning("memory estimate of %s failed (%s); claiming without it", name, tail)
         except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, TypeError) as exc:
             log.warning("memory estimate of %s failed (%s); claiming without it", name, exc)
-            value = None
-        if len(self._cache) > 4096:
-            self._cache.clear()
-        self._cache[key] = value
-        return value
+        return None
 
     def free_share(self) -> int | None:
         avail = self._available()
@@ -112,6 +145,9 @@ class MemoryGate:
             rss = self._rss(pid) if pid is not None else None
             still += max(0, est - (rss or 0))
         return avail - still
+
+    def available(self) -> int | None:
+        return self._available()
 
     def fits(self, needed: int | None) -> tuple[bool, str]:
         """``(ok, reason)`` for a job needing ``needed`` bytes."""

@@ -34,7 +34,7 @@ from filelock import FileLock, Timeout
 from cis490.fleet.capability import Verdict
 from cis490.fleet.claim import Claim, Claimer, WorkerInfo, register
 from cis490.fleet.layout import SpoolError
-from cis490.fleet.memory import MemoryGate
+from cis490.fleet.memory import PENDING, MemoryGate
 from cis490.fleet.spec import SpecError, driver_argv
 from cis490.fleet.spool import LeaseLost, Spool
 
@@ -112,7 +112,7 @@ class Worker:
         self.memory = MemoryGate()
         self.claimer.gate = self._memory_verdict
         self._estimates: dict[str, int | None] = {}
-        self._last_refusal: dict[str, str] = {}  # logged once per (job, reason)
+        self._refused: set[str] = set()  # jobs whose refusal was logged
         self.running: dict[str, threading.Thread] = {}
         self.completed = 0
         self.outcomes: dict[str, str] = {}
@@ -224,12 +224,13 @@ class Worker:
                 if got is not None:
                     self._start(got)
                     continue
-                if self.opts.mode == "once":
+                if self.opts.mode == "once" and not self.memory.busy():
                     claiming = False
             elif self.opts.mode == "once" and len(self.running) >= slots:
                 claiming = False
             if not self.running and (self.opts.mode != "daemon" or not self._budget_left()):
-                return
+                if not (self.memory.busy() and self._budget_left()):
+                    return  # (an estimate under way may still make a job claimable: wait)
             self.wake.wait(timeout=min(self.opts.poll_s, hb) if self.running else self.opts.poll_s)
             self.wake.clear()
 
@@ -243,24 +244,29 @@ class Worker:
 
     def _memory_verdict(self, spec) -> Verdict:
         """Memory admission (cis490.fleet.memory): the job's estimate against the free share."""
-        if spec.model == "smoke":
-            return Verdict(True)
+        if spec.model == "smoke" or self.memory.available() is None:
+            return Verdict(True)  # no estimate for smoke; no /proc/meminfo: nothing to judge
         paths = self._data_paths()
         try:
             argv = driver_argv(spec, str(Path(tempfile.gettempdir()) / "cis490-estimate"), paths)
         except SpecError:
             return Verdict(True)  # the run itself reports the missing data paths
-        needed = self.memory.estimate(spec.name, argv, sorted(paths.values()))
+        needed = self.memory.estimate(spec.name, argv, sorted(paths.values()),
+                                      on_done=self.wake.set)
+        if needed is PENDING:
+            return Verdict(False, "estimating its memory needs")
         self._estimates[spec.name] = needed
         ok, reason = self.memory.fits(needed)
-        if not ok and self._last_refusal.get(spec.name) != reason:
+        if not ok and spec.name not in self._refused:
             log.info("not claiming %s: %s", spec.name, reason)
-            self._last_refusal[spec.name] = reason
+        if not ok:
+            self._refused.add(spec.name)  # logged once until it is claimed
         return Verdict(ok, reason)
 
     def _start(self, claim: Claim) -> None:
         log.info("claimed %s (attempt %d)", claim.name, claim.number)
         self.memory.reserve(claim.name, self._estimates.pop(claim.name, None))
+        self._refused.discard(claim.name)
         t = threading.Thread(target=self._run_job, args=(claim,), name=f"job-{claim.name}", daemon=True)
         with self._lock:
             self.running[claim.name] = t

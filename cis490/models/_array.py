@@ -35,8 +35,10 @@ CHUNK_ROWS = 4096  # rows read at a time from a lazy array (statistics, digests,
 
 
 def is_lazy(X: Any) -> bool:
-    """A loader's on-disk view (``WindowArray`` / ``RowArray``): read by row index, never whole."""
-    return not isinstance(X, np.ndarray) and all(hasattr(X, a) for a in ("take", "shape", "ndim"))
+    """A loader's on-disk view (``WindowArray`` / ``RowArray``, marked ``lazy_rows``): read by
+    row index, never whole. Anything else (a DataFrame, a tensor, a list) goes through
+    ``np.asarray`` as before."""
+    return getattr(type(X), "lazy_rows", False) is True
 
 
 def chunks(n: int, size: int = CHUNK_ROWS):

@@ -2,7 +2,9 @@
 
     DIR/metrics.jsonl     one JSON object per epoch (a boosting round for gbt):
                           {"epoch", "train_loss", "val_loss", "val_macro_f1", "lr", "seconds"}
-    DIR/tensorboard/      the event file of one ``torch.utils.tensorboard.SummaryWriter``
+    DIR/tensorboard/      one event file, written by tensorboard's own ``EventFileWriter``
+                          (the writer under ``torch.utils.tensorboard.SummaryWriter``,
+                          used directly so a gbt job never imports torch: +185 MiB)
 
 Invariants: the curves live outside the driver's ``--out``, so the checkpoint
 stays byte-identical (``seconds``, TensorBoard's wall times and its event
@@ -44,13 +46,20 @@ class CurveWriter:
     """Collects one row per epoch; ``start()`` right before the fit, ``close()`` after."""
 
     def __init__(self, directory: str | Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter  # only when --curves is given
+        # only when --curves is given; tensorboard alone (~40 MiB), not torch
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict] = []
-        self.writer = SummaryWriter(log_dir=str(self.dir / TENSORBOARD))
+        self._event, self._summary = event_pb2.Event, summary_pb2.Summary
+        self.writer = EventFileWriter(str(self.dir / TENSORBOARD))
         self.last = time.perf_counter()
+
+    def _scalar(self, tag: str, value: float, step: int) -> None:
+        summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=float(value))])
+        self.writer.add_event(self._event(wall_time=time.time(), step=int(step), summary=summary))
 
     def start(self) -> None:
         self.last = time.perf_counter()
@@ -64,7 +73,7 @@ class CurveWriter:
         self.rows.append(row)
         for key, tag in TAGS.items():
             if row[key] is not None:
-                self.writer.add_scalar(tag, row[key], global_step=row["epoch"])
+                self._scalar(tag, row[key], row["epoch"])
         self.last = now  # this writing counts towards the next epoch: the rows sum to the fit
         return row
 

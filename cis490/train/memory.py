@@ -74,9 +74,9 @@ def _gbt_terms(cfg, shape: dict[str, int], n_train: int, n_val: int, n_classes: 
     f = shape["n_features"]
     budget = boost.memory_budget_bytes()
     per = boost.QUANTISED_BYTES_PER_VALUE
-    quantised = (n_train * f + n_val * f) * per
-    if n_train * f * per > budget:
-        quantised = 4 * boost.ITER_ROWS * f * per  # external memory: pages, not the matrix
+    pages = 4 * boost.ITER_ROWS * f * per  # external memory: pages, not the matrix
+    # train and val are judged apart, as quantile_matrix does
+    quantised = sum(n * f * per if n * f * per <= budget else pages for n in (n_train, n_val))
     return {
         "base": BASE["xgboost"],
         "quantised": quantised,

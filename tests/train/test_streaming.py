@@ -10,6 +10,8 @@ last materialising commit as well (docs/MODELS.md, "Streaming").
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from tests.models.models_helpers import ALL_MODELS, new_model, task_for
@@ -20,14 +22,17 @@ from cis490.models._array import is_lazy
 
 def lazy(X: np.ndarray, path) -> "WindowArray | RowArray":
     """``X`` written to a .npy file and read back through the loaders' lazy views."""
-    np.save(path, X)
-    rows = NpyRows(path)
     if X.ndim == 2:
-        return RowArray(rows)
-    # two "shards" of the same file, rows interleaved: exercises the shard gather
+        np.save(path, X)
+        return RowArray(NpyRows(path))
+    # two shards, rows interleaved (even rows in one, odd in the other): the shard gather
     n = X.shape[0]
-    shard_of = np.zeros(n, dtype=np.int64)
-    return WindowArray([rows], shard_of, np.arange(n, dtype=np.int64), X.shape[1])
+    paths = [Path(f"{path}.even.npy"), Path(f"{path}.odd.npy")]
+    np.save(paths[0], X[0::2])
+    np.save(paths[1], X[1::2])
+    shard_of = np.arange(n, dtype=np.int64) % 2
+    row_of = np.arange(n, dtype=np.int64) // 2
+    return WindowArray([NpyRows(p) for p in paths], shard_of, row_of, X.shape[1])
 
 
 def saved_bytes(model, out) -> dict[str, bytes]:
@@ -92,3 +97,27 @@ def test_device_and_worker_settings_are_checked(monkeypatch):
     monkeypatch.setenv("CIS490_LOADER_WORKERS", "two")
     with pytest.raises(ValueError, match="CIS490_LOADER_WORKERS"):
         loop.loader_workers(loop.device())
+
+
+def test_only_the_loaders_views_count_as_lazy(tmp_path):
+    import pandas as pd
+    import torch
+
+    X = np.zeros((4, 3), dtype=np.float32)
+    assert is_lazy(lazy(X, tmp_path / "x.npy"))
+    assert not any(is_lazy(v) for v in (X, pd.DataFrame(X), torch.from_numpy(X), X.tolist()))
+    model = new_model("gbt", epochs=2)  # a DataFrame still goes through np.asarray
+    Xtr, ytr, Xva, yva = task_for("gbt", n_train=60, n_val=30)
+    model.fit(pd.DataFrame(Xtr), ytr, pd.DataFrame(Xva), yva, seed=0)
+    assert model.predict_proba(pd.DataFrame(Xva)).shape == (30, model.n_classes)
+
+
+def test_curves_need_tensorboard_not_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from cis490.train.curves import CurveWriter; "
+            f"w = CurveWriter({str(tmp_path)!r}); w.close(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # a gbt job with curves stays free of torch
