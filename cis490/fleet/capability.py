@@ -178,6 +178,7 @@ def detect(host_id: str | None = None, spool_root: str | os.PathLike | None = No
 class Verdict:
     ok: bool
     reason: str = ""
+    later: bool = False  # not yet decided (e.g. a memory estimate under way): ask again
 
 
 def eligible(

@@ -201,6 +201,9 @@ class Claimer:
                     verdict = None  # gone or bad: the rename and the checks below decide
                 if verdict is not None and not verdict.ok:
                     self.skipped[name] = verdict.reason
+                    if verdict.later:  # keep the order: ask again about this one first,
+                        self._candidates.append(name)  # never start on the ones below it
+                        return None
                     continue
             if not rename_resolved(src, dst):
                 continue  # another worker won: not an error

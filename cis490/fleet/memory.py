@@ -12,8 +12,9 @@ so the memory a running job will still grow into is held for it, and two
 slots of one worker never over-commit (reservations are per worker process:
 two ``work`` processes on one host see each other only through
 MemAvailable). The estimate runs in a background thread, one at a time;
-until it is ready the job is skipped ("estimating") and ``--drain`` /
-``--once`` wait for it. ``smoke`` has no estimate. The estimate is cached per
+until it is ready the worker claims nothing (the best job stays first in
+line: estimates are made for the jobs it is about to claim, one at a time,
+not for the whole queue) and ``--drain`` / ``--once`` wait for it. ``smoke`` has no estimate. The estimate is cached per
 (job, data files' sizes and mtimes); a driver that cannot estimate (missing
 data, an old driver) does not block the claim — the job then runs and fails
 or succeeds as it would have. Hosts without ``/proc/meminfo`` (macOS,

@@ -254,7 +254,7 @@ class Worker:
         needed = self.memory.estimate(spec.name, argv, sorted(paths.values()),
                                       on_done=self.wake.set)
         if needed is PENDING:
-            return Verdict(False, "estimating its memory needs")
+            return Verdict(False, "estimating its memory needs", later=True)
         self._estimates[spec.name] = needed
         ok, reason = self.memory.fits(needed)
         if not ok and spec.name not in self._refused:
