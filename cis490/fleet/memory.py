@@ -42,28 +42,26 @@ ESTIMATE_TIMEOUT_S = 300.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def mem_available(meminfo: str = "/proc/meminfo") -> int | None:
-    """The kernel's MemAvailable in bytes, or None where there is no /proc."""
+def _proc_kib(path: str, key: bytes) -> int | None:
+    """The ``key:`` line of a /proc status file, in bytes; None where there is none."""
     try:
-        with open(meminfo, "rb") as fh:
+        with open(path, "rb") as fh:
             for line in fh:
-                if line.startswith(b"MemAvailable:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def mem_available(meminfo: str = "/proc/meminfo") -> int | None:
+    """The kernel's MemAvailable in bytes, or None where there is no /proc."""
+    return _proc_kib(meminfo, b"MemAvailable:")
 
 
 def rss_of(pid: int) -> int | None:
     """Resident set of process ``pid`` in bytes (Linux), or None."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return _proc_kib(f"/proc/{pid}/status", b"VmRSS:")
 
 
 def _stamp(paths: Sequence[str]) -> tuple:

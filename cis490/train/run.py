@@ -210,6 +210,12 @@ def _log(msg: str) -> None:
     print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
 
 
+def _split_args(args: argparse.Namespace) -> tuple[list[str] | None, int]:
+    """``(train hosts or None, split seed)`` as training and the estimate both use them."""
+    hosts = [h for h in args.train_hosts.split(",") if h] if args.train_hosts else None
+    return hosts, (args.seed if args.split_seed is None else args.split_seed)
+
+
 def estimate_memory(args: argparse.Namespace, cfg: configs.TrainConfig) -> dict:
     """``{"peak_bytes", "parts", "n_train", "n_val"}`` from the split and the data's shape;
     reads the tensors' window tables and the schema, never a feature value."""
@@ -218,8 +224,7 @@ def estimate_memory(args: argparse.Namespace, cfg: configs.TrainConfig) -> dict:
     from cis490.data.splits import make_split
     from cis490.train.memory import estimate
 
-    hosts = [h for h in args.train_hosts.split(",") if h] if args.train_hosts else None
-    split_seed = args.seed if args.split_seed is None else args.split_seed
+    hosts, split_seed = _split_args(args)
     split = make_split(args.validation, args.split_recipe, hosts, split_seed)
     td = load_tensors(args.tensors, args.mode, sorted(set(split.train) | set(split.val)))
     n_val = int(td.meta["episode_id"].isin(frozenset(split.val)).sum())
@@ -266,8 +271,7 @@ def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
 
     digests = check_digests(args)
     check_window(cfg, args.schema)
-    hosts = [h for h in args.train_hosts.split(",") if h] if args.train_hosts else None
-    split_seed = args.seed if args.split_seed is None else args.split_seed
+    hosts, split_seed = _split_args(args)
     try:
         d = train_data.load_train_val(
             model=args.model, mode=args.mode, validation=args.validation, summary=args.summary,
