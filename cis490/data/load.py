@@ -314,6 +314,7 @@ def load_summary(summary: str | os.PathLike, mode: str, episode_ids: Iterable[st
                                      or pf.metadata.num_rows != part["windows"]):
             raise ValueError(f"{part['path']}: not the part {root / FEATURES_MANIFEST} lists (a rebuild is running "
                              "or was interrupted); load again once `cis490 features` has finished")
+        rows_in_part = pf.metadata.num_rows
         meta_t = pf.read(columns=META_NAMES).replace_schema_metadata(None)
         keep = None
         if value_set is not None:
@@ -321,10 +322,10 @@ def load_summary(summary: str | os.PathLike, mode: str, episode_ids: Iterable[st
             meta_t = meta_t.filter(keep)
         pf.close()
         if meta_t.num_rows:
-            chosen.append((part["path"], keep, meta_t))
-    n = sum(t.num_rows for _, _, t in chosen)
+            chosen.append((part["path"], keep, meta_t, rows_in_part, recorded))
+    n = sum(c[2].num_rows for c in chosen)
     if chosen:
-        meta_table = pa.concat_tables([t for _, _, t in chosen])
+        meta_table = pa.concat_tables([c[2] for c in chosen])
     else:
         meta_table = pa.table({n_: pa.array([], pa.string() if t == "string" else pa.int64())
                                for n_, t in META_COLUMNS})
@@ -340,8 +341,14 @@ def load_summary(summary: str | os.PathLike, mode: str, episode_ids: Iterable[st
         X = np.empty((n, len(names)), dtype=np.float32)
     row = 0
     try:
-        for path, keep, _ in chosen:
+        for path, keep, _, rows_in_part, recorded in chosen:
             pf = pq.ParquetFile(path)
+            # opened a second time: it must still be the part whose rows were selected
+            again = (pf.schema_arrow.metadata or {}).get(b"cis490.schema_sha256", b"").decode()
+            if pf.metadata.num_rows != rows_in_part or again != recorded:
+                pf.close()
+                raise ValueError(f"{path}: changed while it was being read (a rebuild is "
+                                 "running?); load again once `cis490 features` has finished")
             table = pf.read(columns=names)
             pf.close()
             if keep is not None:

@@ -45,6 +45,7 @@ import numpy as np
 from cis490.data.channels import channel_names
 from cis490.data.schema import feature_names as schema_feature_names
 from cis490.evaluate.metrics import point_metrics
+from cis490.evaluate.predictions import shared_strings
 from cis490.models._array import chunks, fit_normalisation, is_lazy, standardise
 
 __all__ = ["BASELINES", "BaselineData", "BaselineFit", "fit_baselines", "subsample_episodes"]
@@ -112,8 +113,8 @@ def _check_data(d: BaselineData, arg: str, n_classes: int) -> BaselineData:
     if not np.issubdtype(t.dtype, np.number) or not np.all(np.isfinite(t)):
         raise ValueError(f"`{arg}.t_since_start_s` must be finite numbers")
     return BaselineData(X=X, feature_names=names, y=y.astype(np.int64),
-                        episode_id=out["episode_id"].astype(str),
-                        host_id=out["host_id"].astype(str),
+                        episode_id=shared_strings(out["episode_id"]),
+                        host_id=shared_strings(out["host_id"]),
                         t_since_start_s=t.astype(np.float64))
 
 
@@ -131,7 +132,7 @@ def subsample_episodes(data: BaselineData, max_windows: int, seed: int) -> Basel
     if isinstance(max_windows, bool) or not isinstance(max_windows, (int, np.integer)) \
             or max_windows < 1:
         raise ValueError(f"`max_windows` must be a positive integer, got {max_windows!r}")
-    ids = np.asarray(data.episode_id).astype(str)
+    ids = shared_strings(np.asarray(data.episode_id))
     if ids.size <= max_windows:
         return data
     uniq, codes, counts = np.unique(ids, return_inverse=True, return_counts=True)
@@ -386,7 +387,7 @@ _FITTERS = {"majority": _majority, "clock-only": _clock_only,
 
 def fit_baselines(train: BaselineData, val: BaselineData, test: BaselineData, *,
                   n_classes: int = 4, seed: int = 0, names: Sequence[str] = BASELINES,
-                  max_train_windows: int = 200_000) -> dict[str, BaselineFit]:
+                  max_train_windows: int = 40_000) -> dict[str, BaselineFit]:
     """Fit the requested baselines on train, choose on val, predict val and test.
 
     Returns ``{name: BaselineFit}`` in ``BASELINES`` order.

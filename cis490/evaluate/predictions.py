@@ -53,7 +53,7 @@ import numpy as np
 
 from cis490.fleet.atomic import atomic_writer
 
-__all__ = ["FAMILIES", "FORMAT", "Predictions", "PredictionsWriter", "Windows",
+__all__ = ["FAMILIES", "FORMAT", "Predictions", "PredictionsWriter", "SharedColumns", "Windows",
            "read_predictions", "shared_strings", "write_predictions"]
 
 FORMAT = 1
@@ -280,6 +280,11 @@ def shared_strings(column) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(column, np.ndarray) and column.dtype == object:
+        try:                                  # str objects go to arrow as they are, no copy
+            column = pa.array(column, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            column = column.astype(str)       # other objects: their str
     if not isinstance(column, (pa.Array, pa.ChunkedArray)):
         column = pa.array(np.asarray(column).astype(str) if isinstance(column, np.ndarray)
                           else column, pa.string())     # an arrow-backed pandas column: chunked
@@ -291,8 +296,34 @@ def shared_strings(column) -> np.ndarray:
     return values[codes.astype(np.intp)]
 
 
-def read_predictions(path: str | os.PathLike) -> Predictions:
-    """Read a file written by ``write_predictions``; ValueError (one line) if it is not one."""
+class SharedColumns:
+    """Equal columns of several predictions files, held once.
+
+    Every model evaluated on a split scores the same windows, so the columns that
+    describe them (episode, host, profile, time, truth, onset, start) are equal from file
+    to file; only the probabilities differ. ``read_predictions(path, shared=pool)``
+    looks each (split, seed) part's column up here and reuses an equal one read
+    before, so reading 16 models back costs one copy of those columns plus each model's
+    probabilities, instead of 16 copies (about 70 bytes a window each)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple, list[np.ndarray]] = {}
+
+    def __call__(self, name: str, values: np.ndarray) -> np.ndarray:
+        key = (name, values.shape, values.dtype.str)
+        for prev in self._seen.get(key, ()):
+            if prev is values or np.array_equal(prev, values):
+                return prev
+        own = np.array(values)              # not a view: the file's whole column can go
+        self._seen.setdefault(key, []).append(own)
+        return own
+
+
+def read_predictions(path: str | os.PathLike, *, shared: SharedColumns | None = None) -> Predictions:
+    """Read a file written by ``write_predictions``; ValueError (one line) if it is not one.
+
+    With ``shared``, columns equal to ones read before through the same pool are the
+    same arrays (see ``SharedColumns``)."""
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -334,16 +365,18 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
         idx = np.flatnonzero(m)
         return slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == idx.size else idx
 
-    def optional(name: str, r) -> np.ndarray | None:
-        return col[name][r] if name in col else None     # older file: -1
+    def part(name: str, r) -> np.ndarray | None:
+        if name not in col:
+            return None                                   # older file: -1
+        return shared(name, col[name][r]) if shared is not None else col[name][r]
 
     for s in SPLITS:
         for sd in np.unique(seed[split == s]).tolist():
             r = rows((split == s) & (seed == sd))
             parts[s][int(sd)] = Windows(
-                episode_id=col["episode_id"][r], host_id=col["host_id"][r],
-                profile=col["profile"][r], t_end_ns=col["t_end_ns"][r],
-                y_true=col["y_true"][r], proba=proba[r],
-                onset_ns=optional("onset_ns", r), started_ns=optional("started_ns", r))
+                episode_id=part("episode_id", r), host_id=part("host_id", r),
+                profile=part("profile", r), t_end_ns=part("t_end_ns", r),
+                y_true=part("y_true", r), proba=proba[r],
+                onset_ns=part("onset_ns", r), started_ns=part("started_ns", r))
     return Predictions(model=model, mode=mode, family=family, val=parts["val"],
                        test=parts["test"], class_names=classes, meta=meta)

@@ -170,13 +170,20 @@ def episode_histograms(codes, n_groups, malicious, score, grid):
     return hist(mal), hist(~mal)
 
 
+# resamples whose histograms are held at once: _auc_ap keeps about eight (R, b) float64
+# arrays, 2 MiB each at the grid's 4096 bins (every column is computed on its own, so
+# the width changes no number)
+AUC_COLUMNS = 64
+
+
 def resampled_aucs(weight_chunks: Iterable[np.ndarray], pos, neg
                    ) -> tuple[np.ndarray, np.ndarray]:
     """ROC AUC and AP of every resample, ``(B,)`` each; NaN where a class has no weight.
 
     ``weight_chunks`` yields ``(b, G)`` episode-count matrices
     (``EpisodeBootstrap.weight_chunks()``); a resample's histogram is
-    ``w @ H``, computed as ``H.T @ w.T`` so memory is nnz + R * b.
+    ``w @ H``, computed as ``H.T @ w.T`` ``AUC_COLUMNS`` resamples at a time, so memory
+    is nnz + R * AUC_COLUMNS.
     """
     pos_t = sp.csr_array(pos).T.tocsr().astype(np.float64)     # (R, G)
     neg_t = sp.csr_array(neg).T.tocsr().astype(np.float64)
@@ -189,10 +196,11 @@ def resampled_aucs(weight_chunks: Iterable[np.ndarray], pos, neg
         w = np.asarray(w, dtype=np.float64)
         if w.ndim != 2 or w.shape[1] != g:
             raise ValueError(f"`weight_chunks` chunk {i} must be (b, {g}), got {w.shape}")
-        wt = np.ascontiguousarray(w.T)                          # (G, b)
-        r, a = _auc_ap(pos_t @ wt, neg_t @ wt)                  # (R, b) histograms
-        roc.append(r)
-        ap.append(a)
+        for j in range(0, w.shape[0], AUC_COLUMNS):         # (R, AUC_COLUMNS) at a time
+            wt = np.ascontiguousarray(w[j: j + AUC_COLUMNS].T)  # (G, b)
+            r, a = _auc_ap(pos_t @ wt, neg_t @ wt)              # (R, b) histograms
+            roc.append(r)
+            ap.append(a)
     return np.concatenate([np.empty(0)] + roc), np.concatenate([np.empty(0)] + ap)
 
 

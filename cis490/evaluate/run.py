@@ -55,7 +55,7 @@ from cis490.data.splits import LEAVE_ONE_HOST_OUT  # stdlib only at import
 
 from .compare import BASELINE_NAMES, CLASS_NAMES, Comparison, compare
 from .importance import SAMPLE_ORDER, permutation_importance
-from .predictions import (Predictions, PredictionsWriter, Windows, read_predictions,
+from .predictions import (Predictions, PredictionsWriter, SharedColumns, Windows, read_predictions,
                           shared_strings, write_predictions)
 from .scoring import Context
 
@@ -71,7 +71,7 @@ __all__ = ["BATCH_GROUP_WINDOWS", "LEAVE_ONE_HOST_OUT", "Candidate", "EvalRefuse
 
 # Baselines are fitted on at most this many train windows (whole episodes,
 # chosen in a seeded order), so evaluation memory does not grow with the store.
-BASELINE_MAX_TRAIN_WINDOWS = 200_000
+BASELINE_MAX_TRAIN_WINDOWS = 40_000
 
 # Windows are predicted, logged (one progress step) and written (one parquet row group)
 # a batch group at a time; within a group a model reads its input in chunks of its own
@@ -539,11 +539,11 @@ def _baseline_data(settings: EvalSettings, ids: Sequence[str], started: dict,
     res = load_summary(settings.summary, "realistic", sorted(ids), schema=settings.schema,
                        spill_dir=spill_dir)
     meta = res.meta
-    eid = np.asarray(meta["episode_id"]).astype(str)
+    eid = shared_strings(meta["episode_id"])      # one str object per episode, not per window
     t0 = np.array([started[e] for e in eid], dtype=np.int64) if eid.size else np.zeros(0, np.int64)
     data = BaselineData(X=res.X, feature_names=list(res.feature_names),
                         y=np.asarray(res.y, dtype=np.int64), episode_id=eid,
-                        host_id=np.asarray(meta["host_id"]).astype(str),
+                        host_id=shared_strings(meta["host_id"]),
                         t_since_start_s=(np.asarray(meta["t_end_ns"], np.int64) - t0) / 1e9)
     return data, meta
 
@@ -639,7 +639,9 @@ def evaluate(settings: EvalSettings, chosen: Sequence[Candidate], *, schema_sha2
             importances.update(imp)
         if settings.baselines:
             written += _fit_baselines(settings, split, started, staging, facts, note)
-        preds = [read_predictions(p) for p in sorted(written)]   # every number from the files
+        pool = SharedColumns()                  # the windows' columns once, not once a model
+        preds = [read_predictions(p, shared=pool) for p in sorted(written)]   # every number from the files
+        del pool
         ctx = Context.from_predictions(preds, consecutive=settings.consecutive,
                                        budget_per_day=float(settings.false_alarm_budget),
                                        temperature_scaling=settings.temperature_scaling)

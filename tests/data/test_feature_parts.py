@@ -71,6 +71,25 @@ def test_a_part_from_another_build_is_refused(tiny_store, tiny_validation, tmp_p
         load_summary(tmp_path / "a", "oracle")
 
 
+def test_a_part_replaced_between_its_two_reads_is_refused(tiny_store, tiny_validation, tmp_path,
+                                                          monkeypatch):
+    # the loader reads each part twice (ids, then features); a rebuild in between
+    # must not mix one build's row selection with another build's rows
+    out = tmp_path / "f"
+    build_features(tiny_validation[0], tiny_store[0], out, window=WINDOW, part_episodes=3)
+    part = out / FEATURES_NAME / _manifest(out)["parts"][0]["name"]
+    concat = pa.concat_tables
+
+    def rebuild_then_concat(tables):
+        t = pq.read_table(part)
+        pq.write_table(t.slice(0, t.num_rows - 1).replace_schema_metadata(t.schema.metadata), part)
+        return concat(tables)
+
+    monkeypatch.setattr(pa, "concat_tables", rebuild_then_concat)
+    with pytest.raises(ValueError, match="changed while it was being read"):
+        load_summary(out, "oracle", spill_dir=tmp_path)
+
+
 def test_parts_outside_the_requested_episodes_are_not_read(tiny_store, tiny_validation, tmp_path):
     out = tmp_path / "f"
     build_features(tiny_validation[0], tiny_store[0], out, window=WINDOW, part_episodes=3)

@@ -16,7 +16,7 @@ import pytest
 from cis490.cli import main as cis490_main
 from cis490.evaluate.compare import CLASS_NAMES
 from cis490.evaluate.importance import sample_episodes
-from cis490.evaluate.predictions import (Predictions, PredictionsWriter, Windows,
+from cis490.evaluate.predictions import (Predictions, PredictionsWriter, SharedColumns, Windows,
                                          read_predictions, write_predictions)
 from evalstore import build_store, data_args, run_stage, train_gbt
 from predsim import predictions, world
@@ -82,6 +82,26 @@ def test_the_read_back_columns_are_compact_str(tmp_path):
     assert w.episode_id.dtype == object and w.host_id.dtype == object
     assert w.host_id[0] is w.host_id[-1]                    # one object per distinct value
     assert set(np.unique(w.host_id).tolist()) == {"k-gamingcom"}
+
+
+def test_models_read_through_one_pool_share_their_window_columns(tmp_path):
+    val = world(5, 1, prefix="va", windows=12, hosts=("h1",))
+    test = world(7, 2, prefix="te", windows=11, hosts=("k-gamingcom",))
+    other = world(6, 3, prefix="ot", windows=13, hosts=("k-gamingcom",))  # other windows
+    files = [write_predictions(predictions(m, "realistic", 0.6, val, t), tmp_path / f"{m}.parquet")
+             for m, t in (("gru", test), ("cnn", test), ("mlp", other))]
+    pool = SharedColumns()
+    gru, cnn, mlp = (read_predictions(f, shared=pool) for f in files)
+    for f, back in zip(files, (gru, cnn, mlp)):
+        _same(back, read_predictions(f))                 # the same values as read alone
+    for col in ("episode_id", "host_id", "profile", "t_end_ns", "y_true", "onset_ns", "started_ns"):
+        for split in ("val", "test"):
+            assert getattr(getattr(gru, split)[0], col) is getattr(getattr(cnn, split)[0], col)
+        assert getattr(mlp.val[0], col) is getattr(gru.val[0], col)        # same val windows
+        if col not in ("host_id", "profile", "onset_ns", "started_ns"):    # these may agree
+            assert getattr(mlp.test[0], col) is not getattr(gru.test[0], col)
+    assert gru.test[0].proba is not cnn.test[0].proba
+    assert not np.array_equal(gru.test[0].proba, cnn.test[0].proba)     # each model its own
 
 
 def test_the_writer_refuses_rows_out_of_order_and_publishes_nothing(tmp_path):
