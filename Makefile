@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean-demo
+.PHONY: demo test testbeds venv clean-demo
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PY) -m venv $(VENV)
@@ -16,7 +16,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/python bin/cis490-spool demo
 
-test: $(STAMP)
+# the test beds' Debian packages first: installed when root, else one line naming them
+testbeds:
+	@scripts/testbed-packages
+
+test: testbeds $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests
 
 clean-demo:

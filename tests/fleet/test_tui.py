@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from rich.console import Console
 
 from cis490.fleet.tui import render
@@ -58,8 +57,8 @@ def test_render_is_a_pure_function_of_the_snapshot():
     assert screen(changed) != screen(SNAPSHOT)
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by .ci/run")
 def test_watch_in_a_real_terminal_redraws_on_changes(spool, tmp_path):
+    assert shutil.which("tmux"), "needs tmux: `make test` installs it (scripts/testbed-packages)"
     session = f"cis490-test-{int(time.time() * 1000)}"
     cmd = f"{sys.executable} {BIN} --spool {spool.root} status --watch --poll-s 30"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "50", cmd], check=True)

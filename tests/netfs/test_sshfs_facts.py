@@ -182,7 +182,7 @@ def test_utime_is_stamped_by_the_client_clock(sshfs_nocache):
 
     faketime = shutil.which("faketime")
     if not faketime:
-        pytest.skip("needs the faketime binary (Debian: apt-get install faketime); optional")
+        pytest.fail("needs the faketime binary: `make test` installs it (scripts/testbed-packages)")
     bed = sshfs_nocache
     mnt = bed.root / "mnt" / "skewed"
     mnt.mkdir()
