@@ -26,7 +26,7 @@ from cis490.fleet import store
 from cis490.fleet.atomic import atomic_write, fsync_dir
 from cis490.fleet.capability import Capability, detect, eligible
 from cis490.fleet.layout import (
-    MAX_JSON_BYTES, TERMINAL, JobState, SpoolError, is_ignored, is_sync_conflict, parse_name, read_bounded,
+    MAX_JSON_BYTES, TERMINAL, JobState, SpoolError, entry_problem, is_ignored, parse_name, read_bounded,
 )
 from cis490.fleet.spec import KINDS, JobSpec, SpecError, SpecTooNew
 from cis490.fleet.spool import LeaseLost, Spool, rename_resolved
@@ -99,17 +99,28 @@ class Claimer:
     def invalidate(self) -> None:
         self._candidates = []
 
-    def _read(self, entry: os.DirEntry) -> JobSpec | None:
+    def has_candidates(self) -> bool:
+        """Ranked jobs of the last scan not tried yet (a ``claim`` that raises has used one up)."""
+        return bool(self._candidates)
+
+    def _read(self, path: Path) -> JobSpec | None:
+        """The spec at ``path``, or None: gone (a lost race), too new (skipped), or
+        bad — then quarantined with read_spec's reason, and the caller goes on
+        with the next entry. An OSError of an unavailable spool propagates: the
+        file is fine, and nothing is quarantined for it."""
         try:
-            return self.spool.read_spec(Path(entry.path))
+            return self.spool.read_spec(path)
         except FileNotFoundError:
             return None
-        except SpecTooNew as exc:
-            self.skipped[entry.name[:-5]] = str(exc)
-            return None
         except SpecError as exc:
-            att.quarantine(self.spool.root, Path(entry.path), f"malformed job spec: {exc}", self.worker.id)
+            self._refuse(path, exc)
             return None
+
+    def _refuse(self, path: Path, exc: SpecError) -> None:
+        if isinstance(exc, SpecTooNew):  # a newer operator's job: never quarantined
+            self.skipped[path.name[:-5].split("@")[0]] = str(exc)
+        else:
+            att.quarantine(self.spool.root, path, str(exc), self.worker.id)
 
     def _cuda_peers(self, now: float) -> list[tuple[Capability, object]]:
         peers = []
@@ -128,6 +139,7 @@ class Claimer:
         judged once per (name, inode); only ``prefer_cuda`` verdicts, which
         depend on time and on the live CUDA workers, are judged again."""
         t0 = time.monotonic()
+        self._candidates = []  # a scan that fails leaves no stale candidates behind
         spool, cap = self.spool, self.worker.capability
         now = spool.fs_now(self.worker.id) if now is None else now
         policy = spool.host_policy(cap.host_id)
@@ -138,13 +150,11 @@ class Claimer:
         for entry in os.scandir(spool.state_dir(JobState.PENDING)):
             if is_ignored(entry.name):
                 continue
-            parsed = parse_name(entry.name[:-5]) if entry.name.endswith(".json") else None
-            if parsed is None or entry.is_symlink():
-                why = ("a symlink (never followed)" if parsed else
-                       "a Syncthing conflict copy" if is_sync_conflict(entry.name) else
-                       "file name does not follow the name grammar")
+            why = entry_problem(entry, JobState.PENDING)  # bad name, symlink, FIFO, directory: never opened
+            if why:
                 att.quarantine(spool.root, Path(entry.path), why, self.worker.id)
                 continue
+            parsed = parse_name(entry.name[:-5])  # entry_problem checked the name
             key = (entry.name, entry.inode())
             hit = self._cache.get(key)
             if hit is not None and hit[2] is None:  # a verdict that cannot change
@@ -158,7 +168,7 @@ class Claimer:
                 cache[key] = (None, "host policy (allow_jobs/deny_jobs) excludes it", None)
                 self.skipped[entry.name[:-5]] = cache[key][1]
                 continue
-            spec = hit[2] if hit is not None else self._read(entry)
+            spec = hit[2] if hit is not None else self._read(Path(entry.path))
             if spec is None:
                 continue
             dynamic = spec.constraints.prefer_cuda and not cap.cuda
@@ -196,9 +206,13 @@ class Claimer:
             dst = spool.path_of(JobState.CLAIMED, name, self.worker.id)
             if self.gate is not None:  # e.g. memory admission: judged just before the rename
                 try:
-                    verdict = self.gate(spool.read_spec(src))
-                except (FileNotFoundError, SpecError):
-                    verdict = None  # gone or bad: the rename and the checks below decide
+                    spec = spool.read_spec(src)
+                except FileNotFoundError:
+                    spec = None  # gone: the rename below loses the race
+                except SpecError as exc:  # too new or bad (replaced since the scan)
+                    self._refuse(src, exc)
+                    continue
+                verdict = self.gate(spec) if spec is not None else None
                 if verdict is not None and not verdict.ok:
                     self.skipped[name] = verdict.reason
                     if verdict.later:  # keep the order: ask again about this one first,
@@ -220,8 +234,8 @@ class Claimer:
             except SpecTooNew:
                 rename_resolved(dst, src)
                 continue
-            except SpecError as exc:
-                att.quarantine(spool.root, dst, f"malformed job spec: {exc}", self.worker.id)
+            except SpecError as exc:  # bad in any way (read_spec's reason): set aside, go on
+                att.quarantine(spool.root, dst, str(exc), self.worker.id)
                 continue
             if spec.model not in KINDS:  # replaced meanwhile by a kind we cannot run
                 rename_resolved(dst, src)

@@ -15,7 +15,10 @@ lower-case so they stay unique where case is ignored).
 from __future__ import annotations
 
 import enum
+import errno
+import os
 import re
+import stat
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -34,6 +37,30 @@ MAX_JSON_BYTES = 1 << 16  # job specs, attempt and worker records
 
 class SpoolError(Exception):
     """An operational error about a spool: the message says what to do."""
+
+
+class BadEntry(SpoolError):
+    """A file that can never be read as what its name says (oversized, or not a
+    regular file). ``reason`` is the one-line quarantine reason, kind first."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+# Errors that mean the spool itself is unavailable (a dropped mount, a full or
+# read-only filesystem), never that the file at hand is bad: an entry that meets
+# one is left where it is, never quarantined. The one list; see is_spool_unavailable.
+SPOOL_UNAVAILABLE_ERRNOS = frozenset(
+    getattr(errno, n) for n in ("EIO", "ENOTCONN", "ESTALE", "ETIMEDOUT", "EHOSTDOWN",
+                                "ENETUNREACH", "ENOSPC", "EDQUOT", "EROFS")
+    if hasattr(errno, n)
+)
+
+
+def is_spool_unavailable(exc: BaseException) -> bool:
+    """True for an OSError that says the spool's filesystem, not the file, is at fault."""
+    return isinstance(exc, OSError) and exc.errno in SPOOL_UNAVAILABLE_ERRNOS
 
 
 class JobState(str, enum.Enum):
@@ -117,6 +144,42 @@ def is_ignored(filename: str) -> bool:
 
 def is_sync_conflict(filename: str) -> bool:
     return ".sync-conflict-" in filename
+
+
+def mode_problem(mode: int) -> str | None:
+    """Why a file of this (lstat) mode is no job file, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symlink (never followed)"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (never opened)"
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "of an unknown type")
+    return f"not a regular file ({kind})"
+
+
+def entry_problem(entry: os.DirEntry, state: JobState) -> str | None:
+    """Why an entry of a state directory can never be a job file, or None.
+
+    Judged from its name and type alone (nothing is opened, so a FIFO cannot
+    hang the caller); the one wording that ``Spool.sweep`` and ``Claimer.scan``
+    quarantine with. Contents (size, JSON, signature) are judged by
+    ``Spool.read_spec``. An entry that vanished meanwhile is no problem (a
+    lost race): None.
+    """
+    name = entry.name
+    ok = (split_claimed(name) if state is JobState.CLAIMED
+          else name.endswith(".json") and parse_name(name[:-5]))
+    if not ok:
+        return ("a Syncthing conflict copy" if is_sync_conflict(name)
+                else "file name does not follow the spool's name grammar")
+    if entry.is_file(follow_symlinks=False):  # the directory entry's type: usually no syscall
+        return None
+    try:
+        return mode_problem(entry.stat(follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return None
 
 
 # --- settings -------------------------------------------------------------------
@@ -203,16 +266,25 @@ class Settings:
 
 
 def read_bounded(path: Path, limit: int) -> bytes:
-    """Read a small file without following a symlink, refusing one over ``limit``."""
-    import os
+    """Read a small regular file without following a symlink, refusing one over ``limit``.
 
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    Opened non-blocking and checked with fstat before any read, so a FIFO (or
+    a device) swapped in under a valid name can never hang the reader: it is
+    refused with ``BadEntry``, like a file over ``limit``.
+    """
+    flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+             | getattr(os, "O_BINARY", 0))
     fd = os.open(path, flags)
     try:
-        with os.fdopen(fd, "rb") as fh:
-            data = fh.read(limit + 1)
+        problem = mode_problem(os.fstat(fd).st_mode)
+        if problem:
+            raise BadEntry(f"{path.name} is {problem}", problem)
+        fh = os.fdopen(fd, "rb")
     except BaseException:
+        os.close(fd)
         raise
+    with fh:
+        data = fh.read(limit + 1)
     if len(data) > limit:
-        raise SpoolError(f"{path.name} is larger than {limit} bytes")
+        raise BadEntry(f"{path.name} is larger than {limit} bytes", f"oversized (larger than {limit} bytes)")
     return data

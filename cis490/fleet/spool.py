@@ -16,6 +16,7 @@ Rules every function follows:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import secrets
 import time
@@ -25,11 +26,11 @@ from pathlib import Path
 from cis490.fleet import attempts as att
 from cis490.fleet.atomic import atomic_write
 from cis490.fleet.layout import (
-    DIRS, MANIFEST_COPY, MAX_JSON_BYTES, MAX_TOML_BYTES, PRECEDENCE, SETTINGS_FILE, JobState, Settings,
-    SpoolError, is_ignored, is_sync_conflict, parse_name, read_bounded, split_claimed,
+    DIRS, MANIFEST_COPY, MAX_JSON_BYTES, MAX_TOML_BYTES, PRECEDENCE, SETTINGS_FILE, BadEntry, JobState, Settings,
+    SpoolError, entry_problem, is_ignored, is_spool_unavailable, parse_name, read_bounded, split_claimed,
 )
 from cis490.fleet.manifest import HostPolicy, Manifest, load_manifest, parse_manifest, pin_data_digests
-from cis490.fleet.spec import JobSpec, SpecError, parse_spec
+from cis490.fleet.spec import JobSpec, SpecError, SpecTooNew, parse_spec
 
 MANIFEST_SIG = "manifest.toml.sig"
 PARKED_SWEEP, PARKED_RELOAD = "sweep", "reload"  # tmp/ names of specs held mid-transition
@@ -214,22 +215,41 @@ class Spool:
         raise JobNotFound(f"{job!r} is ambiguous ({', '.join(matches[:5])}…): give more of the name")
 
     def read_spec(self, path: Path) -> JobSpec:
-        """Parse a state file without following symlinks; SpecError if malformed."""
+        """Parse a state file without following symlinks.
+
+        Every fault of the file itself is a SpecError whose message is the
+        one-line quarantine reason, kind first: ``oversized (…)``, ``a FIFO
+        (never opened)``, ``not a regular file (…)``, ``a symlink (never
+        followed)``, ``unreadable (…)``, ``malformed job spec: …`` (bad JSON
+        among them), ``signature refused: …`` (unsigned or forged). Not the
+        file's fault, so raised as they are: FileNotFoundError (a lost race),
+        SpecTooNew (left alone), and an OSError for which
+        ``is_spool_unavailable`` holds (the spool is down, the file is fine).
+        """
         name = path.name[: -len(".json")].split("@")[0]
         try:
             data = read_bounded(path, MAX_JSON_BYTES)
+        except BadEntry as exc:
+            raise SpecError(exc.reason) from None
         except OSError as exc:
-            if isinstance(exc, FileNotFoundError):
+            if isinstance(exc, FileNotFoundError) or is_spool_unavailable(exc):
                 raise
-            raise SpecError(f"unreadable ({exc.strerror or exc}; a symlink is refused)") from None
-        spec = parse_spec(data, expected_name=name)
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+                raise SpecError("a symlink (never followed)") from None
+            raise SpecError(f"unreadable ({exc.strerror or exc})") from None
+        try:
+            spec = parse_spec(data, expected_name=name)
+        except SpecTooNew:
+            raise
+        except SpecError as exc:
+            raise SpecError(f"malformed job spec: {exc}") from None
         if self.settings.require_signatures:
             from cis490.fleet.signing import SignatureError, verify
 
             try:
                 verify(spec.signed_message(), spec.signature, self.settings.operator_public_keys)
             except SignatureError as exc:
-                raise SpecError(str(exc)) from None
+                raise SpecError(f"signature refused: {exc}") from None
         return spec
 
     def counts(self) -> dict[str, int]:
@@ -437,7 +457,9 @@ class Spool:
 
         → pending/, or → failed/ once ``max_attempts`` attempts are spent.
         Also quarantines malformed files in the state directories (only
-        ``claimed/`` when not ``full``: workers sweep often) and forgets worker
+        ``claimed/`` when not ``full``: workers sweep often) — bad names,
+        symlinks, FIFOs and other non-regular files, judged by
+        ``entry_problem`` without opening anything — and forgets worker
         records silent for a day.
         """
         now = self.fs_now(by, keep=False) if now is None else now
@@ -447,19 +469,14 @@ class Spool:
             for entry in os.scandir(self.state_dir(state)):
                 if is_ignored(entry.name):
                     continue
-                ok = (split_claimed(entry.name) if state is JobState.CLAIMED
-                      else entry.name.endswith(".json") and parse_name(entry.name[:-5]))
-                reason = (None if ok else "a Syncthing conflict copy" if is_sync_conflict(entry.name)
-                          else "file name does not follow the spool's name grammar")
-                if reason is None and entry.is_symlink():
-                    reason = "a symlink (never followed)"
-                if reason is None and state is not JobState.CLAIMED:
-                    continue  # specs are parsed where they are used (claim, fsck)
+                reason = entry_problem(entry, state)  # name and type only: nothing is opened
                 if reason:
                     if att.quarantine(self.root, Path(entry.path), reason, by):
                         quarantined.append(f"{state.value}/{entry.name}")
                     continue
-                name, _worker = ok  # type: ignore[misc]
+                if state is not JobState.CLAIMED:
+                    continue  # specs are parsed where they are used (claim, fsck)
+                name, _worker = split_claimed(entry.name)  # type: ignore[misc]
                 try:
                     mtime = entry.stat(follow_symlinks=False).st_mtime
                 except FileNotFoundError:

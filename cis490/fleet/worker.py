@@ -221,6 +221,10 @@ class Worker:
                         log.error("not claiming: %s", exc)
                         self._last_error = str(exc)
                     got = None
+                    if self.claimer.has_candidates():
+                        # one candidate's error says nothing about the others (each error
+                        # used one up): try them before --drain/--once judge the queue empty
+                        continue
                 if got is not None:
                     self._start(got)
                     continue
