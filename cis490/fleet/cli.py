@@ -249,14 +249,33 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_fsck(args) -> int:
-    from cis490.fleet.fsck import fsck
+    """Exit 1 when an error remains (corruption, a done job without its artifact, a
+    name in two states); warnings (incomplete entries, stray temp files, a claim
+    without an attempt record) alone exit 0. With --repair: repair first, one line
+    each, then report what is left (a corrupt entry is never repaired: still exit 1)."""
+    from cis490.fleet.fsck import fsck, repair
+    from cis490.fleet.store import STALE_WRITE_S
 
-    findings, stats = fsck(_open(args))
+    older = STALE_WRITE_S if args.older_than_s is None else args.older_than_s
+    if older < 0:
+        raise SpoolError("--older-than-s must be 0 or more")
+    spool = _open(args)
+    repairs = []
+    now = None
+    if args.repair:
+        now = spool.fs_now("fsck", keep=False)
+        repairs = repair(spool, older_than_s=older, now=now)
+    findings, stats = fsck(spool, older_than_s=older, now=now)
     errors = [f for f in findings if f.severity == "error"]
     obj = {"ok": not errors, "stats": stats, "findings": [f.to_dict() for f in findings]}
-    lines = [f"{f.severity}: {f.where}: {f.what}" for f in findings]
-    lines.append(f"fsck: {stats['bundles']} bundles re-hashed, {stats['jobs']} jobs checked, "
-                 f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)")
+    lines = [r.line() for r in repairs]
+    lines += [f"{f.severity}: {f.where}: {f.what}" for f in findings]
+    summary = (f"fsck: {stats['bundles']} bundles re-hashed, {stats['jobs']} jobs checked, "
+               f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)")
+    if args.repair:
+        obj["repairs"] = [r.to_dict() for r in repairs]
+        summary += f", {sum(r.repaired for r in repairs)} repaired"
+    lines.append(summary)
     _print(args, obj, "\n".join(lines))
     return 1 if errors else 0
 
@@ -358,7 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write every model's curves to DIR/MODEL_MODE/DIGEST12/ for "
                          "`tensorboard --logdir DIR`")
     verb("sweep", cmd_sweep, "reclaim stale claims now; quarantine malformed files", True)
-    verb("fsck", cmd_fsck, "re-hash bundles and cross-check jobs/attempts (exit 1 on errors)", True)
+    sp = verb("fsck", cmd_fsck, "re-hash bundles and cross-check jobs/attempts (exit 1 on errors; "
+                                "warnings alone exit 0)", True)
+    sp.add_argument("--repair", action="store_true",
+                    help="complete or remove incomplete store entries, remove stray temp files, requeue "
+                         "claims without an attempt record; never touches a corrupt entry")
+    sp.add_argument("--older-than-s", type=float, default=None, metavar="S",
+                    help="an incomplete entry or temp file untouched this long has no live writer "
+                         "(default 3600)")
     sp = verb("work", cmd_work, "run a worker (e.g. `work --drain --slots 2`)")
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--once", action="store_true", help="claim up to --slots jobs, finish them, exit (cron)")
