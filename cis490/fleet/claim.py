@@ -281,7 +281,13 @@ class Claim:
 
     @property
     def alive(self) -> bool:
-        return os.path.lexists(self.path)
+        """The claim file is still there. An unavailable spool raises (``os.path.lexists``
+        would say False, and a worker would drop a job the spool still gives it)."""
+        try:
+            os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        return True
 
     def heartbeat(self) -> None:
         """Touch the claim file; LeaseLost when it is gone (cancelled or swept).
@@ -376,12 +382,14 @@ class Claim:
                      artifact_created=stored.created, **extra)
         return stored
 
-    def fail(self, reason: str, **extra) -> None:
-        self._finish(JobState.FAILED, outcome="failed", error=reason[-4000:], **extra)
+    def fail(self, reason: str, *, fault: str = "job", **extra) -> None:
+        """claimed → failed; ``fault`` (``faults.Fault``) says whose fault it was."""
+        self._finish(JobState.FAILED, outcome="failed", error=reason[-4000:], fault=fault, **extra)
 
-    def release(self, reason: str = "worker stopping (SIGTERM)") -> None:
+    def release(self, reason: str = "worker stopping (SIGTERM)", *, fault: str | None = None) -> None:
         """Give the job back; this attempt does not count."""
-        self._finish(JobState.PENDING, outcome="released", error=reason)
+        extra = {"fault": fault} if fault else {}
+        self._finish(JobState.PENDING, outcome="released", error=reason, **extra)
 
     def mark_lost(self) -> None:
         if self.record.get("outcome") == "running":  # a withdrawal already said why

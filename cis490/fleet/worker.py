@@ -11,6 +11,14 @@ no shell, argv built from the validated spec only, its own process group,
 and it dies with the worker. Every ``heartbeat_s`` the slot touches its claim;
 a vanished claim (cancel or sweep) is a lost lease and kills the job at once.
 SIGTERM: stop claiming, stop the jobs, release their claims (not counted).
+
+An unavailable spool (``cis490.fleet.faults``: EIO, ENOTCONN, ESTALE, ENOSPC,
+EROFS, …) is waited out in every mode: the worker never exits for one, keeps
+its jobs training, claims nothing new, retries its heartbeats and records with
+backoff and logs one line when the outage starts and one when it ends. A
+finished job's bundle stays in the local work directory until storing it
+succeeds or the lease is lost; an attempt ended by the spool, not the job, is
+released (not counted), never failed.
 """
 
 from __future__ import annotations
@@ -33,12 +41,14 @@ from filelock import FileLock, Timeout
 
 from cis490.fleet.capability import Verdict
 from cis490.fleet.claim import Claim, Claimer, WorkerInfo, register
-from cis490.fleet.layout import SpoolError
+from cis490.fleet.faults import Fault, Outage, classify
+from cis490.fleet.layout import SpoolError, is_spool_unavailable
 from cis490.fleet.memory import PENDING, MemoryGate
 from cis490.fleet.spec import SpecError, driver_argv
 from cis490.fleet.spool import LeaseLost, Spool
 
 log = logging.getLogger("cis490.worker")
+LOOP = "worker loop"  # the outage site of the worker's own pass (sweep, liveness, claims)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -86,6 +96,8 @@ def self_test(spool: Spool, worker_id: str) -> list[str]:
                     f"stale_after_s/4 = {bound:.0f} s: fix NTP on this host or the server"
                 )
     except OSError as exc:
+        if is_spool_unavailable(exc):
+            raise  # the spool, not this host: waited out by the caller
         problems.append(f"spool not usable: {exc.strerror or exc} ({exc.filename})")
     finally:
         for p in (probe, moved):
@@ -118,6 +130,7 @@ class Worker:
         self.outcomes: dict[str, str] = {}
         self._lock = threading.Lock()
         self._locks: list[FileLock] = []
+        self.outage = Outage(log)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -138,8 +151,28 @@ class Worker:
         self.stopping.set()
         self.wake.set()
 
+    def _until_available(self, what: str, fn):
+        """``fn()``, retried with backoff while the spool is unavailable; None if stopped."""
+        while True:
+            try:
+                out = fn()
+            except OSError as exc:
+                if not is_spool_unavailable(exc):
+                    raise
+                self.outage.hit(exc, what)
+                if self.stopping.wait(self.outage.backoff()):
+                    return None
+                continue
+            self.outage.clear(what)
+            return out
+
     def run(self) -> int:
-        problems = self_test(self.spool, self.info.id)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        problems = self._until_available("self-test", lambda: self_test(self.spool, self.info.id))
+        if problems is None:
+            return 0  # stopped while the spool was unavailable
         if problems:
             for p in problems:
                 log.error("self-test failed: %s", p)
@@ -149,10 +182,11 @@ class Worker:
         if slots == 0:
             log.warning("all %d slot(s) of this host are held by another worker run; exiting", wanted)
             return 0
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.stop)
-            signal.signal(signal.SIGINT, self.stop)
-        record = register(self.spool, self.info)
+        record = self._until_available("registering", lambda: register(self.spool, self.info))
+        if record is None:
+            for lock in self._locks:
+                lock.release()
+            return 0
         observer = self._start_watch() if self.opts.mode == "daemon" and self.opts.watch else None
         log.info("worker %s up: %d slot(s), mode %s, spool %s", self.info.id, slots,
                  self.opts.mode, self.spool.root)
@@ -164,10 +198,14 @@ class Worker:
                 t.join()
             if observer is not None:
                 observer.stop()
-            for leftover in (record, *self.spool.tmp.glob(f".{self.info.id}.*.probe")):
+            try:
+                leftovers = [record, *self.spool.tmp.glob(f".{self.info.id}.*.probe")]
+            except OSError:
+                leftovers = [record]
+            for leftover in leftovers:
                 try:
                     os.unlink(leftover)
-                except FileNotFoundError:
+                except OSError:  # gone, or the spool is unavailable: the sweep ages it out
                     pass
             for lock in self._locks:
                 lock.release()
@@ -198,21 +236,40 @@ class Worker:
 
     def _loop(self, slots: int, record: Path) -> None:
         hb = self.spool.settings.heartbeat_s
-        next_sweep = 0.0
         claiming = True  # `once` stops claiming after its first fill
         while not self.stopping.is_set():
-            if time.monotonic() >= next_sweep:
-                try:
-                    os.utime(record, None)  # worker liveness
-                except FileNotFoundError:  # removed by hand (or by a far-off sweep): register again
-                    record = register(self.spool, self.info)
-                swept = self.spool.sweep(by=self.info.id, full=False)
-                if swept.requeued or swept.failed or swept.quarantined:
-                    log.warning("swept stale claims: requeued %s, failed %s, quarantined %s",
-                                list(swept.requeued), list(swept.failed), list(swept.quarantined))
-                    self.claimer.invalidate()
-                next_sweep = time.monotonic() + hb
-            self._reap()
+            try:
+                record, claiming = self._step(slots, record, claiming, hb)
+            except OSError as exc:
+                if not is_spool_unavailable(exc):
+                    raise
+                # the spool is unavailable: claim nothing, keep the jobs running, retry
+                self.outage.hit(exc, LOOP)
+                self._reap()
+                self.wake.wait(timeout=self.outage.backoff())
+                self.wake.clear()
+                continue
+            if record is None:
+                return
+            self.wake.wait(timeout=min(self.opts.poll_s, hb) if self.running else self.opts.poll_s)
+            self.wake.clear()
+
+    def _step(self, slots: int, record: Path, claiming: bool, hb: float):
+        """One pass of the loop: liveness + sweep when due, then claim. ``(record, claiming)``,
+        record None when the worker is done; OSError when the spool is unavailable."""
+        if time.monotonic() >= self._next_sweep:
+            try:
+                os.utime(record, None)  # worker liveness
+            except FileNotFoundError:  # removed by hand (or by a far-off sweep): register again
+                record = register(self.spool, self.info)
+            swept = self.spool.sweep(by=self.info.id, full=False)
+            if swept.requeued or swept.failed or swept.quarantined:
+                log.warning("swept stale claims: requeued %s, failed %s, quarantined %s",
+                            list(swept.requeued), list(swept.failed), list(swept.quarantined))
+                self.claimer.invalidate()
+            self._next_sweep = time.monotonic() + hb
+        self._reap()
+        while True:
             if claiming and len(self.running) < slots and self._budget_left():
                 try:
                     got = self.claimer.claim()  # None only after a fresh scan found nothing
@@ -232,13 +289,15 @@ class Worker:
                     claiming = False
             elif self.opts.mode == "once" and len(self.running) >= slots:
                 claiming = False
-            if not self.running and (self.opts.mode != "daemon" or not self._budget_left()):
-                if not (self.memory.busy() and self._budget_left()):
-                    return  # (an estimate under way may still make a job claimable: wait)
-            self.wake.wait(timeout=min(self.opts.poll_s, hb) if self.running else self.opts.poll_s)
-            self.wake.clear()
+            break
+        self.outage.clear(LOOP)  # the whole pass went through: the spool answers again
+        if not self.running and (self.opts.mode != "daemon" or not self._budget_left()):
+            if not (self.memory.busy() and self._budget_left()):
+                return None, claiming  # (an estimate under way may still make a job claimable)
+        return record, claiming
 
     _last_error = ""
+    _next_sweep = 0.0
 
     def _reap(self) -> None:
         with self._lock:
@@ -278,11 +337,52 @@ class Worker:
 
     # --- one job ------------------------------------------------------------------------
 
+    def _quietly(self, fn, *args) -> None:
+        """A best-effort spool write (a log tail, a progress record): an unavailable
+        spool skips it (the next one catches up), never stops the job."""
+        site = f"publishing {getattr(fn, '__name__', fn)}"
+        try:
+            fn(*args)
+        except OSError as exc:
+            if not is_spool_unavailable(exc):
+                raise
+            self.outage.hit(exc, site)
+        else:
+            self.outage.clear(site)
+
     def _data_paths(self) -> dict[str, str]:
         m = self.spool.manifest()
         paths = m.data_paths(self.info.capability.host_id) if m else {}
         return {k: str(Path(v) if Path(v).is_absolute() else (self.spool.root / v).resolve())
                 for k, v in paths.items()}
+
+    def _settle_on_spool(self, claim: Claim, what: str, fn) -> bool:
+        """``fn()`` (a transition of ``claim``: complete, fail, release), retried with
+        backoff while the spool is unavailable, heartbeating in between so the lease
+        holds. True once done; False if the worker stops first (the claim then stays,
+        and a sweep gives the job back). LeaseLost when the claim is gone."""
+        site = f"{what} {claim.name}"
+        while True:
+            try:
+                fn()
+            except OSError as exc:
+                if not is_spool_unavailable(exc):
+                    raise
+                self.outage.hit(exc, site)
+                # wait out the backoff heartbeating as usual (the lease must hold)
+                until = time.monotonic() + self.outage.backoff()
+                while (left := until - time.monotonic()) > 0:
+                    if self.stopping.wait(min(left, self.spool.settings.heartbeat_s)):
+                        self.outage.clear(site)  # given up: no longer waited for
+                        return False
+                    try:
+                        claim.heartbeat()
+                    except OSError as again:
+                        if not is_spool_unavailable(again):
+                            raise
+                continue
+            self.outage.clear(site)
+            return True
 
     def _run_job(self, claim: Claim) -> None:
         outcome = "failed"
@@ -290,15 +390,29 @@ class Worker:
             outcome = self._execute(claim)
         except LeaseLost as exc:
             log.warning("%s", exc)
-            claim.mark_lost()  # no-op when a withdrawal already recorded why
+            self._quietly(claim.mark_lost)  # no-op when a withdrawal already recorded why
             outcome = claim.record.get("outcome", "lost")
         except Exception as exc:  # never let one job take the worker down
-            log.exception("job %s crashed in the worker", claim.name)
-            try:
-                claim.fail(f"worker error: {type(exc).__name__}: {exc}")
-            except (LeaseLost, OSError):
-                pass
+            if classify(exc) is Fault.SPOOL_UNAVAILABLE:  # the spool's fault: give it back
+                log.warning("job %s stopped by the spool (%s): releasing it, not counted",
+                            claim.name, exc)
+                outcome, why = "released", f"spool unavailable: {exc}"
+                try:
+                    self._settle_on_spool(claim, "releasing", lambda: claim.release(
+                        why, fault=Fault.SPOOL_UNAVAILABLE.value))
+                except (LeaseLost, OSError):
+                    pass
+            else:
+                log.exception("job %s crashed in the worker", claim.name)
+                import traceback
+
+                try:
+                    claim.fail(f"worker error: {type(exc).__name__}: {exc}", fault=Fault.BUG.value,
+                               traceback=traceback.format_exc()[-4000:])
+                except (LeaseLost, OSError):
+                    pass
         finally:
+            self.outage.clear(f"heartbeat {claim.name}")  # the job is over: nothing waits on it
             self.memory.release(claim.name)
             with self._lock:
                 self.outcomes[claim.name] = outcome
@@ -321,7 +435,8 @@ class Worker:
                 argv = driver_argv(claim.spec, str(out_dir), self._data_paths(),
                                    str(workdir / "curves"))
             except SpecError as exc:
-                claim.fail(f"cannot build the job's command: {exc}")
+                why = f"cannot build the job's command: {exc}"
+                self._settle_on_spool(claim, "failing", lambda: claim.fail(why, fault=Fault.JOB.value))
                 return "failed"
             return self._supervise(claim, argv, workdir, out_dir, local_log, t_claim)
         finally:
@@ -416,38 +531,54 @@ class Worker:
             except LeaseLost:
                 self._kill(proc, 0)  # lost lease or withdrawn: stop at once
                 relay.join(timeout=5)
-                claim.publish_log(local_log)
-                claim.mark_lost()
+                self._quietly(claim.publish_log, local_log)
+                self._quietly(claim.mark_lost)
                 raise
-            claim.publish_log(local_log)
+            except OSError as exc:
+                if not is_spool_unavailable(exc):
+                    raise
+                # the spool is unavailable: the job keeps training (it needs the spool
+                # only when it ends); the heartbeat is retried next period
+                self.outage.hit(exc, f"heartbeat {claim.name}")
+            else:
+                self.outage.clear(f"heartbeat {claim.name}")
+                self._quietly(claim.publish_log, local_log)
             if self.stopping.is_set():
                 self._kill(proc, self.opts.release_grace_s)
                 relay.join(timeout=5)
-                claim.publish_log(local_log)
-                claim.release()
-                log.info("released %s", claim.name)
+                self._quietly(claim.publish_log, local_log)
+                if self._settle_on_spool(claim, "releasing", claim.release):
+                    log.info("released %s", claim.name)
                 return "released"
         t_end = time.monotonic()
         relay.join(timeout=5)
-        claim.publish_log(local_log)
+        self._quietly(claim.publish_log, local_log)
         timings = {"claim_to_start_s": round(t_start - t_claim, 4),
                    "run_s": round(t_end - t_start, 4)}
         if code != 0:
             tail = local_log.read_bytes()[-2000:].decode("utf-8", "replace").strip()
-            claim.fail(f"exit status {code}: {tail.splitlines()[-1] if tail else '(no output)'}",
-                       exit_code=code, log_tail=tail, timings=timings)
+            last = tail.splitlines()[-1] if tail else "(no output)"
+            self._settle_on_spool(claim, "failing", lambda: claim.fail(
+                f"exit status {code}: {last}", fault=Fault.JOB.value, exit_code=code,
+                log_tail=tail, timings=timings))
             log.warning("failed %s (exit %d)", claim.name, code)
             return "failed"
         if not out_dir.is_dir():
-            claim.fail("the job exited 0 but wrote no output", exit_code=0, timings=timings)
+            self._settle_on_spool(claim, "failing", lambda: claim.fail(
+                "the job exited 0 but wrote no output", fault=Fault.JOB.value, exit_code=0,
+                timings=timings))
             return "failed"
         timings["exited_at"] = time.time()  # ended_at - exited_at = store + record overhead
         # the curves (metrics.jsonl, TensorBoard events) are stored beside the bundle,
         # outside its digest: they hold wall-clock times
-        stored = claim.complete(out_dir, curves_dir=workdir / "curves", exit_code=0,
-                                timings=timings)
-        log.info("done %s → %s%s", claim.name, stored.digest[:12],
-                 "" if stored.created else " (identical artifact already stored)")
+        # the bundle stays in the local work directory until it is stored: a full or
+        # unreachable spool is retried until storing succeeds or the lease is lost
+        stored = []
+        if not self._settle_on_spool(claim, "storing", lambda: stored.append(claim.complete(
+                out_dir, curves_dir=workdir / "curves", exit_code=0, timings=timings))):
+            return "released"  # stopped meanwhile: the claim stays; a sweep gives the job back
+        log.info("done %s → %s%s", claim.name, stored[-1].digest[:12],
+                 "" if stored[-1].created else " (identical artifact already stored)")
         return "done"
 
 

@@ -1,0 +1,240 @@
+"""An unavailable or full spool is waited out, never charged to a job (issue 15).
+
+The faults are injected at the spool boundary the worker calls (the claimer, a
+claim's heartbeat, the artifact store, the self-test) with the errnos a dropped
+sshfs mount, a stale NFS handle and a full disk raise. Each test drains real
+smoke jobs in a worker running in this process and checks: every job done,
+none failed, the worker returned 0 (it never exits for an outage, in
+``--drain`` as in the other modes), one log line when the outage starts and one
+when it ends, and the attempts charged.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+from cis490.fleet import JobState, Spool
+from cis490.fleet import claim as claim_mod
+from cis490.fleet import store as store_mod
+from cis490.fleet import worker as worker_mod
+from cis490.fleet.attempts import counted_attempts
+from cis490.fleet.faults import Fault, Outage, classify
+from cis490.fleet.worker import Worker, WorkerOptions
+
+from .conftest import smoke_manifest, worker_info
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses process groups")
+
+
+def run_in_thread(fn, timeout: float):
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(fn()), daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"still running after {timeout}s"
+    assert result, "raised (see the thread's traceback above)"
+    return result[0]
+
+
+class Flaky:
+    """Wrap ``fn``: its calls raise OSError(``err``) while ``failing`` says so."""
+
+    def __init__(self, fn, err: int, failing):
+        self.fn, self.err, self.failing = fn, err, failing
+        self.raised = 0
+
+    def __call__(self, *args, **kwargs):
+        if self.failing():
+            self.raised += 1
+            raise OSError(self.err, os.strerror(self.err))
+        return self.fn(*args, **kwargs)
+
+
+def for_seconds(s: float):
+    t0 = []
+
+    def failing() -> bool:
+        if not t0:
+            t0.append(time.monotonic())
+        return time.monotonic() - t0[0] < s
+    return failing
+
+
+def first_calls(n: int):
+    seen = [0]
+
+    def failing() -> bool:
+        seen[0] += 1
+        return seen[0] <= n
+    return failing
+
+
+def worker(spool: Spool, tmp_path, mode: str = "drain", slots: int = 2) -> Worker:
+    return Worker(Spool.open(spool.root), worker_info("h"),
+                  WorkerOptions(mode=mode, slots=slots, poll_s=0.1, work_root=tmp_path / "work",
+                                lock_dir=tmp_path / "locks"))
+
+
+def enqueue(spool: Spool, tmp_path, n: int, seconds: float = 0.0) -> list[str]:
+    smoke_manifest(tmp_path / "m.toml", n, seconds=seconds)
+    spool.reload(tmp_path / "m.toml")
+    return sorted(spool.name_of(l) for l in spool.scan(JobState.PENDING))
+
+
+def records(spool: Spool, name: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in
+            sorted((spool.root / "attempts" / name).glob("*@*.json")) if "progress" not in p.name]
+
+
+def outage_lines(caplog) -> tuple[list[str], list[str]]:
+    msgs = [r.getMessage() for r in caplog.records if r.name == "cis490.worker"]
+    return ([m for m in msgs if m.startswith("spool unavailable")],
+            [m for m in msgs if m.startswith("spool available again")])
+
+
+def assert_all_done(spool: Spool, jobs: list[str]) -> None:
+    assert sorted(spool.name_of(l) for l in spool.scan(JobState.DONE)) == jobs
+    counts = spool.counts()
+    assert counts["failed"] == counts["pending"] == counts["claimed"] == 0, counts
+
+
+# ------------------------------------------------------------------ classification
+
+@pytest.mark.parametrize("err", ["EIO", "ENOTCONN", "ESTALE", "ETIMEDOUT", "EHOSTDOWN",
+                                 "ENETUNREACH", "ENOSPC", "EDQUOT", "EROFS"])
+def test_the_spool_unavailable_errnos_are_classified_as_such(err):
+    assert classify(OSError(getattr(errno, err), "x")) is Fault.SPOOL_UNAVAILABLE
+
+
+def test_lost_races_and_bugs_are_told_apart():
+    assert classify(FileNotFoundError(errno.ENOENT, "x")) is Fault.LOST_RACE
+    assert classify(FileExistsError(errno.EEXIST, "x")) is Fault.LOST_RACE
+    assert classify(OSError(errno.EACCES, "x")) is Fault.BUG
+    assert classify(KeyError("x")) is Fault.BUG
+
+
+def test_an_outage_logs_one_line_at_its_start_and_one_at_its_end(caplog):
+    caplog.set_level(logging.WARNING, logger="cis490.test")
+    o = Outage(logging.getLogger("cis490.test"), first_s=1, max_s=8)
+    o.clear("heartbeat")                                  # nothing to end
+    for _ in range(5):
+        o.hit(OSError(errno.EIO, "Input/output error"), "heartbeat")
+    o.hit(OSError(errno.ENOSPC, "No space left on device"), "storing")
+    assert o.active and o.backoff() == 8                  # 1, 2, 4, 8, 8, …
+    o.clear("heartbeat")                                  # storing still fails: not over
+    assert o.active and o.failing("storing") and not o.failing("heartbeat")
+    o.clear("storing")
+    o.clear("storing")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and lines[0].startswith("spool unavailable (heartbeat): Input/output error")
+    assert lines[1].startswith("spool available again after") and not o.active and o.count == 1
+
+
+def test_a_claim_is_not_taken_for_lost_while_the_spool_cannot_say(spool, tmp_path, monkeypatch):
+    [name] = enqueue(spool, tmp_path, 1)
+    c = claim_mod.claim(spool, worker_info("h"))
+    assert c.alive
+    monkeypatch.setattr(claim_mod.os, "lstat", Flaky(os.lstat, errno.EIO, lambda: True))
+    with pytest.raises(OSError) as info:              # os.path.lexists would have said False
+        c.alive
+    assert info.value.errno == errno.EIO
+
+
+# ------------------------------------------------------------------ the worker rides it out
+
+def test_drain_waits_out_an_unreachable_spool_instead_of_exiting(spool, tmp_path, monkeypatch,
+                                                                   caplog):
+    caplog.set_level(logging.INFO, logger="cis490.worker")
+    jobs = enqueue(spool, tmp_path, 4)
+    w = worker(spool, tmp_path)
+    flaky = Flaky(w.claimer.claim, errno.ENOTCONN, for_seconds(2.0))
+    monkeypatch.setattr(w.claimer, "claim", flaky)
+    t0 = time.monotonic()
+    assert run_in_thread(w.run, timeout=60) == 0
+    assert flaky.raised >= 2 and time.monotonic() - t0 >= 2.0   # it waited, not exited
+    assert_all_done(spool, jobs)
+    starts, ends = outage_lines(caplog)
+    assert len(starts) == 1 and "Transport endpoint is not connected" in starts[0]
+    assert len(ends) == 1
+    assert all(counted_attempts(spool.attempts_dir(n)) == 1 for n in jobs)
+
+
+def test_a_running_job_keeps_training_through_a_heartbeat_outage(spool, tmp_path, monkeypatch,
+                                                                 caplog):
+    caplog.set_level(logging.INFO, logger="cis490.worker")
+    [name] = enqueue(spool, tmp_path, 1, seconds=1.5)
+    flaky = Flaky(claim_mod.Claim.heartbeat, errno.ESTALE, first_calls(4))
+    monkeypatch.setattr(claim_mod.Claim, "heartbeat", lambda self: flaky(self))
+    w = worker(spool, tmp_path, slots=1)
+    assert run_in_thread(w.run, timeout=60) == 0
+    assert flaky.raised == 4                       # the heartbeats failed and the job went on
+    assert_all_done(spool, [name])
+    [rec] = records(spool, name)
+    assert rec["outcome"] == "done" and rec["attempt"] == 1
+    starts, ends = outage_lines(caplog)
+    assert len(starts) == 1 and "Stale file handle" in starts[0] and len(ends) == 1
+
+
+def test_storing_on_a_full_spool_is_retried_until_it_succeeds(spool, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="cis490.worker")
+    jobs = enqueue(spool, tmp_path, 2)
+    flaky = Flaky(store_mod.put, errno.ENOSPC, first_calls(3))
+    monkeypatch.setattr(claim_mod.store, "put", flaky)
+    w = worker(spool, tmp_path, slots=1)
+    assert run_in_thread(w.run, timeout=60) == 0
+    assert flaky.raised == 3
+    assert_all_done(spool, jobs)                   # never failed because the disk was full
+    for n in jobs:
+        [rec] = records(spool, n)
+        assert rec["outcome"] == "done" and "digest" in rec
+    starts, ends = outage_lines(caplog)
+    assert len(starts) == 1 and "No space left on device" in starts[0] and len(ends) == 1
+
+
+def test_a_full_spool_at_the_failure_record_still_fails_the_job_once(spool, tmp_path, monkeypatch):
+    m = tmp_path / "m.toml"
+    m.write_text('[[jobs]]\nmodel = "smoke"\nmode = "bad"\nhyper = { fail = true }\n')
+    spool.reload(m)
+    [name] = sorted(spool.name_of(l) for l in spool.scan(JobState.PENDING))
+    flaky = Flaky(claim_mod.Claim.fail, errno.ENOSPC, first_calls(2))
+    monkeypatch.setattr(claim_mod.Claim, "fail", lambda self, *a, **k: flaky(self, *a, **k))
+    w = worker(spool, tmp_path, slots=1)
+    assert run_in_thread(w.run, timeout=60) == 0
+    assert flaky.raised == 2
+    assert [spool.name_of(l) for l in spool.scan(JobState.FAILED)] == [name]
+    [rec] = records(spool, name)
+    assert rec["outcome"] == "failed" and rec["fault"] == Fault.JOB.value   # the job's own fault
+    assert rec["error"].startswith("exit status")
+
+
+def test_a_job_stopped_by_the_spool_is_released_not_counted(spool, tmp_path, monkeypatch):
+    jobs = enqueue(spool, tmp_path, 1)
+    # the job's command needs the manifest's data paths: unreadable once, then fine
+    real = worker_mod.Worker._data_paths
+    flaky = Flaky(real, errno.EIO, first_calls(1))
+    monkeypatch.setattr(worker_mod.Worker, "_data_paths", lambda self: flaky(self))
+    w = worker(spool, tmp_path, slots=1)
+    assert run_in_thread(w.run, timeout=60) == 0
+    assert_all_done(spool, jobs)
+    first, second = records(spool, jobs[0])
+    assert first["outcome"] == "released" and first["fault"] == Fault.SPOOL_UNAVAILABLE.value
+    assert second["outcome"] == "done"
+    assert counted_attempts(spool.attempts_dir(jobs[0])) == 1   # the outage was not charged
+
+
+def test_a_worker_starting_on_an_unreachable_spool_waits_for_it(spool, tmp_path, monkeypatch):
+    jobs = enqueue(spool, tmp_path, 2)
+    flaky = Flaky(worker_mod.self_test, errno.ENOTCONN, first_calls(2))
+    monkeypatch.setattr(worker_mod, "self_test", flaky)
+    w = worker(spool, tmp_path)
+    assert run_in_thread(w.run, timeout=60) == 0     # once: self-test failed -> exit 1
+    assert flaky.raised == 2
+    assert_all_done(spool, jobs)
