@@ -26,7 +26,8 @@ from cis490.fleet import store
 from cis490.fleet.atomic import atomic_write, fsync_dir
 from cis490.fleet.capability import Capability, detect, eligible
 from cis490.fleet.layout import (
-    MAX_JSON_BYTES, TERMINAL, JobState, SpoolError, entry_problem, is_ignored, parse_name, read_bounded,
+    MAX_JSON_BYTES, TERMINAL, JobState, SpoolError, entry_problem, is_ignored, is_spool_unavailable,
+    parse_name, read_bounded,
 )
 from cis490.fleet.spec import KINDS, JobSpec, SpecError, SpecTooNew
 from cis490.fleet.spool import LeaseLost, Spool, rename_resolved
@@ -222,25 +223,18 @@ class Claimer:
             if not rename_resolved(src, dst):
                 continue  # another worker won: not an error
             try:
-                # First heartbeat at once: a renamed file keeps its enqueue-time
-                # mtime, and a sweeper must not mistake a fresh claim for a stale one.
-                os.utime(dst, None)
-            except FileNotFoundError:
-                continue  # swept in that instant: it is pending again
-            try:
-                spec = spool.read_spec(dst)
-            except FileNotFoundError:
-                continue  # swept or cancelled in that instant: not ours any more
-            except SpecTooNew:
-                rename_resolved(dst, src)
+                claim = self._take(src, dst)
+            except OSError as exc:
+                if is_spool_unavailable(exc):
+                    # nothing ran: give the job back at once (a rename needs no space)
+                    # rather than leave a claim without a record for a sweep to find
+                    try:
+                        rename_resolved(dst, src)
+                    except OSError:
+                        pass  # the sweep (or fsck --repair) gives it back later
+                raise
+            if claim is None:
                 continue
-            except SpecError as exc:  # bad in any way (read_spec's reason): set aside, go on
-                att.quarantine(spool.root, dst, str(exc), self.worker.id)
-                continue
-            if spec.model not in KINDS:  # replaced meanwhile by a kind we cannot run
-                rename_resolved(dst, src)
-                continue
-            claim = Claim.start(spool, spec, self.worker, dst)
             if spool.settings.consistency == "eventual":
                 try:
                     claim.check_rivals()  # at claim, then during settle and every heartbeat
@@ -248,6 +242,30 @@ class Claimer:
                     continue
             return claim
         return None
+
+    def _take(self, src: Path, dst: Path) -> "Claim | None":
+        """Start the claim just renamed to ``dst``; None if it is not ours to run after all."""
+        spool = self.spool
+        try:
+            # First heartbeat at once: a renamed file keeps its enqueue-time
+            # mtime, and a sweeper must not mistake a fresh claim for a stale one.
+            os.utime(dst, None)
+        except FileNotFoundError:
+            return None  # swept in that instant: it is pending again
+        try:
+            spec = spool.read_spec(dst)
+        except FileNotFoundError:
+            return None  # swept or cancelled in that instant: not ours any more
+        except SpecTooNew:
+            rename_resolved(dst, src)
+            return None
+        except SpecError as exc:  # bad in any way (read_spec's reason): set aside, go on
+            att.quarantine(spool.root, dst, str(exc), self.worker.id)
+            return None
+        if spec.model not in KINDS:  # replaced meanwhile by a kind we cannot run
+            rename_resolved(dst, src)
+            return None
+        return Claim.start(spool, spec, self.worker, dst)
 
 
 class Claim:

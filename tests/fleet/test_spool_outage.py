@@ -238,3 +238,16 @@ def test_a_worker_starting_on_an_unreachable_spool_waits_for_it(spool, tmp_path,
     assert run_in_thread(w.run, timeout=60) == 0     # once: self-test failed -> exit 1
     assert flaky.raised == 2
     assert_all_done(spool, jobs)
+
+
+def test_a_claim_whose_record_cannot_be_written_goes_back_to_pending_at_once(spool, tmp_path,
+                                                                             monkeypatch):
+    jobs = enqueue(spool, tmp_path, 1)
+    flaky = Flaky(claim_mod.att.write_record, errno.ENOSPC, lambda: True)
+    monkeypatch.setattr(claim_mod.att, "write_record", flaky)
+    with pytest.raises(OSError) as info:
+        claim_mod.claim(spool, worker_info("h"))
+    assert info.value.errno == errno.ENOSPC and flaky.raised == 1
+    # not left in claimed/ without a record for a sweep to find stale_after_s later
+    assert sorted(spool.name_of(l) for l in spool.scan(JobState.PENDING)) == jobs
+    assert spool.counts()["claimed"] == 0
