@@ -315,6 +315,7 @@ def load_summary(summary: str | os.PathLike, mode: str, episode_ids: Iterable[st
             raise ValueError(f"{part['path']}: not the part {root / FEATURES_MANIFEST} lists (a rebuild is running "
                              "or was interrupted); load again once `cis490 features` has finished")
         rows_in_part = pf.metadata.num_rows
+        built_from = kv.get(b"cis490.validation_sha256", b"").decode()
         meta_t = pf.read(columns=META_NAMES).replace_schema_metadata(None)
         keep = None
         if value_set is not None:
@@ -322,7 +323,7 @@ def load_summary(summary: str | os.PathLike, mode: str, episode_ids: Iterable[st
             meta_t = meta_t.filter(keep)
         pf.close()
         if meta_t.num_rows:
-            chosen.append((part["path"], keep, meta_t, rows_in_part, recorded))
+            chosen.append((part["path"], keep, meta_t, rows_in_part, (recorded, built_from)))
     n = sum(c[2].num_rows for c in chosen)
     if chosen:
         meta_table = pa.concat_tables([c[2] for c in chosen])
@@ -344,7 +345,9 @@ def load_summary(summary: str | os.PathLike, mode: str, episode_ids: Iterable[st
         for path, keep, _, rows_in_part, recorded in chosen:
             pf = pq.ParquetFile(path)
             # opened a second time: it must still be the part whose rows were selected
-            again = (pf.schema_arrow.metadata or {}).get(b"cis490.schema_sha256", b"").decode()
+            kv2 = pf.schema_arrow.metadata or {}
+            again = tuple(kv2.get(k, b"").decode() for k in (b"cis490.schema_sha256",
+                                                             b"cis490.validation_sha256"))
             if pf.metadata.num_rows != rows_in_part or again != recorded:
                 pf.close()
                 raise ValueError(f"{path}: changed while it was being read (a rebuild is "

@@ -315,6 +315,7 @@ class SharedColumns:
             if prev is values or np.array_equal(prev, values):
                 return prev
         own = np.array(values)              # not a view: the file's whole column can go
+        own.setflags(write=False)           # shared by every model: never edited in place
         self._seen.setdefault(key, []).append(own)
         return own
 

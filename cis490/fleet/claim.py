@@ -359,7 +359,7 @@ class Claim:
             time.sleep(min(left, max(0.05, settle / 10)))
             # look, don't touch: Syncthing holds back a file that keeps changing,
             # and a rival must see our claim within the settle window
-            if not os.path.lexists(self.path):  # nothing ran yet: the attempt does not count
+            if not self.alive:  # nothing ran yet: the attempt does not count (EIO raises)
                 self.withdraw("the claim vanished while settling (cancelled, or reconciled away)")
             self.check_rivals()
 

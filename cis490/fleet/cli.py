@@ -257,9 +257,13 @@ def cmd_fsck(args) -> int:
     from cis490.fleet.store import STALE_WRITE_S
 
     older = STALE_WRITE_S if args.older_than_s is None else args.older_than_s
+    spool = _open(args)
+    floor = 3 * spool.settings.stale_after_s  # a live writer's files are never that old
+    if args.repair and older < floor:
+        raise SpoolError(f"--older-than-s must be at least 3 x stale_after_s = {floor:g} s with "
+                         "--repair (younger files may belong to a writer still at work)")
     if older < 0:
         raise SpoolError("--older-than-s must be 0 or more")
-    spool = _open(args)
     repairs = []
     now = None
     if args.repair:

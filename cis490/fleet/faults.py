@@ -97,6 +97,11 @@ class Outage:
             self.longest_s = max(self.longest_s, took)
         self.log.warning("spool available again after %.1f s", took)
 
+    def clear_job(self, name: str) -> None:
+        """Forget every site of job ``name`` (its thread is over: nothing of it waits)."""
+        for site in [x for x in list(self._sites) if x.endswith(f" {name}")]:
+            self.clear(site)
+
     def backoff(self) -> float:
         with self._lock:
             n = max(0, self._tries - 1)

@@ -40,6 +40,13 @@ PARKED_GRACE_S = 30.0
 STIGNORE = "// written by cis490-spool init: never sync staging or lock files\n/tmp\n*.lock\n"
 
 
+
+# errors opening or reading a spec that are the file's own fault (it is quarantined as
+# "unreadable"); any other errno is this host's or the spool's, and is raised
+FILE_FAULT_ERRNOS = frozenset(getattr(errno, n) for n in ("EACCES", "EPERM", "EISDIR", "ENXIO",
+                                                          "ENAMETOOLONG", "EINVAL")
+                              if hasattr(errno, n))
+
 class LeaseLost(SpoolError):
     """Our claim file is gone: the job was cancelled or swept. Stop at once."""
 
@@ -236,7 +243,9 @@ class Spool:
                 raise
             if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
                 raise SpecError("a symlink (never followed)") from None
-            raise SpecError(f"unreadable ({exc.strerror or exc})") from None
+            if exc.errno in FILE_FAULT_ERRNOS:  # the file itself: set it aside
+                raise SpecError(f"unreadable ({exc.strerror or exc})") from None
+            raise  # EMFILE, ENOMEM, EINTR, EWOULDBLOCK (a lease held): this host, not the file
         try:
             spec = parse_spec(data, expected_name=name)
         except SpecTooNew:

@@ -207,7 +207,7 @@ def remove_stale_temp_files(tmp_dir: Path, older_than_s: float = STALE_WRITE_S, 
 def _bundle_digest(path: Path) -> str | None:
     """The digest of a bundle file; None when it is absent. PartialBundle when cut
     short, StoreError when otherwise unreadable."""
-    if not os.path.lexists(path):
+    if not _exists(path):
         return None
     digest, _ = read_bundle(path)
     return digest
@@ -261,7 +261,7 @@ def put(root: Path, model_mode: str, artifact_dir: str | os.PathLike, provenance
     dest = root / "models" / model_mode / digest
     real_dir(root, dest.parent)
     real_dir(root, dest)
-    if os.path.lexists(dest / RECORD):
+    if _exists(dest / RECORD):
         return StoredArtifact(digest, dest, False)  # published: never rewritten
     curves = canonical_tar(curves_dir) if _has_files(curves_dir) else None  # refuse before writing
     tmp = root / "tmp"
@@ -488,12 +488,12 @@ def inspect(digest_dir: Path) -> EntryState:
     stray_t = tuple(sorted(stray))
     if not DIGEST_RE.match(digest_dir.name):
         return EntryState(CORRUPT, f"{digest_dir.name} is not a sha256 digest", "bad", newest, stray_t)
-    if os.path.lexists(digest_dir / RECORD):
+    if _exists(digest_dir / RECORD):
         problem = _verify_published(digest_dir)
         return EntryState(CORRUPT if problem else OK, problem or "", "bad" if problem else "verified",
                           newest, stray_t)
     bundle = digest_dir / BUNDLE
-    if os.path.lexists(bundle) and (bundle.is_symlink() or not bundle.is_file()):
+    if _exists(bundle) and (bundle.is_symlink() or not bundle.is_file()):
         return EntryState(CORRUPT, "bundle.tar.zst is not a regular file (and no record.json)", "bad",
                           newest, stray_t)
     try:
@@ -569,13 +569,23 @@ def remove_entry(root: Path, digest_dir: Path) -> bool:
         os.rename(digest_dir, aside)
     except FileNotFoundError:
         return False
-    if os.path.lexists(aside / RECORD):  # published between the caller's look and our rename
+    if _exists(aside / RECORD):  # published between the caller's look and our rename
         try:
             os.rename(aside, digest_dir)
-            return False
-        except OSError:  # a new writer recreated it: the same content is on its way
-            pass
+        except OSError:
+            pass  # a new writer recreated it: leave the published copy aside, never delete it
+        return False
     shutil.rmtree(aside, ignore_errors=True)
+    return True
+
+
+def _exists(path: Path) -> bool:
+    """``os.path.lexists`` that raises instead of saying False when the filesystem
+    cannot answer (EIO, ESTALE): a published entry must never look absent."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
     return True
 
 

@@ -241,7 +241,7 @@ class Worker:
             try:
                 record, claiming = self._step(slots, record, claiming, hb)
             except OSError as exc:
-                if not is_spool_unavailable(exc):
+                if not self._spool_down(exc):
                     raise
                 # the spool is unavailable: claim nothing, keep the jobs running, retry
                 self.outage.hit(exc, LOOP)
@@ -337,14 +337,24 @@ class Worker:
 
     # --- one job ------------------------------------------------------------------------
 
-    def _quietly(self, fn, *args) -> None:
-        """A best-effort spool write (a log tail, a progress record): an unavailable
+    def _spool_down(self, exc: BaseException) -> bool:
+        """``exc`` says the spool is unavailable — not this host's own disk: an error that
+        names a path outside the spool (the local work directory, a temp file) is the
+        host's, and is not waited out as an outage."""
+        if not is_spool_unavailable(exc):
+            return False
+        names = [f for f in (getattr(exc, "filename", None), getattr(exc, "filename2", None)) if f]
+        root = os.path.realpath(self.spool.root)
+        return all(os.path.realpath(os.fsdecode(f)).startswith(root + os.sep) for f in names)
+
+    def _quietly(self, claim: Claim, fn, *args) -> None:
+        """A best-effort spool write (a log tail, a lost-lease mark): an unavailable
         spool skips it (the next one catches up), never stops the job."""
-        site = f"publishing {getattr(fn, '__name__', fn)}"
+        site = f"publishing {claim.name}"
         try:
             fn(*args)
         except OSError as exc:
-            if not is_spool_unavailable(exc):
+            if not self._spool_down(exc):
                 raise
             self.outage.hit(exc, site)
         else:
@@ -366,8 +376,8 @@ class Worker:
             try:
                 fn()
             except OSError as exc:
-                if not is_spool_unavailable(exc):
-                    raise
+                if not self._spool_down(exc):
+                    raise  # this host's own disk, or a bug: the job's thread reports it
                 self.outage.hit(exc, site)
                 # wait out the backoff heartbeating as usual (the lease must hold)
                 until = time.monotonic() + self.outage.backoff()
@@ -378,7 +388,7 @@ class Worker:
                     try:
                         claim.heartbeat()
                     except OSError as again:
-                        if not is_spool_unavailable(again):
+                        if not self._spool_down(again):
                             raise
                 continue
             self.outage.clear(site)
@@ -390,10 +400,11 @@ class Worker:
             outcome = self._execute(claim)
         except LeaseLost as exc:
             log.warning("%s", exc)
-            self._quietly(claim.mark_lost)  # no-op when a withdrawal already recorded why
+            self._quietly(claim, claim.mark_lost)  # no-op when a withdrawal already recorded why
             outcome = claim.record.get("outcome", "lost")
         except Exception as exc:  # never let one job take the worker down
-            if classify(exc) is Fault.SPOOL_UNAVAILABLE:  # the spool's fault: give it back
+            if classify(exc) is Fault.SPOOL_UNAVAILABLE and self._spool_down(exc):
+                # the spool's fault: give the job back (not counted)
                 log.warning("job %s stopped by the spool (%s): releasing it, not counted",
                             claim.name, exc)
                 outcome, why = "released", f"spool unavailable: {exc}"
@@ -412,7 +423,7 @@ class Worker:
                 except (LeaseLost, OSError):
                     pass
         finally:
-            self.outage.clear(f"heartbeat {claim.name}")  # the job is over: nothing waits on it
+            self.outage.clear_job(claim.name)  # the job is over: none of its sites waits
             self.memory.release(claim.name)
             with self._lock:
                 self.outcomes[claim.name] = outcome
@@ -531,36 +542,37 @@ class Worker:
             except LeaseLost:
                 self._kill(proc, 0)  # lost lease or withdrawn: stop at once
                 relay.join(timeout=5)
-                self._quietly(claim.publish_log, local_log)
-                self._quietly(claim.mark_lost)
+                self._quietly(claim, claim.publish_log, local_log)
+                self._quietly(claim, claim.mark_lost)
                 raise
             except OSError as exc:
-                if not is_spool_unavailable(exc):
+                if not self._spool_down(exc):
                     raise
                 # the spool is unavailable: the job keeps training (it needs the spool
                 # only when it ends); the heartbeat is retried next period
                 self.outage.hit(exc, f"heartbeat {claim.name}")
             else:
                 self.outage.clear(f"heartbeat {claim.name}")
-                self._quietly(claim.publish_log, local_log)
+                self._quietly(claim, claim.publish_log, local_log)
             if self.stopping.is_set():
                 self._kill(proc, self.opts.release_grace_s)
                 relay.join(timeout=5)
-                self._quietly(claim.publish_log, local_log)
+                self._quietly(claim, claim.publish_log, local_log)
                 if self._settle_on_spool(claim, "releasing", claim.release):
                     log.info("released %s", claim.name)
                 return "released"
         t_end = time.monotonic()
         relay.join(timeout=5)
-        self._quietly(claim.publish_log, local_log)
+        self._quietly(claim, claim.publish_log, local_log)
         timings = {"claim_to_start_s": round(t_start - t_claim, 4),
                    "run_s": round(t_end - t_start, 4)}
         if code != 0:
             tail = local_log.read_bytes()[-2000:].decode("utf-8", "replace").strip()
             last = tail.splitlines()[-1] if tail else "(no output)"
-            self._settle_on_spool(claim, "failing", lambda: claim.fail(
-                f"exit status {code}: {last}", fault=Fault.JOB.value, exit_code=code,
-                log_tail=tail, timings=timings))
+            if not self._settle_on_spool(claim, "failing", lambda: claim.fail(
+                    f"exit status {code}: {last}", fault=Fault.JOB.value, exit_code=code,
+                    log_tail=tail, timings=timings)):
+                return "released"  # stopped before the failure could be recorded: a sweep decides
             log.warning("failed %s (exit %d)", claim.name, code)
             return "failed"
         if not out_dir.is_dir():

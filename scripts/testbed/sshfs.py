@@ -13,7 +13,10 @@
     export/                   the one exported directory (the "server's disk")
     mnt/a, mnt/b              two sshfs mounts of export/: two client views,
                               two ssh connections, two sftp-server processes,
-                              like two NFS clients of one server
+                              like two NFS clients of one server (-o reconnect)
+    ssh-a.sh, ssh-a.pid       each mount's ssh_command: a wrapper that records
+                              the ssh client's pid (``ssh_pid``), rewritten on
+                              every reconnect — kill it to drop the connection
     state.json                ports, pids, mounts: what ``down`` undoes
 
 sshd listens on a free 127.0.0.1 port picked at run time, with
@@ -171,13 +174,28 @@ def _mount(root: Path, view: str, port: int, user: str, profile: str) -> Path:
         "  ServerAliveInterval 15",
         "",
     ]))
-    opts = ",".join(filter(None, [PROFILES[profile], "reconnect", f"fsname=cis490-testbed-{view}"]))
+    # ssh runs through a wrapper that records its pid (ssh-<view>.pid; rewritten on each
+    # reconnect): a test drops the mount's connection by killing it (``ssh_pid``)
+    wrapper = root / f"ssh-{view}.sh"
+    wrapper.write_text(f'#!/bin/sh\necho $$ > "{root / f"ssh-{view}.pid"}"\nexec ssh "$@"\n')
+    wrapper.chmod(0o755)
+    opts = ",".join(filter(None, [PROFILES[profile], "reconnect", f"ssh_command={wrapper}",
+                                  f"fsname=cis490-testbed-{view}"]))
     cmd = [binaries()["sshfs"], f"{user}@127.0.0.1:{root / 'export'}", str(mnt), "-F", str(ssh_cfg), "-o", opts]
     r = run(cmd, timeout=30)  # sshfs daemonizes once the mount is up
     if r.returncode or not is_mounted(mnt):
         raise BedError(f"sshfs mount of view {view} failed (exit {r.returncode}): {r.stderr.strip()} "
                        f"| sshd log: {tail(root / 'sshd.log', 500).strip()}")
     return mnt
+
+
+def ssh_pid(root: Path, view: str) -> int | None:
+    """The pid of the ssh client that carries view ``view``'s mount now (None if gone)."""
+    try:
+        pid = int((root / f"ssh-{view}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
 
 
 def _unmount(mnt: Path) -> None:

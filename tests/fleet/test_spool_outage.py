@@ -251,3 +251,27 @@ def test_a_claim_whose_record_cannot_be_written_goes_back_to_pending_at_once(spo
     # not left in claimed/ without a record for a sweep to find stale_after_s later
     assert sorted(spool.name_of(l) for l in spool.scan(JobState.PENDING)) == jobs
     assert spool.counts()["claimed"] == 0
+
+
+def test_a_full_local_disk_is_not_taken_for_an_outage_of_the_spool(spool, tmp_path, monkeypatch):
+    """ENOSPC in the worker's own scratch directory (outside the spool) is this host's
+    problem: the job is failed once as a bug, not released and claimed again forever."""
+    jobs = enqueue(spool, tmp_path, 1)
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "work" / "x"))
+    monkeypatch.setattr(worker_mod.tempfile, "mkdtemp", full)
+    w = worker(spool, tmp_path, slots=1)
+    assert run_in_thread(w.run, timeout=30) == 0
+    [rec] = records(spool, jobs[0])
+    assert rec["outcome"] == "failed" and rec["fault"] == Fault.BUG.value
+    assert "No space left on device" in rec["error"] and "traceback" in rec
+
+
+def test_a_job_sites_end_with_its_thread(caplog):
+    caplog.set_level(logging.WARNING, logger="cis490.test")
+    o = Outage(logging.getLogger("cis490.test"))
+    o.hit(OSError(errno.EIO, "Input/output error"), "storing smoke_x.1")
+    o.hit(OSError(errno.EIO, "Input/output error"), "publishing smoke_x.1")
+    o.clear_job("smoke_x.1")
+    assert not o.active and o.backoff() == 1.0      # the next outage starts from 1 s again

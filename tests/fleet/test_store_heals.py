@@ -253,7 +253,7 @@ def test_a_corrupt_bundle_is_an_error_that_repair_refuses_to_touch(spool, tmp_pa
     rc, lines, _ = fsck_cli(spool)
     assert rc == 1
     assert lines[0].startswith(f"error: models/smoke_check/{stored.digest}: corrupt: bundle hashes to ")
-    rc, lines, _ = fsck_cli(spool, "--repair", "--older-than-s", "0")
+    rc, lines, _ = fsck_cli(spool, "--repair", "--older-than-s", "60")
     assert rc == 1, lines
     assert lines[0].startswith(f"not repaired: models/smoke_check/{stored.digest}: corrupt (bundle hashes to ")
     assert "left as it is; fsck never repairs corruption" in lines[0]
@@ -271,7 +271,7 @@ def test_an_unpublished_bundle_of_other_content_is_corrupt_and_the_next_writer_q
     (entry / store.BUNDLE).write_bytes(zstandard.ZstdCompressor().compress(other))
     backdate(entry)
     assert store.inspect(entry).status == store.CORRUPT
-    rc, lines, _ = fsck_cli(spool, "--repair", "--older-than-s", "0")
+    rc, lines, _ = fsck_cli(spool, "--repair", "--older-than-s", "60")
     assert rc == 1 and lines[0].startswith(f"not repaired: models/smoke_check/{entry.name}: corrupt")
     assert store.put(spool.root, "smoke_check", d, {}).created
     assert store.verify(entry) is None
@@ -365,3 +365,8 @@ def test_after_the_full_disk_fsck_repair_leaves_a_clean_spool(spool, tmp_path, m
     assert r.returncode == 0, r.stderr
     assert spool.counts()["done"] == 2
     assert fsck_json(spool)[1]["findings"] == []
+
+
+def test_repair_refuses_an_age_bound_a_live_writer_could_be_inside(spool):
+    rc, lines, r = fsck_cli(spool, "--repair", "--older-than-s", "1")
+    assert rc != 0 and "--older-than-s must be at least 3 x stale_after_s" in r.stdout + r.stderr
