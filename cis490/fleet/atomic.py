@@ -47,6 +47,9 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+TMP_CREATE_TRIES = 3  # creates of a fresh temp name (see atomic_writer)
+
+
 def _tmp_path(dest: Path, tmp_dir: str | os.PathLike | None) -> Path:
     base = Path(tmp_dir) if tmp_dir is not None else dest.parent
     return base / f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
@@ -67,9 +70,18 @@ def atomic_writer(
     nothing is published.
     """
     dest = Path(path)
-    tmp = _tmp_path(dest, tmp_dir)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, mode)
+    for tries_left in range(TMP_CREATE_TRIES - 1, -1, -1):
+        tmp = _tmp_path(dest, tmp_dir)
+        try:
+            fd = os.open(tmp, flags, mode)
+            break
+        except (PermissionError, FileExistsError):
+            # a fresh random name cannot exist: sshfs replays an O_EXCL create after a
+            # reconnect and reports the file its first try made as EPERM (SSH_FX_FAILURE);
+            # a new name goes through (the stray temp file is a sweep's to remove)
+            if not tries_left or not os.path.lexists(tmp):
+                raise
     published = False
     try:
         with os.fdopen(fd, "wb") as fh:

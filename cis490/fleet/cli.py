@@ -287,11 +287,11 @@ def cmd_fsck(args) -> int:
 def cmd_work(args) -> int:
     from cis490.fleet.claim import WorkerInfo
     from cis490.fleet.spool import Spool
-    from cis490.fleet.worker import Worker, WorkerOptions, self_test
+    from cis490.fleet.worker import Worker, WorkerOptions, open_spool, self_test
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    spool = Spool.open(args.spool)
+    spool = Spool.open(args.spool) if args.self_test else open_spool(args.spool)
     info = WorkerInfo.create(args.host_id, spool_root=spool.root)
     if args.self_test:
         problems = self_test(spool, info.id)

@@ -4,7 +4,8 @@
   renamed or removed by someone else in between). Not an error.
 - **Spool unavailable** — the filesystem, not the job: ``EIO``, ``ENOTCONN``,
   ``ESTALE``, ``ETIMEDOUT``, ``EHOSTDOWN``, ``ENETUNREACH``, ``ENOSPC``,
-  ``EDQUOT``, ``EROFS`` (``layout.SPOOL_UNAVAILABLE_ERRNOS``). Waited out:
+  ``EDQUOT``, ``EROFS`` (``layout.SPOOL_UNAVAILABLE_ERRNOS``), and a call that
+  hangs past the ``Watchdog``'s limit. Waited out:
   the worker never exits for one, keeps its running jobs training, claims
   nothing new and retries with backoff; never charged to a job.
 - **Job fault** — the training process exits non-zero, writes no output, or
@@ -25,7 +26,7 @@ import time
 
 from cis490.fleet.layout import is_spool_unavailable
 
-__all__ = ["Fault", "Outage", "classify"]
+__all__ = ["Fault", "Outage", "Watchdog", "classify"]
 
 
 class Fault(str, enum.Enum):
@@ -106,3 +107,72 @@ class Outage:
         with self._lock:
             n = max(0, self._tries - 1)
         return min(self.max_s, self.first_s * (2 ** min(n, 16)))
+
+
+class Watchdog:
+    """Times out hung spool calls — as far as a thread can: it cannot interrupt a call
+    blocked in the kernel (a stopped sshfs connection), but it can say so.
+
+    ``with watchdog.watch(site): <spool calls>`` registers the calls' start; a
+    background thread checks every ``tick_s`` and, once they have run ``limit_s``, counts
+    them as a spool-unavailable error (ETIMEDOUT) at ``site`` in the ``Outage`` — one
+    start line — and clears the site when they return. A job keeps training meanwhile
+    (it is another process); a claim that outlived ``stale_after_s`` during the hang is
+    found swept when the call returns (a lost lease), as after any outage.
+    """
+
+    def __init__(self, outage: Outage, limit_s: float, *, tick_s: float = 0.5):
+        self.outage, self.limit_s, self.tick_s = outage, float(limit_s), float(tick_s)
+        self._lock = threading.Lock()
+        self._open: dict[int, tuple[str, float]] = {}    # token -> (site, monotonic start)
+        self._flagged: set[int] = set()
+        self._next = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "Watchdog":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="spool-watchdog", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self.check()
+
+    def check(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            late = [(t, site) for t, (site, t0) in self._open.items()
+                    if t not in self._flagged and now - t0 >= self.limit_s]
+            self._flagged.update(t for t, _ in late)
+        for _, site in late:
+            import errno
+
+            self.outage.hit(TimeoutError(errno.ETIMEDOUT, f"a spool call has hung for more than "
+                                                          f"{self.limit_s:g} s"), site)
+
+    class _Watch:
+        def __init__(self, dog: "Watchdog", site: str):
+            self.dog, self.site = dog, site
+
+        def __enter__(self):
+            with self.dog._lock:
+                self.token = self.dog._next
+                self.dog._next += 1
+                self.dog._open[self.token] = (self.site, time.monotonic())
+            return self
+
+        def __exit__(self, *exc) -> None:
+            with self.dog._lock:
+                self.dog._open.pop(self.token, None)
+                flagged = self.token in self.dog._flagged
+                self.dog._flagged.discard(self.token)
+            if flagged:
+                self.dog.outage.clear(self.site)  # the call came back: that hang is over
+
+    def watch(self, site: str) -> "Watchdog._Watch":
+        return Watchdog._Watch(self, site)

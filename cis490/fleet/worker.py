@@ -41,7 +41,7 @@ from filelock import FileLock, Timeout
 
 from cis490.fleet.capability import Verdict
 from cis490.fleet.claim import Claim, Claimer, WorkerInfo, register
-from cis490.fleet.faults import Fault, Outage, classify
+from cis490.fleet.faults import Fault, Outage, Watchdog, classify
 from cis490.fleet.layout import SpoolError, is_spool_unavailable
 from cis490.fleet.memory import PENDING, MemoryGate
 from cis490.fleet.spec import SpecError, driver_argv
@@ -131,6 +131,8 @@ class Worker:
         self._lock = threading.Lock()
         self._locks: list[FileLock] = []
         self.outage = Outage(log)
+        # a spool call that hangs (a stopped connection) for 3 heartbeats counts as an outage
+        self.watchdog = Watchdog(self.outage, max(3.0, 3 * spool.settings.heartbeat_s))
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -182,8 +184,10 @@ class Worker:
         if slots == 0:
             log.warning("all %d slot(s) of this host are held by another worker run; exiting", wanted)
             return 0
+        self.watchdog.start()
         record = self._until_available("registering", lambda: register(self.spool, self.info))
         if record is None:
+            self.watchdog.stop()
             for lock in self._locks:
                 lock.release()
             return 0
@@ -196,6 +200,7 @@ class Worker:
             self.stopping.set()
             for t in list(self.running.values()):
                 t.join()
+            self.watchdog.stop()
             if observer is not None:
                 observer.stop()
             try:
@@ -239,7 +244,8 @@ class Worker:
         claiming = True  # `once` stops claiming after its first fill
         while not self.stopping.is_set():
             try:
-                record, claiming = self._step(slots, record, claiming, hb)
+                with self.watchdog.watch(LOOP):
+                    record, claiming = self._step(slots, record, claiming, hb)
             except OSError as exc:
                 if not self._spool_down(exc):
                     raise
@@ -354,9 +360,10 @@ class Worker:
         try:
             fn(*args)
         except OSError as exc:
-            if not self._spool_down(exc):
-                raise
-            self.outage.hit(exc, site)
+            if self._spool_down(exc):
+                self.outage.hit(exc, site)
+            else:  # best effort: a log tail never fails a job (the next one replaces it)
+                log.warning("%s: could not publish (%s: %s)", claim.name, type(exc).__name__, exc)
         else:
             self.outage.clear(site)
 
@@ -374,7 +381,8 @@ class Worker:
         site = f"{what} {claim.name}"
         while True:
             try:
-                fn()
+                with self.watchdog.watch(site):
+                    fn()
             except OSError as exc:
                 if not self._spool_down(exc):
                     raise  # this host's own disk, or a bug: the job's thread reports it
@@ -538,7 +546,8 @@ class Worker:
             except subprocess.TimeoutExpired:
                 pass
             try:
-                claim.heartbeat()
+                with self.watchdog.watch(f"heartbeat {claim.name}"):
+                    claim.heartbeat()
             except LeaseLost:
                 self._kill(proc, 0)  # lost lease or withdrawn: stop at once
                 relay.join(timeout=5)
@@ -594,7 +603,24 @@ class Worker:
         return "done"
 
 
+def open_spool(spool_path: str | os.PathLike) -> Spool:
+    """``Spool.open``, waited out while the spool is unavailable (a worker started by cron
+    or systemd while the mount is down or reconnecting waits for it, never exits)."""
+    outage = Outage(log)
+    while True:
+        try:
+            spool = Spool.open(spool_path)
+        except OSError as exc:
+            if not is_spool_unavailable(exc):
+                raise
+            outage.hit(exc, "opening the spool")
+            time.sleep(outage.backoff())
+            continue
+        outage.clear("opening the spool")
+        return spool
+
+
 def run_worker(spool_path: str | os.PathLike, *, host_id: str | None = None, **opts) -> int:
-    spool = Spool.open(spool_path)
+    spool = open_spool(spool_path)
     info = WorkerInfo.create(host_id, spool_root=spool.root)
     return Worker(spool, info, WorkerOptions(**opts)).run()

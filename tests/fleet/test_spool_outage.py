@@ -275,3 +275,60 @@ def test_a_job_sites_end_with_its_thread(caplog):
     o.hit(OSError(errno.EIO, "Input/output error"), "publishing smoke_x.1")
     o.clear_job("smoke_x.1")
     assert not o.active and o.backoff() == 1.0      # the next outage starts from 1 s again
+
+
+def test_the_watchdog_counts_a_hung_call_as_an_outage_until_it_returns(caplog):
+    from cis490.fleet.faults import Watchdog
+
+    caplog.set_level(logging.WARNING, logger="cis490.test")
+    o = Outage(logging.getLogger("cis490.test"))
+    dog = Watchdog(o, limit_s=3.0)
+    t0 = time.monotonic()
+    with dog.watch("heartbeat smoke_x.1"):
+        dog.check(t0 + 1.0)
+        assert not o.active                       # not hung yet
+        dog.check(t0 + 3.5)
+        assert o.failing("heartbeat smoke_x.1")   # past the limit: an outage, logged once
+        dog.check(t0 + 10.0)
+    assert not o.active                           # the call came back
+    with dog.watch("heartbeat smoke_x.1"):
+        pass                                      # a quick call is never flagged
+    dog.check(t0 + 100.0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "a spool call has hung for more than 3 s" in lines[0]
+    assert lines[1].startswith("spool available again after")
+
+
+def test_a_worker_whose_spool_cannot_be_opened_yet_waits_for_it(spool, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="cis490.worker")
+    real = worker_mod.Spool.open
+    flaky = Flaky(real, errno.EIO, first_calls(2))
+    monkeypatch.setattr(worker_mod.Spool, "open", flaky)
+    monkeypatch.setattr(Outage, "backoff", lambda self: 0.05)
+    assert worker_mod.open_spool(spool.root).root == spool.root
+    assert flaky.raised == 2
+    starts, ends = outage_lines(caplog)
+    assert len(starts) == 1 and "opening the spool" in starts[0] and len(ends) == 1
+
+
+def test_a_replayed_temp_file_create_is_retried_under_a_fresh_name(tmp_path, monkeypatch):
+    """sshfs replays an O_EXCL create after a reconnect and answers EPERM for the file
+    its first try made: the atomic writer takes a fresh temp name instead of failing."""
+    from cis490.fleet import atomic
+
+    real_open, calls = os.open, []
+
+    def replayed(path, flags, mode=0o777):
+        calls.append(path)
+        if len(calls) == 1:                      # the first try creates it, then "fails"
+            os.close(real_open(path, flags, mode))
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+        return real_open(path, flags, mode)
+    monkeypatch.setattr(atomic.os, "open", replayed)
+    atomic.atomic_write(tmp_path / "rec.json", b"{}", tmp_dir=tmp_path)
+    assert (tmp_path / "rec.json").read_bytes() == b"{}"
+    assert len([c for c in calls if str(c).endswith(".tmp")]) == 2      # one fresh name more
+    monkeypatch.setattr(atomic.os, "open", lambda *a, **k: (_ for _ in ()).throw(
+        PermissionError(errno.EPERM, "Operation not permitted")))
+    with pytest.raises(PermissionError):         # a real permission error still raises
+        atomic.atomic_write(tmp_path / "other.json", b"{}", tmp_dir=tmp_path)
