@@ -274,7 +274,19 @@ def read_bounded(path: Path, limit: int) -> bytes:
     """
     flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
              | getattr(os, "O_BINARY", 0))
-    fd = os.open(path, flags)
+    for tries_left in range(2, -1, -1):
+        try:
+            fd = os.open(path, flags)
+            break
+        except PermissionError:
+            # sshfs answers EPERM (SSH_FX_FAILURE) for an open while it reconnects: a
+            # file that is there is tried again, briefly; a real permission error still
+            # raises after the last try
+            if not tries_left or not os.path.lexists(path):
+                raise
+            import time
+
+            time.sleep(0.2)
     try:
         problem = mode_problem(os.fstat(fd).st_mode)
         if problem:
