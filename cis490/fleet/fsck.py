@@ -43,7 +43,6 @@ Stray temp files (atomic.py's ``.DEST.PID.NONCE.tmp``) untouched for
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from dataclasses import dataclass
 
@@ -51,7 +50,7 @@ from cis490.fleet import attempts as att
 from cis490.fleet import store
 from cis490.fleet.layout import JobState, is_ignored
 from cis490.fleet.spec import SpecError
-from cis490.fleet.spool import PARKED_RELOAD, PARKED_SWEEP, Spool, rename_resolved
+from cis490.fleet.spool import PARKED_RELOAD, PARKED_SWEEP, Spool
 
 INCOMPLETE = "incomplete (repairable)"
 CLAIM_GRACE_MIN_S = 10.0
@@ -294,19 +293,13 @@ def _repair_claims(spool: Spool, now: float) -> list[Repair]:
                                      f"{', '.join(sorted({l.state.value for l in others}))}/: left for the "
                                      f"sweep and fsck's error above", False))
             continue
-        taken = spool.tmp / f"{loc.path.name}.{PARKED_SWEEP}-{secrets.token_hex(4)}"
-        if not rename_resolved(loc.path, taken):
-            continue  # moved meanwhile (swept, cancelled, finished): not ours to fix
-        try:
-            recorded = any(a.worker == loc.worker for a in att.list_attempts(spool.attempts_dir(name))[0])
-            if recorded or now - taken.lstat().st_mtime <= grace:  # it came alive meanwhile
-                os.rename(taken, loc.path)
-                continue
-            spent = att.counted_attempts(spool.attempts_dir(name))
-            target = JobState.FAILED if spent >= spool.settings.max_attempts else JobState.PENDING
-            os.rename(taken, spool.path_of(target, name))
-        except FileNotFoundError:
-            continue  # a sweep recovered the parked spec first: not lost
+        target = spool.take_stale_claim(  # not ours to fix if moved or alive meanwhile
+            loc.path, name, now, fresh_s=grace,
+            alive=lambda: any(a.worker == loc.worker
+                              for a in att.list_attempts(spool.attempts_dir(name))[0]))
+        if target is None:
+            continue
+        spent = att.counted_attempts(spool.attempts_dir(name))
         why = (f"its {spent} counted attempt(s) are spent" if target is JobState.FAILED
                else "runnable again")
         out.append(Repair(where, f"no attempt record and no heartbeat for {age:.0f} s (its worker died "

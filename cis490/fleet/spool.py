@@ -499,18 +499,10 @@ class Spool:
                 # Take the claim first, then judge it: a heartbeat that landed between
                 # our stat and our rename shows in the taken file's mtime, and the
                 # claim goes straight back (the owner never notices).
-                taken = self.tmp / f"{entry.name}.{PARKED_SWEEP}-{secrets.token_hex(4)}"
-                if not rename_resolved(Path(entry.path), taken):
+                target = self.take_stale_claim(Path(entry.path), name, now,
+                                               fresh_s=self.settings.stale_after_s)
+                if target is None:
                     continue
-                try:
-                    if now - taken.lstat().st_mtime <= self.settings.stale_after_s:
-                        os.rename(taken, entry.path)
-                        continue
-                    spent = att.counted_attempts(self.attempts_dir(name))
-                    target = JobState.FAILED if spent >= self.settings.max_attempts else JobState.PENDING
-                    os.rename(taken, self.path_of(target, name))
-                except FileNotFoundError:
-                    continue  # we stalled past PARKED_GRACE_S and another sweep recovered it
                 (failed if target is JobState.FAILED else requeued).append(name)
         requeued += self.recover_parked(now, older_than=PARKED_GRACE_S)
         if full:  # temp files of writers that crashed mid-write, a day ago or more
@@ -530,6 +522,27 @@ class Spool:
                 continue
         return SweepResult(tuple(requeued), tuple(failed), tuple(quarantined), tuple(removed),
                            tuple(reconciled))
+
+    def take_stale_claim(self, path: Path, name: str, now: float, *, fresh_s: float,
+                         alive=lambda: False) -> "JobState | None":
+        """Take a claim that looks stale, then judge it: → pending/, or → failed/ once
+        ``max_attempts`` attempts are spent; the state it went to, or None when it was
+        not ours to move (moved meanwhile, or alive after all: a heartbeat within
+        ``fresh_s`` in the taken file's mtime, or ``alive()``, puts it straight back and
+        its owner never notices)."""
+        taken = self.tmp / f"{path.name}.{PARKED_SWEEP}-{secrets.token_hex(4)}"
+        if not rename_resolved(path, taken):
+            return None  # moved meanwhile (swept, cancelled, finished)
+        try:
+            if alive() or now - taken.lstat().st_mtime <= fresh_s:
+                os.rename(taken, path)
+                return None
+            spent = att.counted_attempts(self.attempts_dir(name))
+            target = JobState.FAILED if spent >= self.settings.max_attempts else JobState.PENDING
+            os.rename(taken, self.path_of(target, name))
+        except FileNotFoundError:
+            return None  # we stalled past PARKED_GRACE_S and another sweep recovered it
+        return target
 
     def recover_parked(self, now: float, older_than: float) -> list[str]:
         """Specs a sweeper or reload took into tmp/ and then died holding.

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
 
 import pytest
@@ -30,18 +29,9 @@ from cis490.fleet.faults import Fault, Outage, classify
 from cis490.fleet.worker import Worker, WorkerOptions
 
 from .conftest import smoke_manifest, worker_info
+from .test_bad_pending_entries import run_in_thread
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses process groups")
-
-
-def run_in_thread(fn, timeout: float):
-    result: list = []
-    t = threading.Thread(target=lambda: result.append(fn()), daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), f"still running after {timeout}s"
-    assert result, "raised (see the thread's traceback above)"
-    return result[0]
 
 
 class Flaky:
