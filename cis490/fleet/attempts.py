@@ -9,9 +9,11 @@
 
 Attempt numbers are derived from the directory (max + 1), never from a
 counter file. An attempt counts against ``max_attempts`` unless its outcome
-is ``released`` (SIGTERM) or ``withdrawn`` (lost a rival-claim tie-break in
-eventual mode), or it precedes the latest requeue marker; an
-attempt whose worker died still says ``running`` and counts.
+is ``released`` (SIGTERM, or the spool stopped it) or ``withdrawn`` (lost a
+rival-claim tie-break in eventual mode), or it is ``lost`` with ``fault:
+spool-unavailable`` (its worker could not reach the spool past
+``stale_after_s``), or it precedes the latest requeue marker; an attempt
+whose worker died still says ``running`` and counts.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cis490.fleet.atomic import atomic_write
+from cis490.fleet.faults import Fault
 from cis490.fleet.layout import ATTEMPT_RE, MAX_JSON_BYTES, REQUEUE_RE, SpoolError, read_bounded
 
 OUTCOMES = ("running", "done", "failed", "released", "lost", "withdrawn")
@@ -82,13 +85,22 @@ def list_attempts(attempts_dir: Path) -> tuple[list[AttemptInfo], int]:
     return out, requeued_after
 
 
+def is_counted(record: dict | None) -> bool:
+    """Whether an attempt record spends the budget: not released or withdrawn, and not
+    lost to an outage of the spool (``fault: spool-unavailable``: its worker was cut off
+    past ``stale_after_s`` and a sweep took the claim). A record that still says
+    ``running`` (a dead worker) or cannot be read counts."""
+    record = record or {}
+    outcome = record.get("outcome")
+    if outcome in NOT_COUNTED:
+        return False
+    return not (outcome == "lost" and record.get("fault") == Fault.SPOOL_UNAVAILABLE.value)
+
+
 def counted_attempts(attempts_dir: Path) -> int:
-    """Attempts that spend the budget: since the last requeue, not released/withdrawn."""
+    """Attempts that spend the budget: since the last requeue, and ``is_counted``."""
     attempts, after = list_attempts(attempts_dir)
-    return sum(
-        1 for a in attempts
-        if a.number > after and (a.record or {}).get("outcome") not in NOT_COUNTED
-    )
+    return sum(1 for a in attempts if a.number > after and is_counted(a.record))
 
 
 def next_attempt_number(attempts_dir: Path) -> int:

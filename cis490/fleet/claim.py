@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cis490.fleet import attempts as att
+from cis490.fleet import layout
 from cis490.fleet import store
 from cis490.fleet.atomic import atomic_write, fsync_dir
 from cis490.fleet.capability import Capability, detect, eligible
+from cis490.fleet.faults import Fault, hang_limit_s
 from cis490.fleet.layout import (
-    MAX_JSON_BYTES, TERMINAL, JobState, SpoolError, entry_problem, is_ignored, is_spool_unavailable,
+    MAX_JSON_BYTES, TERMINAL, JobState, SpoolError, entry_problem, is_ambiguous_eperm,
+    is_ignored, is_spool_unavailable,
     parse_name, read_bounded,
 )
 from cis490.fleet.spec import KINDS, JobSpec, SpecError, SpecTooNew
@@ -93,12 +96,18 @@ class Claimer:
         self._scanned_at = float("-inf")
         self._scan_cost = 0.0
         self.skipped: dict[str, str] = {}  # name → why this worker leaves it alone
+        self._eperm_first: dict[str, float] = {}  # name → first of its unbroken EPERMs (monotonic)
         # a last check of a chosen job before the claiming rename (the worker's memory
         # admission); returns a capability.Verdict
         self.gate = None
 
     def invalidate(self) -> None:
         self._candidates = []
+
+    def deferred(self) -> bool:
+        """Pending specs skipped for now because they answered EPERM (``_eperm``): not
+        judged yet, so ``--drain`` must not take the queue for empty."""
+        return bool(self._eperm_first)
 
     def has_candidates(self) -> bool:
         """Ranked jobs of the last scan not tried yet (a ``claim`` that raises has used one up)."""
@@ -110,12 +119,33 @@ class Claimer:
         with the next entry. An OSError of an unavailable spool propagates: the
         file is fine, and nothing is quarantined for it."""
         try:
-            return self.spool.read_spec(path)
+            spec = self.spool.read_spec(path)
         except FileNotFoundError:
             return None
         except SpecError as exc:
             self._refuse(path, exc)
             return None
+        except PermissionError as exc:
+            if not is_ambiguous_eperm(exc):
+                raise
+            self._eperm(path, exc)
+            return None
+        self._eperm_first.pop(spec.name, None)
+        return spec
+
+    def _eperm(self, path: Path, exc: OSError) -> bool:
+        """An EPERM reading the spec at ``path``: skipped for now (sshfs answers it while it
+        reconnects), quarantined as unreadable once the same job has answered nothing else
+        for ``EPERM_GRACE_S``. True if it was quarantined."""
+        name = path.name[:-5].split("@")[0]
+        first = self._eperm_first.setdefault(name, time.monotonic())
+        if time.monotonic() - first < layout.EPERM_GRACE_S:
+            self.skipped[name] = f"unreadable for now ({exc.strerror or exc}); tried again later"
+            return False
+        self._eperm_first.pop(name, None)
+        self._refuse(path, SpecError(f"unreadable ({exc.strerror or exc}, for more than "
+                                     f"{layout.EPERM_GRACE_S:.0f} s)"))
+        return True
 
     def _refuse(self, path: Path, exc: SpecError) -> None:
         if isinstance(exc, SpecTooNew):  # a newer operator's job: never quarantined
@@ -148,9 +178,11 @@ class Claimer:
             self._cache, self._policy = {}, policy
         peers = None
         ranked, cache, self.skipped = [], {}, {}
+        here: set[str] = set()
         for entry in os.scandir(spool.state_dir(JobState.PENDING)):
             if is_ignored(entry.name):
                 continue
+            here.add(entry.name[:-5])
             why = entry_problem(entry, JobState.PENDING)  # bad name, symlink, FIFO, directory: never opened
             if why:
                 att.quarantine(spool.root, Path(entry.path), why, self.worker.id)
@@ -188,6 +220,8 @@ class Claimer:
             else:
                 self.skipped[spec.name] = verdict.reason
         self._cache = cache
+        # a deferred spec that left pending/ (claimed elsewhere, cancelled) is no longer waited for
+        self._eperm_first = {n: t for n, t in self._eperm_first.items() if n in here}
         ranked.sort()
         self._candidates = [name for *_k, name in reversed(ranked)]  # pop() takes the best
         self._scanned_at = time.monotonic()
@@ -212,6 +246,11 @@ class Claimer:
                     spec = None  # gone: the rename below loses the race
                 except SpecError as exc:  # too new or bad (replaced since the scan)
                     self._refuse(src, exc)
+                    continue
+                except PermissionError as exc:
+                    if not is_ambiguous_eperm(exc):
+                        raise
+                    self._eperm(src, exc)
                     continue
                 verdict = self.gate(spec) if spec is not None else None
                 if verdict is not None and not verdict.ok:
@@ -250,12 +289,17 @@ class Claimer:
             # First heartbeat at once: a renamed file keeps its enqueue-time
             # mtime, and a sweeper must not mistake a fresh claim for a stale one.
             os.utime(dst, None)
-        except FileNotFoundError:
-            return None  # swept in that instant: it is pending again
-        try:
             spec = spool.read_spec(dst)
         except FileNotFoundError:
             return None  # swept or cancelled in that instant: not ours any more
+        except PermissionError as exc:
+            if not is_ambiguous_eperm(exc):
+                raise
+            # maybe a reconnecting sshfs mount: give it back untouched (nothing ran) and
+            # skip it for now; after EPERM_GRACE_S of nothing else it is quarantined
+            if not self._eperm(dst, exc):
+                rename_resolved(dst, src)
+            return None
         except SpecTooNew:
             rename_resolved(dst, src)
             return None
@@ -278,6 +322,11 @@ class Claim:
         self.log_path = spool.root / "logs" / self.name / f"{number}@{worker.id}.log"
         self.progress_path = self.record_path.with_name(f"{number}@{worker.id}.progress.json")
         self.record: dict = {}
+        # when this claim last reached the spool, and since when it could not (for
+        # telling a lease lost to an outage from one lost to a cancel, see lost_fault)
+        self.last_beat = time.monotonic()
+        self.unreachable_since: float | None = None
+        self._call_started: float | None = None
 
     @classmethod
     def start(cls, spool: Spool, spec: JobSpec, worker: WorkerInfo, path: Path) -> "Claim":
@@ -290,7 +339,10 @@ class Claim:
         }
         # not fsynced: after a power cut a missing "running" record costs at most
         # an attempt that is not counted; every final outcome below is durable
+        t0 = time.monotonic()
         claim._write_record(durable=False)
+        if time.monotonic() - t0 > hang_limit_s(spool.settings.heartbeat_s):
+            claim.note_unreachable(t0)  # it hung: a sweep may have taken the claim meanwhile
         return claim
 
     def _write_record(self, durable: bool = True, **changes) -> None:
@@ -313,12 +365,55 @@ class Claim:
         In eventual mode also look for rival claims and for the job in a
         state of higher precedence (done elsewhere, cancelled).
         """
+        self._call_started = time.monotonic()
         try:
             os.utime(self.path, None)
         except FileNotFoundError:
             raise LeaseLost(f"lease on {self.name} lost (cancelled or swept)") from None
+        except OSError as exc:
+            if is_spool_unavailable(exc) or is_ambiguous_eperm(exc):
+                self.note_unreachable(self._call_started)
+            raise
+        self.last_beat, self.unreachable_since, self._call_started = time.monotonic(), None, None
         if self.spool.settings.consistency == "eventual":
             self.check_rivals()
+
+    def note_unreachable(self, since: float) -> None:
+        """The owner could not reach the spool from ``since`` (monotonic) on: a call for
+        this job failed as unavailable, or hung. The next successful heartbeat ends it."""
+        if self.unreachable_since is None:
+            self.unreachable_since = since
+
+    def lost_fault(self) -> dict:
+        """What a lost lease's record says of whose fault it was: ``spool-unavailable``
+        when this worker could not reach the spool for longer than ``stale_after_s``
+        (a call for this job failed as unavailable or hung past 3 heartbeats:
+        ``note_unreachable``, or the heartbeat under way has hung so long) — a sweep
+        then took the claim for a dead worker's, and the attempt is not counted
+        (``attempts.counted_attempts``); else nothing (a cancel, an operator's requeue,
+        a stall of this host's own): it counts, as before."""
+        now = time.monotonic()
+        gap = now - self.last_beat
+        hung = self._call_started is not None and \
+            now - self._call_started > hang_limit_s(self.spool.settings.heartbeat_s)
+        if gap > self.spool.settings.stale_after_s and (self.unreachable_since is not None or hung):
+            return {"fault": Fault.SPOOL_UNAVAILABLE.value, "unreachable_s": round(gap, 1)}
+        return {}
+
+    def _taken_over(self) -> bool:
+        """Another worker claimed this job after us (its attempt record says so)."""
+        attempts, _ = att.list_attempts(self.spool.attempts_dir(self.name))
+        ours = self.record.get("claimed_at", 0)
+        return any(a.worker != self.worker.id and isinstance(a.record, dict)
+                   and a.record.get("claimed_at", 0) > ours for a in attempts)
+
+    def _record_lost(self, **extra) -> None:
+        """Record this attempt as lost; when the spool cut us off, also undo a failure a
+        sweep charged for it meanwhile (``Spool.give_back_swept_failure``)."""
+        fault = self.lost_fault()
+        self._write_record(outcome="lost", ended_at=time.time(), **fault, **extra)
+        if fault and self.spool.give_back_swept_failure(self.name, self.number):
+            self._write_record(given_back=True)
 
     @staticmethod
     def rank(name: str, worker: str) -> str:
@@ -380,9 +475,20 @@ class Claim:
         atomic_write(self.log_path, data, tmp_dir=self.spool.tmp, durable=False)
 
     def _finish(self, target: JobState, **record) -> None:
+        self._call_started = time.monotonic()  # lost_fault: a transition that hung
         self._write_record(ended_at=time.time(), **record)
-        if not rename_resolved(self.path, self.spool.path_of(target, self.name)):
-            self._write_record(outcome="lost", lost_after=record.get("outcome"))
+        dst = self.spool.path_of(target, self.name)
+        try:
+            os.rename(self.path, dst)
+            moved = True
+        except FileNotFoundError:
+            # our rename's lost reply (a network filesystem) — or a sweep took the claim
+            # while we hung, and the job's next attempt got there first: only the
+            # first leaves no later attempt by another worker
+            moved = os.path.lexists(dst) and not os.path.lexists(self.path) and \
+                not self._taken_over()
+        if not moved:
+            self._record_lost(lost_after=record.get("outcome"))
             raise LeaseLost(f"lease on {self.name} lost before it could be marked {target.value}")
         fsync_dir(self.spool.state_dir(target))  # a finished job stays finished after a power cut
 
@@ -390,12 +496,15 @@ class Claim:
                  curves_dir: str | os.PathLike | None = None, **extra) -> store.StoredArtifact:
         """Store the artifact (and its training curves, outside the digest, when
         ``curves_dir`` has files), record the attempt, then claimed → done."""
+        t0 = time.monotonic()
         if not self.alive:
-            self._write_record(outcome="lost", ended_at=time.time())
+            self._record_lost()
             raise LeaseLost(f"lease on {self.name} lost before completion")
         stored = store.put(self.spool.root, f"{self.spec.model}_{self.spec.mode}", artifact_dir,
                            {"job": self.name, "job_id": self.spec.id, "spec": self.spec.to_dict()},
                            curves_dir=curves_dir)
+        if time.monotonic() - t0 > hang_limit_s(self.spool.settings.heartbeat_s):
+            self.note_unreachable(t0)  # storing hung (or crawled): a sweep may have come
         self._finish(JobState.DONE, outcome="done", digest=stored.digest,
                      artifact_created=stored.created, **extra)
         return stored
@@ -411,7 +520,7 @@ class Claim:
 
     def mark_lost(self) -> None:
         if self.record.get("outcome") == "running":  # a withdrawal already said why
-            self._write_record(outcome="lost", ended_at=time.time())
+            self._record_lost()
 
 
 def claim(spool: Spool, worker: WorkerInfo | str, now: float | None = None) -> Claim | None:

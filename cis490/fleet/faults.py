@@ -5,7 +5,8 @@
 - **Spool unavailable** — the filesystem, not the job: ``EIO``, ``ENOTCONN``,
   ``ESTALE``, ``ETIMEDOUT``, ``EHOSTDOWN``, ``ENETUNREACH``, ``ENOSPC``,
   ``EDQUOT``, ``EROFS`` (``layout.SPOOL_UNAVAILABLE_ERRNOS``), and a call that
-  hangs past the ``Watchdog``'s limit. Waited out:
+  hangs past the ``Watchdog``'s limit; and an ``EPERM`` for up to
+  ``layout.EPERM_GRACE_S`` (what sshfs answers while it reconnects). Waited out:
   the worker never exits for one, keeps its running jobs training, claims
   nothing new and retries with backoff; never charged to a job.
 - **Job fault** — the training process exits non-zero, writes no output, or
@@ -24,9 +25,10 @@ import logging
 import threading
 import time
 
+from cis490.fleet import layout
 from cis490.fleet.layout import is_spool_unavailable
 
-__all__ = ["Fault", "Outage", "Watchdog", "classify"]
+__all__ = ["Fault", "Outage", "Watchdog", "classify", "hang_limit_s"]
 
 
 class Fault(str, enum.Enum):
@@ -55,15 +57,16 @@ class Outage:
     operation succeeded again. One line is logged when the first site fails and
     one, with the duration, when the last recovers — a full disk fails writes
     while reads still work, so a success elsewhere does not end it.
-    ``backoff()`` is the wait before the next try: 1, 2, 4 … up to ``max_s``.
+    ``backoff(site)`` is the wait before that site's next try: 1, 2, 4 … up to ``max_s``.
     """
 
     def __init__(self, log: logging.Logger, *, first_s: float = 1.0, max_s: float = 30.0):
         self.log, self.first_s, self.max_s = log, first_s, max_s
         self._lock = threading.Lock()
         self._sites: set[str] = set()
+        self._eperm_since: dict[str, float] = {}   # site -> start of its run of EPERMs
         self.since: float | None = None     # monotonic start of the current outage
-        self._tries = 0
+        self._tries: dict[str, int] = {}            # site -> failures in a row there
         self.count = 0                      # outages seen
         self.longest_s = 0.0
 
@@ -74,9 +77,18 @@ class Outage:
     def failing(self, site: str) -> bool:
         return site in self._sites
 
+    def eperm_grace(self, site: str) -> bool:
+        """True while ``site``'s EPERMs (``layout.is_ambiguous_eperm``) are still taken for an
+        outage: since the first of an unbroken run of failures at ``site``, less than
+        ``layout.EPERM_GRACE_S`` has passed. ``clear(site)`` ends the run."""
+        now = time.monotonic()
+        with self._lock:
+            first = self._eperm_since.setdefault(site, now)
+        return now - first < layout.EPERM_GRACE_S
+
     def hit(self, exc: BaseException, site: str) -> None:
         with self._lock:
-            self._tries += 1
+            self._tries[site] = self._tries.get(site, 0) + 1
             started = not self._sites
             self._sites.add(site)
             if started:
@@ -88,25 +100,35 @@ class Outage:
 
     def clear(self, site: str) -> None:
         with self._lock:
+            self._eperm_since.pop(site, None)
+            self._tries.pop(site, None)
             if site not in self._sites:
                 return
             self._sites.discard(site)
             if self._sites:
                 return
             took = time.monotonic() - (self.since or time.monotonic())
-            self.since, self._tries = None, 0
+            self.since = None
             self.longest_s = max(self.longest_s, took)
         self.log.warning("spool available again after %.1f s", took)
 
     def clear_job(self, name: str) -> None:
         """Forget every site of job ``name`` (its thread is over: nothing of it waits)."""
-        for site in [x for x in list(self._sites) if x.endswith(f" {name}")]:
+        for site in [x for x in list(self._sites | set(self._eperm_since)) if x.endswith(f" {name}")]:
             self.clear(site)
 
-    def backoff(self) -> float:
+    def backoff(self, site: str) -> float:
+        """The wait before ``site`` tries again: doubling with its own failures in a row
+        (a job's heartbeats failing every period must not stretch the worker's pass's
+        wait, or the spool's return would be noticed late)."""
         with self._lock:
-            n = max(0, self._tries - 1)
+            n = max(0, self._tries.get(site, 0) - 1)
         return min(self.max_s, self.first_s * (2 ** min(n, 16)))
+
+
+def hang_limit_s(heartbeat_s: float) -> float:
+    """How long a spool call may run before it counts as hung: 3 heartbeats, at least 3 s."""
+    return max(3.0, 3 * heartbeat_s)
 
 
 class Watchdog:

@@ -63,6 +63,20 @@ def is_spool_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in SPOOL_UNAVAILABLE_ERRNOS
 
 
+# How long an EPERM from the spool is taken for an outage before it is believed.
+# sshfs maps the server's generic SSH_FX_FAILURE to EPERM, and answers it for
+# creates, opens and utimes of files that are there while it reconnects a dropped
+# connection (about a second); a real permission problem persists. So EPERM (not
+# EACCES, which is a plain "permission denied") is waited out like an outage for up
+# to this long per site, then raised as what it says.
+EPERM_GRACE_S = 30.0
+
+
+def is_ambiguous_eperm(exc: BaseException) -> bool:
+    """An EPERM: an outage on a reconnecting sshfs mount, or a real permission error."""
+    return isinstance(exc, PermissionError) and exc.errno == errno.EPERM
+
+
 class JobState(str, enum.Enum):
     """A job's state; the value *is* the directory name."""
 

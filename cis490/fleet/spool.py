@@ -27,7 +27,7 @@ from cis490.fleet import attempts as att
 from cis490.fleet.atomic import atomic_write
 from cis490.fleet.layout import (
     DIRS, MANIFEST_COPY, MAX_JSON_BYTES, MAX_TOML_BYTES, PRECEDENCE, SETTINGS_FILE, BadEntry, JobState, Settings,
-    SpoolError, entry_problem, is_ignored, is_spool_unavailable, parse_name, read_bounded, split_claimed,
+    SpoolError, entry_problem, is_ambiguous_eperm, is_ignored, is_spool_unavailable, parse_name, read_bounded, split_claimed,
 )
 from cis490.fleet.manifest import HostPolicy, Manifest, load_manifest, parse_manifest, pin_data_digests
 from cis490.fleet.spec import JobSpec, SpecError, SpecTooNew, parse_spec
@@ -230,8 +230,11 @@ class Spool:
         followed)``, ``unreadable (…)``, ``malformed job spec: …`` (bad JSON
         among them), ``signature refused: …`` (unsigned or forged). Not the
         file's fault, so raised as they are: FileNotFoundError (a lost race),
-        SpecTooNew (left alone), and an OSError for which
-        ``is_spool_unavailable`` holds (the spool is down, the file is fine).
+        SpecTooNew (left alone), an OSError for which ``is_spool_unavailable``
+        holds (the spool is down, the file is fine), and an EPERM
+        (``is_ambiguous_eperm``: what sshfs answers while it reconnects, or a
+        real permission error; the claimer skips the file and believes it only
+        after ``EPERM_GRACE_S``).
         """
         name = path.name[: -len(".json")].split("@")[0]
         try:
@@ -239,8 +242,8 @@ class Spool:
         except BadEntry as exc:
             raise SpecError(exc.reason) from None
         except OSError as exc:
-            if isinstance(exc, FileNotFoundError) or is_spool_unavailable(exc):
-                raise
+            if isinstance(exc, FileNotFoundError) or is_spool_unavailable(exc) or is_ambiguous_eperm(exc):
+                raise  # EPERM: maybe a reconnecting sshfs mount; the claimer decides (claim.Claimer)
             if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
                 raise SpecError("a symlink (never followed)") from None
             if exc.errno in FILE_FAULT_ERRNOS:  # the file itself: set it aside
@@ -543,6 +546,25 @@ class Spool:
         except FileNotFoundError:
             return None  # we stalled past PARKED_GRACE_S and another sweep recovered it
         return target
+
+    def give_back_swept_failure(self, name: str, number: int) -> bool:
+        """Undo a failure a sweep charged to attempt ``number`` of ``name`` while its worker
+        was cut off from the spool (that worker, back, has since recorded the attempt as
+        lost with ``fault: spool-unavailable``, which no count includes): failed/ → pending/
+        when that attempt is still the job's latest, no attempt since the last requeue
+        failed on its own (a job fault), and the budget is not spent without it. True if
+        it went back."""
+        src = self.path_of(JobState.FAILED, name)
+        if not os.path.lexists(src):
+            return False
+        attempts, after = att.list_attempts(self.attempts_dir(name))
+        if not attempts or max(a.number for a in attempts) != number:
+            return False
+        if any((a.record or {}).get("outcome") == "failed" for a in attempts if a.number > after):
+            return False
+        if att.counted_attempts(self.attempts_dir(name)) >= self.settings.max_attempts:
+            return False
+        return rename_resolved(src, self.path_of(JobState.PENDING, name))
 
     def recover_parked(self, now: float, older_than: float) -> list[str]:
         """Specs a sweeper or reload took into tmp/ and then died holding.

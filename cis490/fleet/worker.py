@@ -41,8 +41,9 @@ from filelock import FileLock, Timeout
 
 from cis490.fleet.capability import Verdict
 from cis490.fleet.claim import Claim, Claimer, WorkerInfo, register
-from cis490.fleet.faults import Fault, Outage, Watchdog, classify
-from cis490.fleet.layout import SpoolError, is_spool_unavailable
+from cis490.fleet.faults import Fault, Outage, Watchdog, hang_limit_s
+from cis490.fleet import layout
+from cis490.fleet.layout import SpoolError, is_ambiguous_eperm, is_spool_unavailable
 from cis490.fleet.memory import PENDING, MemoryGate
 from cis490.fleet.spec import SpecError, driver_argv
 from cis490.fleet.spool import LeaseLost, Spool
@@ -132,7 +133,7 @@ class Worker:
         self._locks: list[FileLock] = []
         self.outage = Outage(log)
         # a spool call that hangs (a stopped connection) for 3 heartbeats counts as an outage
-        self.watchdog = Watchdog(self.outage, max(3.0, 3 * spool.settings.heartbeat_s))
+        self.watchdog = Watchdog(self.outage, hang_limit_s(spool.settings.heartbeat_s))
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -159,10 +160,10 @@ class Worker:
             try:
                 out = fn()
             except OSError as exc:
-                if not is_spool_unavailable(exc):
+                if not self._spool_down(exc, what):
                     raise
                 self.outage.hit(exc, what)
-                if self.stopping.wait(self.outage.backoff()):
+                if self.stopping.wait(self.outage.backoff(what)):
                     return None
                 continue
             self.outage.clear(what)
@@ -247,12 +248,12 @@ class Worker:
                 with self.watchdog.watch(LOOP):
                     record, claiming = self._step(slots, record, claiming, hb)
             except OSError as exc:
-                if not self._spool_down(exc):
+                if not self._spool_down(exc, LOOP):
                     raise
                 # the spool is unavailable: claim nothing, keep the jobs running, retry
                 self.outage.hit(exc, LOOP)
                 self._reap()
-                self.wake.wait(timeout=self.outage.backoff())
+                self.wake.wait(timeout=self.outage.backoff(LOOP))
                 self.wake.clear()
                 continue
             if record is None:
@@ -298,8 +299,10 @@ class Worker:
             break
         self.outage.clear(LOOP)  # the whole pass went through: the spool answers again
         if not self.running and (self.opts.mode != "daemon" or not self._budget_left()):
-            if not (self.memory.busy() and self._budget_left()):
-                return None, claiming  # (an estimate under way may still make a job claimable)
+            if not ((self.memory.busy() or self.claimer.deferred()) and self._budget_left()):
+                # (an estimate under way, or a spec that answered EPERM, may still make a
+                # job claimable)
+                return None, claiming
         return record, claiming
 
     _last_error = ""
@@ -343,29 +346,42 @@ class Worker:
 
     # --- one job ------------------------------------------------------------------------
 
-    def _spool_down(self, exc: BaseException) -> bool:
+    def _spool_down(self, exc: BaseException, site: str | None = None) -> bool:
         """``exc`` says the spool is unavailable — not this host's own disk: an error that
         names a path outside the spool (the local work directory, a temp file) is the
-        host's, and is not waited out as an outage."""
-        if not is_spool_unavailable(exc):
-            return False
+        host's, and is not waited out as an outage. An EPERM on a spool path counts too,
+        for ``layout.EPERM_GRACE_S`` of failures at ``site`` in a row (sshfs answers it
+        while it reconnects); after that it is believed."""
         names = [f for f in (getattr(exc, "filename", None), getattr(exc, "filename2", None)) if f]
         root = os.path.realpath(self.spool.root)
-        return all(os.path.realpath(os.fsdecode(f)).startswith(root + os.sep) for f in names)
+        in_spool = all(os.path.realpath(os.fsdecode(f)).startswith(root + os.sep) for f in names)
+        if is_spool_unavailable(exc):
+            return in_spool
+        if is_ambiguous_eperm(exc) and names and in_spool and site is not None:
+            if self.outage.eperm_grace(site):
+                return True
+            log.error("%s: EPERM for more than %.0f s: taken for a real permission error",
+                      site, layout.EPERM_GRACE_S)
+        return False
 
     def _quietly(self, claim: Claim, fn, *args) -> None:
         """A best-effort spool write (a log tail, a lost-lease mark): an unavailable
         spool skips it (the next one catches up), never stops the job."""
         site = f"publishing {claim.name}"
+        t0 = time.monotonic()
         try:
             fn(*args)
         except OSError as exc:
-            if self._spool_down(exc):
+            if self._spool_down(exc, site):
+                claim.note_unreachable(t0)
                 self.outage.hit(exc, site)
             else:  # best effort: a log tail never fails a job (the next one replaces it)
                 log.warning("%s: could not publish (%s: %s)", claim.name, type(exc).__name__, exc)
         else:
             self.outage.clear(site)
+        finally:
+            if time.monotonic() - t0 > self.watchdog.limit_s:
+                claim.note_unreachable(t0)  # it hung: the heartbeats waited behind it
 
     def _data_paths(self) -> dict[str, str]:
         m = self.spool.manifest()
@@ -384,11 +400,12 @@ class Worker:
                 with self.watchdog.watch(site):
                     fn()
             except OSError as exc:
-                if not self._spool_down(exc):
+                if not self._spool_down(exc, site):
                     raise  # this host's own disk, or a bug: the job's thread reports it
+                claim.note_unreachable(time.monotonic())
                 self.outage.hit(exc, site)
                 # wait out the backoff heartbeating as usual (the lease must hold)
-                until = time.monotonic() + self.outage.backoff()
+                until = time.monotonic() + self.outage.backoff(site)
                 while (left := until - time.monotonic()) > 0:
                     if self.stopping.wait(min(left, self.spool.settings.heartbeat_s)):
                         self.outage.clear(site)  # given up: no longer waited for
@@ -396,7 +413,7 @@ class Worker:
                     try:
                         claim.heartbeat()
                     except OSError as again:
-                        if not self._spool_down(again):
+                        if not self._spool_down(again, f"heartbeat {claim.name}"):
                             raise
                 continue
             self.outage.clear(site)
@@ -411,7 +428,7 @@ class Worker:
             self._quietly(claim, claim.mark_lost)  # no-op when a withdrawal already recorded why
             outcome = claim.record.get("outcome", "lost")
         except Exception as exc:  # never let one job take the worker down
-            if classify(exc) is Fault.SPOOL_UNAVAILABLE and self._spool_down(exc):
+            if isinstance(exc, OSError) and self._spool_down(exc, f"job {claim.name}"):
                 # the spool's fault: give the job back (not counted)
                 log.warning("job %s stopped by the spool (%s): releasing it, not counted",
                             claim.name, exc)
@@ -555,7 +572,7 @@ class Worker:
                 self._quietly(claim, claim.mark_lost)
                 raise
             except OSError as exc:
-                if not self._spool_down(exc):
+                if not self._spool_down(exc, f"heartbeat {claim.name}"):
                     raise
                 # the spool is unavailable: the job keeps training (it needs the spool
                 # only when it ends); the heartbeat is retried next period
@@ -611,10 +628,11 @@ def open_spool(spool_path: str | os.PathLike) -> Spool:
         try:
             spool = Spool.open(spool_path)
         except OSError as exc:
-            if not is_spool_unavailable(exc):
+            if not (is_spool_unavailable(exc) or
+                    (is_ambiguous_eperm(exc) and outage.eperm_grace("opening the spool"))):
                 raise
             outage.hit(exc, "opening the spool")
-            time.sleep(outage.backoff())
+            time.sleep(outage.backoff("opening the spool"))
             continue
         outage.clear("opening the spool")
         return spool

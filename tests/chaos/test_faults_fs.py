@@ -11,19 +11,17 @@ jobs are running, holds it for ``HOLD_S``, then undoes it:
 - **read-only**: ``mount -o remount,ro`` (every write and utime fails with
   EROFS, heartbeats included), then ``remount,rw``.
 
-Each test asserts: every job done, none failed, each attempt counted once (an
-outage is never charged), every worker process exits 0, no orphan job
-process, ``fsck`` clean without ``--repair``, and the workers logged the outage's
-start and end. The figures go to ``bench/out/faults_<name>.json`` and
-``docs/TESTBEDS.md``.
+Each test asserts (``faultbed``): every job done, none failed, each attempt
+counted once (an outage is never charged), every worker process exits 0, no
+orphan job process, ``fsck`` clean without ``--repair``, and the workers logged
+the outage's start and end. The figures go to ``bench/out/faults_<name>.json``
+and ``docs/TESTBEDS.md``.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -31,17 +29,15 @@ from pathlib import Path
 
 import pytest
 
-from cis490.fleet import JobState, Spool
-from cis490.fleet.attempts import counted_attempts
+from cis490.fleet import Spool
 
-from .harness import BIN, OUT, job_processes
+from .faultbed import Workers, assert_charged_to_no_job, audit, enqueue_smoke
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="tmpfs mounts, /proc")]
 
 JOBS = 12
 HOLD_S = 6.0
-RECOVERED = re.compile(r"spool available again after ([0-9.]+) s")
 
 
 @pytest.fixture
@@ -83,63 +79,18 @@ def fill(path: Path) -> int:
 
 def run_with_fault(tmp_path: Path, mnt: Path, name: str, inject, undo) -> dict:
     root = mnt / "spool"
-    spool = Spool.init(root, heartbeat_s=0.3, stale_after_s=60.0, max_attempts=3)
-    jobs = "".join(f'\n[[jobs]]\nmodel = "smoke"\nmode = "fault"\n'
-                   f'hyper = {{ seconds = 1.0, payload = "{name}-{i}", epochs = 2 }}\n'
-                   for i in range(JOBS))
-    (tmp_path / "m.toml").write_text(jobs)
-    spool.reload(tmp_path / "m.toml")
-    names = {spool.name_of(l) for l in spool.scan(JobState.PENDING)}
-    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
-    procs = []
-    for i, log in enumerate(logs):
-        with open(log, "wb") as fh:
-            procs.append(subprocess.Popen(
-                [sys.executable, str(BIN), "--spool", str(root), "work", "--drain", "--slots", "1",
-                 "--host-id", f"fault-{i}", "--poll-s", "0.2", "--work-dir", str(tmp_path / f"work{i}")],
-                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT))
-    t0 = time.monotonic()
-    try:
-        while not list((root / "done").iterdir()):
-            assert time.monotonic() - t0 < 60, "no job finished before the fault"
-            assert all(p.poll() is None for p in procs), [l.read_text()[-2000:] for l in logs]
-            time.sleep(0.1)
+    Spool.init(root, heartbeat_s=0.3, stale_after_s=60.0, max_attempts=3)
+    names = enqueue_smoke(root, root, tmp_path, JOBS, mode="fault", seconds=1.0)
+    with Workers([root, root], tmp_path, "fault") as workers:
+        workers.wait_first_done(root)
         running = len(list((root / "claimed").iterdir()))
         inject()
         time.sleep(HOLD_S)
         undo()
-        codes = [p.wait(timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    text = [log.read_text(errors="replace") for log in logs]
-    spool = Spool.open(root)
-    done = {spool.name_of(l) for l in spool.scan(JobState.DONE)}
-    failed = {spool.name_of(l) for l in spool.scan(JobState.FAILED)}
-    recoveries = [float(x) for t in text for x in RECOVERED.findall(t)]
-    fsck = subprocess.run([sys.executable, str(BIN), "--spool", str(root), "fsck"],
-                          capture_output=True, text=True, timeout=120)
-    fig = {
-        "fault": name, "hold_s": HOLD_S, "jobs": JOBS, "running_at_fault": running,
-        "done": len(done), "failed": len(failed), "lost": len(names - done - failed),
-        "attempts_counted": {n: counted_attempts(spool.attempts_dir(n)) for n in sorted(names)},
-        "worker_exits": codes, "orphans": len(job_processes(names)),
-        "outages_logged": sum(t.count("spool unavailable (") for t in text),
-        "longest_recovery_s": max(recoveries) if recoveries else None,
-        "fsck_rc": fsck.returncode, "fsck": fsck.stdout.strip().splitlines()[-1:],
-        "wall_s": round(time.monotonic() - t0, 1),
-    }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"faults_{name}.json").write_text(json.dumps(fig, indent=1))
-    print(json.dumps({k: v for k, v in fig.items() if k != "attempts_counted"}))
-    assert codes == [0, 0], text
-    assert done == names and not failed, (fig, text)
-    assert all(c == 1 for c in fig["attempts_counted"].values()), fig["attempts_counted"]
-    assert fig["orphans"] == 0
-    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-    assert fig["outages_logged"] >= 1 and recoveries, text       # start and end were logged
+        codes = workers.wait(timeout=180)
+    fig = audit(name, root, names, workers, codes, hold_s=HOLD_S, running_at_fault=running)
+    assert_charged_to_no_job(fig, names, workers)
+    assert fig["outages_logged"] >= 1 and fig["longest_recovery_s"], workers.tails()  # start, end
     assert fig["running_at_fault"] >= 1, "the fault hit no running job"
     return fig
 

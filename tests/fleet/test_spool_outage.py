@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 
 import pytest
@@ -118,7 +119,8 @@ def test_an_outage_logs_one_line_at_its_start_and_one_at_its_end(caplog):
     for _ in range(5):
         o.hit(OSError(errno.EIO, "Input/output error"), "heartbeat")
     o.hit(OSError(errno.ENOSPC, "No space left on device"), "storing")
-    assert o.active and o.backoff() == 8                  # 1, 2, 4, 8, 8, …
+    assert o.active and o.backoff("heartbeat") == 8       # 1, 2, 4, 8, 8, …
+    assert o.backoff("storing") == 1                      # per site: its first failure
     o.clear("heartbeat")                                  # storing still fails: not over
     assert o.active and o.failing("storing") and not o.failing("heartbeat")
     o.clear("storing")
@@ -264,7 +266,7 @@ def test_a_job_sites_end_with_its_thread(caplog):
     o.hit(OSError(errno.EIO, "Input/output error"), "storing smoke_x.1")
     o.hit(OSError(errno.EIO, "Input/output error"), "publishing smoke_x.1")
     o.clear_job("smoke_x.1")
-    assert not o.active and o.backoff() == 1.0      # the next outage starts from 1 s again
+    assert not o.active and o.backoff("storing smoke_x.1") == 1.0   # the next starts from 1 s
 
 
 def test_the_watchdog_counts_a_hung_call_as_an_outage_until_it_returns(caplog):
@@ -294,7 +296,7 @@ def test_a_worker_whose_spool_cannot_be_opened_yet_waits_for_it(spool, monkeypat
     real = worker_mod.Spool.open
     flaky = Flaky(real, errno.EIO, first_calls(2))
     monkeypatch.setattr(worker_mod.Spool, "open", flaky)
-    monkeypatch.setattr(Outage, "backoff", lambda self: 0.05)
+    monkeypatch.setattr(Outage, "backoff", lambda self, site: 0.05)
     assert worker_mod.open_spool(spool.root).root == spool.root
     assert flaky.raised == 2
     starts, ends = outage_lines(caplog)
@@ -322,3 +324,278 @@ def test_a_replayed_temp_file_create_is_retried_under_a_fresh_name(tmp_path, mon
         PermissionError(errno.EPERM, "Operation not permitted")))
     with pytest.raises(PermissionError):         # a real permission error still raises
         atomic.atomic_write(tmp_path / "other.json", b"{}", tmp_dir=tmp_path)
+
+
+# ------------------------------------------------------- a claim swept during an outage
+
+class CutOff:
+    """``os.utime`` of the claim files fails with EIO while ``on`` is set: the worker
+    cannot heartbeat, so its claim goes stale and a sweep takes it."""
+
+    def __init__(self, spool: Spool):
+        self.claimed = str(spool.root / "claimed") + os.sep
+        self.real = os.utime
+        self.on = threading.Event()
+        self.raised = 0
+
+    def __call__(self, path, *args, **kwargs):
+        if self.on.is_set() and os.fsdecode(path).startswith(self.claimed):
+            self.raised += 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO), os.fsdecode(path))
+        return self.real(path, *args, **kwargs)
+
+
+def cut_off_while_running(spool: Spool, tmp_path, monkeypatch, hold_s: float) -> tuple[str, Worker]:
+    """One 4-s job; once it runs, its heartbeats fail for ``hold_s`` (> stale_after_s)."""
+    [name] = enqueue(spool, tmp_path, 1, seconds=4.0)
+    cut = CutOff(spool)
+    monkeypatch.setattr(os, "utime", cut)
+    w = worker(spool, tmp_path, slots=1)
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(w.run()), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while not list(spool.scan(JobState.CLAIMED)):
+        assert time.monotonic() < deadline, "never claimed"
+        time.sleep(0.05)
+    cut.on.set()
+    time.sleep(hold_s)
+    cut.on.clear()
+    t.join(60)
+    assert not t.is_alive() and result == [0], result
+    assert cut.raised > 0
+    return name, w
+
+
+def test_a_claim_swept_while_its_worker_was_cut_off_is_not_charged(spool, tmp_path, monkeypatch):
+    name, _ = cut_off_while_running(spool, tmp_path, monkeypatch, hold_s=3.0)  # stale after 2 s
+    assert_all_done(spool, [name])
+    first, second = records(spool, name)
+    assert first["outcome"] == "lost" and first["fault"] == Fault.SPOOL_UNAVAILABLE.value
+    assert first["unreachable_s"] > spool.settings.stale_after_s
+    assert second["outcome"] == "done"
+    assert counted_attempts(spool.attempts_dir(name)) == 1      # the outage cost nothing
+
+
+def test_a_failure_a_sweep_charged_to_a_cut_off_attempt_is_given_back(tmp_path, monkeypatch):
+    # one attempt allowed: the sweep fails the job on the attempt it takes ("running"
+    # counts: it cannot tell a cut-off worker from a dead one); the worker, back, says
+    # the spool cut it off, and the job goes back to pending and is done
+    spool = Spool.init(tmp_path / "spool", heartbeat_s=0.2, stale_after_s=2.0, max_attempts=1)
+    name, _ = cut_off_while_running(spool, tmp_path, monkeypatch, hold_s=3.0)
+    assert_all_done(spool, [name])
+    first, second = records(spool, name)
+    assert first["outcome"] == "lost" and first["fault"] == Fault.SPOOL_UNAVAILABLE.value
+    assert first["given_back"] is True
+    assert second["outcome"] == "done"
+
+
+def test_a_lease_lost_without_an_outage_still_counts(spool, tmp_path):
+    # a cancel (or any removal) while the spool answers: the lost attempt counts
+    [name] = enqueue(spool, tmp_path, 1, seconds=0.0)
+    c = spool.claim(worker_info("h"))
+    os.unlink(c.path)
+    with pytest.raises(claim_mod.LeaseLost):
+        c.heartbeat()
+    c.mark_lost()
+    [rec] = records(spool, name)
+    assert rec["outcome"] == "lost" and "fault" not in rec
+    assert counted_attempts(spool.attempts_dir(name)) == 1
+
+
+def test_a_sweep_failure_is_not_given_back_after_a_job_fault_or_a_later_attempt(spool, tmp_path):
+    [name] = enqueue(spool, tmp_path, 1)
+    c = spool.claim(worker_info("h"))
+    c.fail("exit status 1: boom")                     # the job's own fault: stays failed
+    assert not spool.give_back_swept_failure(name, c.number)
+    assert not spool.give_back_swept_failure(name, c.number + 1)   # not the latest attempt
+    assert [spool.name_of(l) for l in spool.scan(JobState.FAILED)] == [name]
+
+
+# ---------------------------------------- EPERM: what sshfs answers while it reconnects
+
+def eperm(path) -> PermissionError:
+    return PermissionError(errno.EPERM, os.strerror(errno.EPERM), os.fsdecode(path))
+
+
+class EpermAt:
+    """Wrap ``fn``: while ``failing`` says so its calls raise EPERM naming ``path(args)``."""
+
+    def __init__(self, fn, path, failing):
+        self.fn, self.path, self.failing = fn, path, failing
+        self.raised = 0
+
+    def __call__(self, *args, **kwargs):
+        if self.failing():
+            self.raised += 1
+            raise eperm(self.path(*args))
+        return self.fn(*args, **kwargs)
+
+
+def test_an_eperm_run_is_taken_for_an_outage_only_within_its_grace(monkeypatch):
+    from cis490.fleet import layout
+
+    assert layout.is_ambiguous_eperm(eperm("/x"))
+    assert not layout.is_ambiguous_eperm(PermissionError(errno.EACCES, "denied", "/x"))
+    monkeypatch.setattr(layout, "EPERM_GRACE_S", 0.3)
+    outage = Outage(logging.getLogger("t"))
+    assert outage.eperm_grace("a") and outage.eperm_grace("a")
+    time.sleep(0.35)
+    assert not outage.eperm_grace("a")           # past its grace: believed
+    assert outage.eperm_grace("b")               # per site
+    outage.clear("a")
+    assert outage.eperm_grace("a")               # a success ended the run
+
+
+@pytest.mark.parametrize("site", ["clock-probe", "heartbeat", "storing", "spec-open"])
+def test_eperm_while_sshfs_reconnects_is_waited_out(site, spool, tmp_path, monkeypatch, caplog):
+    """The sites where the dropped-connection runs on the sshfs bed met EPERM: the clock
+    probe of a scan, a heartbeat, storing the bundle, opening a pending spec. Each
+    answers EPERM three times; nothing is failed, quarantined or charged."""
+    caplog.set_level(logging.INFO, logger="cis490.worker")
+    jobs = enqueue(spool, tmp_path, 2, seconds=1.0 if site == "heartbeat" else 0.0)
+    if site == "clock-probe":
+        w = EpermAt(Spool.fs_now, lambda self, *a, **k: self.tmp / "probe", first_calls(3))
+        monkeypatch.setattr(Spool, "fs_now", lambda self, *a, **k: w(self, *a, **k))
+    elif site == "heartbeat":
+        w = EpermAt(claim_mod.Claim.heartbeat, lambda self: self.path, first_calls(3))
+        monkeypatch.setattr(claim_mod.Claim, "heartbeat", lambda self: w(self))
+    elif site == "storing":
+        w = EpermAt(store_mod.put, lambda root, *a, **k: root / "models" / "x.tmp", first_calls(3))
+        monkeypatch.setattr(claim_mod.store, "put", w)
+    else:
+        from cis490.fleet import spool as spool_mod
+
+        real, seen = spool_mod.read_bounded, []
+
+        def flaky_open(path, limit):       # a pending spec: EPERM on its first 3 opens
+            if path.parent.name == "pending" and len(seen) < 3:
+                seen.append(path)
+                raise eperm(path)
+            return real(path, limit)
+        monkeypatch.setattr(spool_mod, "read_bounded", flaky_open)
+        w = type("W", (), {"raised": property(lambda self: len(seen))})()
+    monkeypatch.setattr(Outage, "backoff", lambda self, site: 0.05)
+    wk = worker(spool, tmp_path, slots=1)
+    assert run_in_thread(wk.run, timeout=60) == 0
+    assert w.raised == 3
+    assert_all_done(spool, jobs)
+    assert not list((spool.root / "quarantine").iterdir())
+    assert all(counted_attempts(spool.attempts_dir(n)) == 1 for n in jobs)
+    if site != "spec-open":          # a skipped spec is no outage: the scan goes on without it
+        starts, ends = outage_lines(caplog)
+        assert starts and "Operation not permitted" in starts[0] and len(ends) == len(starts)
+
+
+def test_a_spec_that_keeps_answering_eperm_is_quarantined_after_the_grace(spool, tmp_path,
+                                                                         monkeypatch):
+    from cis490.fleet import layout
+    from cis490.fleet import spool as spool_mod
+
+    monkeypatch.setattr(layout, "EPERM_GRACE_S", 0.5)
+    jobs = enqueue(spool, tmp_path, 3)
+    bad = jobs[1]
+    real = spool_mod.read_bounded
+
+    def forbidden(path, limit):
+        if path.name.startswith(bad):
+            raise eperm(path)
+        return real(path, limit)
+    monkeypatch.setattr(spool_mod, "read_bounded", forbidden)
+    wk = Worker(Spool.open(spool.root), worker_info("h"),
+                WorkerOptions(mode="daemon", slots=1, poll_s=0.1, work_root=tmp_path / "work",
+                              lock_dir=tmp_path / "locks"))
+    t = threading.Thread(target=wk.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 30
+    while not list((spool.root / "quarantine").glob("*.reason.json")):
+        assert time.monotonic() < deadline, "never quarantined"
+        time.sleep(0.1)
+    wk.stop()
+    t.join(30)
+    assert sorted(spool.name_of(l) for l in spool.scan(JobState.DONE)) == [jobs[0], jobs[2]]
+    [reason] = (spool.root / "quarantine").glob("*.reason.json")
+    assert bad in reason.name and "Operation not permitted, for more than" in reason.read_text()
+
+
+def test_an_eperm_that_outlives_its_grace_is_believed(spool, tmp_path, monkeypatch, caplog):
+    from cis490.fleet import layout
+
+    monkeypatch.setattr(layout, "EPERM_GRACE_S", 0.3)
+    monkeypatch.setattr(Outage, "backoff", lambda self, site: 0.05)
+    enqueue(spool, tmp_path, 1)
+    w = EpermAt(Spool.fs_now, lambda self, *a, **k: self.tmp / "probe", lambda: True)
+    monkeypatch.setattr(Spool, "fs_now", lambda self, *a, **k: w(self, *a, **k))
+    wk = worker(spool, tmp_path, slots=1)
+    with pytest.raises(PermissionError):
+        wk.run()
+    assert w.raised >= 2
+    assert any("taken for a real permission error" in r.getMessage() for r in caplog.records)
+
+
+def test_a_deferred_spec_that_leaves_pending_no_longer_holds_drain(spool, tmp_path, monkeypatch):
+    from cis490.fleet import spool as spool_mod
+
+    [name] = enqueue(spool, tmp_path, 1)
+    real = spool_mod.read_bounded
+    monkeypatch.setattr(spool_mod, "read_bounded", lambda path, limit: (_ for _ in ()).throw(
+        eperm(path)) if path.parent.name == "pending" else real(path, limit))
+    c = claim_mod.Claimer(spool, worker_info("h"))
+    assert c.claim() is None and c.deferred()          # skipped for now, not quarantined
+    spool.cancel(name)                                 # gone from pending/ meanwhile
+    assert c.claim() is None and not c.deferred()
+    assert not list((spool.root / "quarantine").iterdir())
+
+
+def test_a_claim_whose_first_record_hung_past_a_sweep_is_not_charged(spool, tmp_path,
+                                                                    monkeypatch):
+    # the claiming worker hangs writing its "running" record (a stopped connection) past
+    # stale_after_s; a sweep takes the claim meanwhile. Back, its first heartbeat finds
+    # the lease lost, and the attempt is recorded as lost to the outage (not counted)
+    [name] = enqueue(spool, tmp_path, 1)
+    real = claim_mod.att.write_record
+
+    def stalled(path, record, tmp_dir, **kw):
+        if record.get("outcome") == "running" and not getattr(stalled, "done", False):
+            stalled.done = True
+            time.sleep(3.5)                       # > the hang limit (3 s) and stale (2 s)
+            assert spool.sweep(by="rival").requeued == (name,)
+        return real(path, record, tmp_dir, **kw)
+    monkeypatch.setattr(claim_mod.att, "write_record", stalled)
+    c = spool.claim(worker_info("h"))
+    with pytest.raises(claim_mod.LeaseLost):
+        c.heartbeat()
+    c.mark_lost()
+    [rec] = records(spool, name)
+    assert rec["outcome"] == "lost" and rec["fault"] == Fault.SPOOL_UNAVAILABLE.value
+    assert counted_attempts(spool.attempts_dir(name)) == 0
+
+
+def test_a_finish_after_a_hang_past_a_sweep_is_a_lost_lease_not_a_second_done(spool, tmp_path,
+                                                                            monkeypatch):
+    # the worker hangs storing; a sweep takes the claim and another worker completes the
+    # job; back, our rename meets ENOENT beside done/NAME (as a lost reply's retry would):
+    # a later attempt by another worker says it is not ours
+    [name] = enqueue(spool, tmp_path, 1)
+    c = spool.claim(worker_info("h"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.bin").write_bytes(b"x")
+    real_put, hung = store_mod.put, []
+
+    def put_that_hangs(*a, **k):
+        if not hung:                                      # ours: the sweep and the rerun
+            hung.append(1)                                # happen while it hangs
+            time.sleep(3.1)                               # > the hang limit (3 s), stale (2 s)
+            assert spool.sweep(by="rival").requeued == (name,)
+            other = spool.claim(worker_info("rival"))
+            other.complete(out)
+        return real_put(*a, **k)
+    monkeypatch.setattr(claim_mod.store, "put", put_that_hangs)
+    with pytest.raises(claim_mod.LeaseLost):
+        c.complete(out)
+    mine = [r for r in records(spool, name) if r["worker"] == c.worker.id]
+    assert mine[0]["outcome"] == "lost" and mine[0]["fault"] == Fault.SPOOL_UNAVAILABLE.value
+    assert mine[0]["lost_after"] == "done"
+    assert counted_attempts(spool.attempts_dir(name)) == 1
+    assert [spool.name_of(l) for l in spool.scan(JobState.DONE)] == [name]
