@@ -19,7 +19,7 @@ Sections (each prints a table):
    draining the same queue, in rounds that interleave the systems (the disk
    and the CPUs are shared, and their speed drifts by 10x within minutes), with
    the CPU time (user+sys) each system spends per job, for
-   - ``spool``: the public API, ``spool.claim(worker)`` then
+   - ``spool``: the public API, ``claim_next(spool, worker)`` then
      ``claim.complete(artifact_dir)`` (attempt record + content-addressed
      store + rename to done/; every file fsynced as atomic_write does);
    - ``spool-renames``: the protocol alone, done by this script: the claim
@@ -68,6 +68,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cis490.fleet.claim import claim_next, claimer_for
 from cis490.fleet import Spool  # noqa: E402
 from cis490.fleet import claim as claim_mod  # noqa: E402
 from cis490.fleet import store  # noqa: E402
@@ -202,10 +203,10 @@ def _spool_worker(i, barrier, q, root, art_root, profile):
         prof.enable()
     n = 0
     while True:
-        c = spool.claim(w)
+        c = claim_next(spool, w)
         if c is None:
-            spool._claimers[w.id].invalidate()  # confirm with a fresh scan before leaving
-            c = spool.claim(w)
+            claimer_for(spool, w).invalidate()  # confirm with a fresh scan before leaving
+            c = claim_next(spool, w)
             if c is None:
                 break
         (art / "model.json").write_text(c.name)
@@ -468,13 +469,13 @@ def _latency_child(i, barrier, q, root, warm_claims, profile):
     t, cpu0 = time.perf_counter(), time.process_time()
     if cold_prof:
         cold_prof.enable()
-    c = spool.claim(w)
+    c = claim_next(spool, w)
     if cold_prof:
         cold_prof.disable()
     cold, cold_cpu = time.perf_counter() - t, time.process_time() - cpu0
     cold_start = start_s[-1]
     c.release("bench")
-    claimer = spool._claimers[w.id]
+    claimer = claimer_for(spool, w)
     scans = [claimer._scanned_at]
     total, rest = [], []
     prof = cProfile.Profile() if profile else None
@@ -483,7 +484,7 @@ def _latency_child(i, barrier, q, root, warm_claims, profile):
         if prof:
             prof.enable()
         t = time.perf_counter()
-        c = spool.claim(w)
+        c = claim_next(spool, w)
         dt = time.perf_counter() - t
         if prof:
             prof.disable()

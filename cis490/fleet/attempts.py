@@ -18,6 +18,7 @@ whose worker died still says ``running`` and counts.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import secrets
@@ -28,10 +29,20 @@ from pathlib import Path
 
 from cis490.fleet.atomic import atomic_write
 from cis490.fleet.faults import Fault
-from cis490.fleet.layout import ATTEMPT_RE, MAX_JSON_BYTES, REQUEUE_RE, SpoolError, read_bounded
+from cis490.fleet.layout import ATTEMPT_RE, MAX_JSON_BYTES, REQUEUE_RE, Layout, SpoolError, read_bounded
 
-OUTCOMES = ("running", "done", "failed", "released", "lost", "withdrawn")
-NOT_COUNTED = ("released", "withdrawn")
+class Outcome(str, enum.Enum):
+    """An attempt record's ``outcome`` (the value is what the JSON holds)."""
+
+    RUNNING = "running"      # written at claim; a dead worker's record still says so
+    DONE = "done"
+    FAILED = "failed"
+    RELEASED = "released"    # given back (SIGTERM, or stopped by the spool): not counted
+    LOST = "lost"            # the lease was lost (swept, cancelled) before the end
+    WITHDRAWN = "withdrawn"  # lost an eventual-mode tie-break before training: not counted
+
+
+NOT_COUNTED = (Outcome.RELEASED, Outcome.WITHDRAWN)
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,7 @@ def is_counted(record: dict | None) -> bool:
     outcome = record.get("outcome")
     if outcome in NOT_COUNTED:
         return False
-    return not (outcome == "lost" and record.get("fault") == Fault.SPOOL_UNAVAILABLE.value)
+    return not (outcome == Outcome.LOST and record.get("fault") == Fault.SPOOL_UNAVAILABLE.value)
 
 
 def counted_attempts(attempts_dir: Path) -> int:
@@ -128,7 +139,7 @@ def quarantine(root: Path, path: Path, reason: str, by: str) -> Path | None:
     moved it first: not an error).
     """
     state = path.parent.name
-    dest = root / "quarantine" / f"{state}--{path.name}--{secrets.token_hex(3)}"
+    dest = Layout(root).quarantine_path(state, path.name, secrets.token_hex(3))
     try:
         os.rename(path, dest)
     except FileNotFoundError:

@@ -18,18 +18,20 @@ import re
 import secrets
 import socket
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cis490.fleet import attempts as att
+from cis490.fleet.attempts import Outcome
 from cis490.fleet import layout
 from cis490.fleet import store
 from cis490.fleet.atomic import atomic_write, fsync_dir
 from cis490.fleet.capability import Capability, detect, eligible
 from cis490.fleet.faults import Fault, hang_limit_s
 from cis490.fleet.layout import (
-    MAX_JSON_BYTES, TERMINAL, JobState, SpoolError, entry_problem, is_ambiguous_eperm,
-    is_ignored, is_spool_unavailable,
+    MAX_JSON_BYTES, TERMINAL, Consistency, JobState, SpoolError, entry_problem, is_ambiguous_eperm,
+    is_ignored, is_spool_unavailable, job_of, split_claimed,
     parse_name, read_bounded,
 )
 from cis490.fleet.spec import KINDS, JobSpec, SpecError, SpecTooNew
@@ -64,14 +66,14 @@ class WorkerInfo:
 
 
 def register(spool: Spool, worker: WorkerInfo) -> Path:
-    path = spool.root / "workers" / f"{worker.id}.json"
+    path = spool.worker_record(worker.id)
     atomic_write(path, json.dumps(worker.record(), sort_keys=True, indent=1) + "\n", tmp_dir=spool.tmp)
     return path
 
 
 def live_workers(spool: Spool, now: float) -> list[dict]:
     out = []
-    for entry in os.scandir(spool.root / "workers"):
+    for entry in os.scandir(spool.workers_dir):
         if not entry.name.endswith(".json") or entry.is_symlink():
             continue
         try:
@@ -137,7 +139,7 @@ class Claimer:
         """An EPERM reading the spec at ``path``: skipped for now (sshfs answers it while it
         reconnects), quarantined as unreadable once the same job has answered nothing else
         for ``EPERM_GRACE_S``. True if it was quarantined."""
-        name = path.name[:-5].split("@")[0]
+        name = job_of(path.name)
         first = self._eperm_first.setdefault(name, time.monotonic())
         if time.monotonic() - first < layout.EPERM_GRACE_S:
             self.skipped[name] = f"unreadable for now ({exc.strerror or exc}); tried again later"
@@ -149,7 +151,7 @@ class Claimer:
 
     def _refuse(self, path: Path, exc: SpecError) -> None:
         if isinstance(exc, SpecTooNew):  # a newer operator's job: never quarantined
-            self.skipped[path.name[:-5].split("@")[0]] = str(exc)
+            self.skipped[job_of(path.name)] = str(exc)
         else:
             att.quarantine(self.spool.root, path, str(exc), self.worker.id)
 
@@ -182,12 +184,13 @@ class Claimer:
         for entry in os.scandir(spool.state_dir(JobState.PENDING)):
             if is_ignored(entry.name):
                 continue
-            here.add(entry.name[:-5])
+            name = job_of(entry.name)
+            here.add(name)
             why = entry_problem(entry, JobState.PENDING)  # bad name, symlink, FIFO, directory: never opened
             if why:
                 att.quarantine(spool.root, Path(entry.path), why, self.worker.id)
                 continue
-            parsed = parse_name(entry.name[:-5])  # entry_problem checked the name
+            parsed = parse_name(name)  # entry_problem checked the name
             key = (entry.name, entry.inode())
             hit = self._cache.get(key)
             if hit is not None and hit[2] is None:  # a verdict that cannot change
@@ -195,11 +198,11 @@ class Claimer:
                 if hit[0] is not None:
                     ranked.append(hit[0])
                 else:
-                    self.skipped[entry.name[:-5]] = hit[1]
+                    self.skipped[name] = hit[1]
                 continue
             if hit is None and not policy.permits(parsed[0], parsed[1]):
                 cache[key] = (None, "host policy (allow_jobs/deny_jobs) excludes it", None)
-                self.skipped[entry.name[:-5]] = cache[key][1]
+                self.skipped[name] = cache[key][1]
                 continue
             spec = hit[2] if hit is not None else self._read(Path(entry.path))
             if spec is None:
@@ -274,7 +277,7 @@ class Claimer:
                 raise
             if claim is None:
                 continue
-            if spool.settings.consistency == "eventual":
+            if spool.settings.consistency == Consistency.EVENTUAL:
                 try:
                     claim.check_rivals()  # at claim, then during settle and every heartbeat
                 except LeaseLost:
@@ -313,14 +316,15 @@ class Claimer:
 
 
 class Claim:
-    """A job this worker owns; every method below is one of DESIGN §3's transitions."""
+    """A job this worker owns; every method below is one of the spool's transitions
+    (docs/SPOOL.md, "Transitions")."""
 
     def __init__(self, spool: Spool, spec: JobSpec, worker: WorkerInfo, path: Path, number: int):
         self.spool, self.spec, self.worker, self.path, self.number = spool, spec, worker, path, number
         self.name = spec.name
-        self.record_path = spool.attempts_dir(self.name) / f"{number}@{worker.id}.json"
-        self.log_path = spool.root / "logs" / self.name / f"{number}@{worker.id}.log"
-        self.progress_path = self.record_path.with_name(f"{number}@{worker.id}.progress.json")
+        self.record_path = spool.attempt_record(self.name, number, worker.id)
+        self.log_path = spool.attempt_log(self.name, number, worker.id)
+        self.progress_path = spool.progress_record(self.name, number, worker.id)
         self.record: dict = {}
         # when this claim last reached the spool, and since when it could not (for
         # telling a lease lost to an outage from one lost to a cancel, see lost_fault)
@@ -335,7 +339,7 @@ class Claim:
         claim.record = {
             "name": spec.name, "job_id": spec.id, "attempt": number, "worker": worker.id,
             "host_id": worker.capability.host_id, "hostname": socket.gethostname(),
-            "pid": os.getpid(), "outcome": "running", "claimed_at": time.time(),
+            "pid": os.getpid(), "outcome": Outcome.RUNNING.value, "claimed_at": time.time(),
         }
         # not fsynced: after a power cut a missing "running" record costs at most
         # an attempt that is not counted; every final outcome below is durable
@@ -375,7 +379,7 @@ class Claim:
                 self.note_unreachable(self._call_started)
             raise
         self.last_beat, self.unreachable_since, self._call_started = time.monotonic(), None, None
-        if self.spool.settings.consistency == "eventual":
+        if self.spool.settings.consistency == Consistency.EVENTUAL:
             self.check_rivals()
 
     def note_unreachable(self, since: float) -> None:
@@ -411,7 +415,7 @@ class Claim:
         """Record this attempt as lost; when the spool cut us off, also undo a failure a
         sweep charged for it meanwhile (``Spool.give_back_swept_failure``)."""
         fault = self.lost_fault()
-        self._write_record(outcome="lost", ended_at=time.time(), **fault, **extra)
+        self._write_record(outcome=Outcome.LOST.value, ended_at=time.time(), **fault, **extra)
         if fault and self.spool.give_back_swept_failure(self.name, self.number):
             self._write_record(given_back=True)
 
@@ -425,9 +429,9 @@ class Claim:
         for state in TERMINAL:
             if os.path.lexists(self.spool.path_of(state, self.name)):
                 self.withdraw(f"{self.name} is already {state.value} (seen beside our claim)")
-        prefix = self.name + "@"
-        rivals = [e.name[len(prefix):-5] for e in os.scandir(self.spool.state_dir(JobState.CLAIMED))
-                  if e.name.startswith(prefix) and e.name.endswith(".json") and e.name != self.path.name]
+        rivals = [parsed[1] for e in os.scandir(self.spool.state_dir(JobState.CLAIMED))
+                  if e.name != self.path.name and (parsed := split_claimed(e.name))
+                  and parsed[0] == self.name]
         if rivals:
             winner = min([self.worker.id, *rivals], key=lambda w: self.rank(self.name, w))
             if winner != self.worker.id:
@@ -435,7 +439,7 @@ class Claim:
 
     def withdraw(self, reason: str) -> None:
         """Give up a claim that lost (eventual mode); the attempt does not count."""
-        self._write_record(outcome="withdrawn", error=reason, ended_at=time.time())
+        self._write_record(outcome=Outcome.WITHDRAWN.value, error=reason, ended_at=time.time())
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -445,7 +449,7 @@ class Claim:
     def settle(self, stop=None) -> None:
         """Eventual mode: wait ``settle_s`` watching for rival claims before starting."""
         settle = self.spool.settings.settle_s
-        if self.spool.settings.consistency != "eventual" or settle <= 0:
+        if self.spool.settings.consistency != Consistency.EVENTUAL or settle <= 0:
             return
         deadline = time.monotonic() + settle
         while (left := deadline - time.monotonic()) > 0:
@@ -505,28 +509,38 @@ class Claim:
                            curves_dir=curves_dir)
         if time.monotonic() - t0 > hang_limit_s(self.spool.settings.heartbeat_s):
             self.note_unreachable(t0)  # storing hung (or crawled): a sweep may have come
-        self._finish(JobState.DONE, outcome="done", digest=stored.digest,
+        self._finish(JobState.DONE, outcome=Outcome.DONE.value, digest=stored.digest,
                      artifact_created=stored.created, **extra)
         return stored
 
     def fail(self, reason: str, *, fault: str = "job", **extra) -> None:
         """claimed → failed; ``fault`` (``faults.Fault``) says whose fault it was."""
-        self._finish(JobState.FAILED, outcome="failed", error=reason[-4000:], fault=fault, **extra)
+        self._finish(JobState.FAILED, outcome=Outcome.FAILED.value, error=reason[-4000:], fault=fault, **extra)
 
     def release(self, reason: str = "worker stopping (SIGTERM)", *, fault: str | None = None) -> None:
         """Give the job back; this attempt does not count."""
         extra = {"fault": fault} if fault else {}
-        self._finish(JobState.PENDING, outcome="released", error=reason, **extra)
+        self._finish(JobState.PENDING, outcome=Outcome.RELEASED.value, error=reason, **extra)
 
     def mark_lost(self) -> None:
-        if self.record.get("outcome") == "running":  # a withdrawal already said why
+        if self.record.get("outcome") == Outcome.RUNNING:  # a withdrawal already said why
             self._record_lost()
 
 
-def claim(spool: Spool, worker: WorkerInfo | str, now: float | None = None) -> Claim | None:
+# spool -> worker id -> Claimer (its scan cache), for claim_next
+_CLAIMERS: "weakref.WeakKeyDictionary[Spool, dict[str, Claimer]]" = weakref.WeakKeyDictionary()
+
+
+def claimer_for(spool: Spool, worker: WorkerInfo) -> Claimer:
+    """The ``Claimer`` that ``claim_next`` uses for ``worker`` on ``spool``."""
+    by_worker = _CLAIMERS.setdefault(spool, {})
+    if worker.id not in by_worker:
+        by_worker[worker.id] = Claimer(spool, worker)
+    return by_worker[worker.id]
+
+
+def claim_next(spool: Spool, worker: WorkerInfo | str, now: float | None = None) -> Claim | None:
     """Public API: claim the best eligible pending job for ``worker``, or None."""
     if isinstance(worker, str):
         worker = WorkerInfo(worker, detect(spool_root=spool.root))
-    if worker.id not in spool._claimers:
-        spool._claimers[worker.id] = Claimer(spool, worker)
-    return spool._claimers[worker.id].claim(now)
+    return claimer_for(spool, worker).claim(now)

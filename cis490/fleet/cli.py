@@ -23,7 +23,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from cis490.fleet.layout import JobState, SpoolError
+from cis490.fleet.layout import Consistency, JobState, SpoolError
 
 OPERATOR_ENV = "CIS490_OPERATOR_TOKEN"
 
@@ -68,7 +68,7 @@ def cmd_init(args) -> int:
                 "max_attempts": args.max_attempts, "consistency": args.consistency}
     if args.settle_s is not None:
         settings["settle_s"] = args.settle_s
-    elif args.consistency == "eventual":
+    elif args.consistency == Consistency.EVENTUAL:
         settings["settle_s"] = min(30.0, args.stale_after_s / 4)
     token = os.environ.get(OPERATOR_ENV)
     if token:
@@ -287,7 +287,7 @@ def cmd_fsck(args) -> int:
 def cmd_work(args) -> int:
     from cis490.fleet.claim import WorkerInfo
     from cis490.fleet.spool import Spool
-    from cis490.fleet.worker import Worker, WorkerOptions, open_spool, self_test
+    from cis490.fleet.worker import Worker, WorkerMode, WorkerOptions, open_spool, self_test
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
@@ -301,7 +301,7 @@ def cmd_work(args) -> int:
             print(f"self-test ok: {info.capability.host_id} can work on {spool.root} "
                   f"(cores {info.capability.cores}, RAM {info.capability.ram_gib} GiB, CUDA {'yes' if info.capability.cuda else 'no'})")
         return 1 if problems else 0
-    mode = "once" if args.once else "drain" if args.drain else "daemon"
+    mode = (WorkerMode.ONCE if args.once else WorkerMode.DRAIN if args.drain else WorkerMode.DAEMON).value
     opts = WorkerOptions(mode=mode, slots=args.slots, poll_s=args.poll_s, max_jobs=args.max_jobs,
                          work_root=Path(args.work_dir) if args.work_dir else None)
     return Worker(spool, info, opts).run()
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--heartbeat-s", type=float, default=30.0)
     sp.add_argument("--stale-after-s", type=float, default=600.0)
     sp.add_argument("--max-attempts", type=int, default=3)
-    sp.add_argument("--consistency", choices=("atomic", "eventual"), default="atomic")
+    sp.add_argument("--consistency", choices=[c.value for c in Consistency], default=Consistency.ATOMIC.value)
     sp.add_argument("--settle-s", type=float, default=None, help="eventual mode: wait after a claim before training (default min(30, stale-after/4))")
     sp.add_argument("--operator-group", default=None, help="only this group may write cancelled/, manifest.toml, spool.toml")
     sp.add_argument("--require-signatures", action="store_true", help="workers run only specs signed by the operator key")

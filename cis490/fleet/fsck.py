@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 from cis490.fleet import attempts as att
 from cis490.fleet import store
-from cis490.fleet.layout import JobState, is_ignored
+from cis490.fleet.layout import Consistency, JobState, is_ignored
 from cis490.fleet.spec import SpecError
 from cis490.fleet.spool import PARKED_RELOAD, PARKED_SWEEP, Spool
 
@@ -100,7 +100,7 @@ def _done_digests(spool: Spool) -> dict[str, tuple[str, object]]:
         except (SpecError, OSError):
             continue
         attempts, _ = att.list_attempts(spool.attempts_dir(name))
-        done = [a for a in attempts if (a.record or {}).get("outcome") == "done"]
+        done = [a for a in attempts if (a.record or {}).get("outcome") == att.Outcome.DONE]
         if done and isinstance(done[-1].record.get("digest"), str):  # type: ignore[union-attr]
             out[done[-1].record["digest"]] = (name, spec)  # type: ignore[index]
     return out
@@ -145,7 +145,7 @@ def fsck(spool: Spool, *, older_than_s: float = store.STALE_WRITE_S,
                 continue
             attempts, _ = att.list_attempts(spool.attempts_dir(name))
             if state is JobState.DONE:
-                done = [a for a in attempts if (a.record or {}).get("outcome") == "done"]
+                done = [a for a in attempts if (a.record or {}).get("outcome") == att.Outcome.DONE]
                 if not done:
                     findings.append(Finding("error", f"done/{loc.path.name}", "no attempt record says done"))
                     continue
@@ -163,7 +163,7 @@ def fsck(spool: Spool, *, older_than_s: float = store.STALE_WRITE_S,
                                         "no attempt record for this claim (worker died right after claiming?); "
                                         "`fsck --repair` requeues it once nobody heartbeats it"))
     stats["jobs"] = len(seen)
-    if spool.settings.consistency == "atomic":
+    if spool.settings.consistency == Consistency.ATOMIC:
         for name, states in sorted(seen.items()):
             if len(states) > 1:
                 findings.append(Finding("error", name, f"in several states at once: {', '.join(states)}"))

@@ -87,13 +87,23 @@ class JobState(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
+class Consistency(str, enum.Enum):
+    """A spool's ``consistency`` setting (docs/SPOOL.md, "Consistency modes")."""
+
+    ATOMIC = "atomic"      # one filesystem with atomic rename: local disk, NFS, SMB, sshfs
+    EVENTUAL = "eventual"  # replicated copies (Syncthing): claims settle, rivals tie-break
+
+
 STATES = tuple(JobState)
 # eventual mode: a name seen in several states keeps the first of these
 PRECEDENCE = (JobState.DONE, JobState.CANCELLED, JobState.FAILED, JobState.CLAIMED, JobState.PENDING)
 TERMINAL = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 DIRS = tuple(s.value for s in STATES) + (
-    "attempts", "logs", "workers", "models", "tmp", "quarantine",
+    "attempts", "logs", "workers", "models", "tmp", "quarantine", "events",
 )
+# made by `init` but not required by `open`: spools initialised before it existed have none
+# (a replay makes it on first use)
+LATER_DIRS = ("events",)
 
 # --- the name grammar ---------------------------------------------------------
 
@@ -150,6 +160,78 @@ def split_claimed(filename: str) -> tuple[str, str] | None:
     return name, worker
 
 
+def job_of(filename: str) -> str:
+    """The job name a state file stands for: ``NAME.json`` and ``NAME@WORKER.json`` →
+    ``NAME`` (nothing validated: ``split_claimed`` / ``parse_name`` judge the name)."""
+    stem = filename[: -len(".json")] if filename.endswith(".json") else filename
+    return stem.split("@", 1)[0]
+
+
+class Layout:
+    """Every path of one spool, and the name of every file in it (the one place that
+    spells them)::
+
+        spool.toml  manifest.toml  .stignore
+        STATE/NAME.json                        pending/ done/ failed/ cancelled/
+        claimed/NAME@WORKER.json
+        attempts/NAME/N@WORKER.json            + N@WORKER.progress.json, N.requeue.json
+        logs/NAME/N@WORKER.log
+        workers/WORKER.json
+        models/MODEL_MODE/DIGEST/              the content-addressed store
+        events/                                replays' published event streams
+        tmp/                                   every writer's staging (never synced)
+        quarantine/STATE--FILE--NONCE          + .reason.json
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.tmp = root / "tmp"
+        self.workers_dir = root / "workers"
+        self.models_dir = root / "models"
+        self.quarantine_dir = root / "quarantine"
+        self.events_dir = root / "events"
+
+    @staticmethod
+    def _checked(name: str) -> str:
+        if parse_name(name) is None:
+            raise SpoolError(f"invalid job name {name!r}")
+        return name
+
+    def state_dir(self, state: JobState) -> Path:
+        return self.root / state.value
+
+    def path_of(self, state: JobState, name: str, worker: str | None = None) -> Path:
+        self._checked(name)
+        fn = f"{name}@{worker}.json" if state is JobState.CLAIMED else f"{name}.json"
+        return self.state_dir(state) / fn
+
+    def attempts_dir(self, name: str) -> Path:
+        return self.root / "attempts" / self._checked(name)
+
+    def logs_dir(self, name: str) -> Path:
+        return self.root / "logs" / self._checked(name)
+
+    def attempt_record(self, name: str, number: int, worker: str) -> Path:
+        return self.attempts_dir(name) / f"{number}@{worker}.json"
+
+    def progress_record(self, name: str, number: int, worker: str) -> Path:
+        return self.attempts_dir(name) / f"{number}@{worker}.progress.json"
+
+    def requeue_marker(self, name: str, number: int) -> Path:
+        return self.attempts_dir(name) / f"{number}.requeue.json"
+
+    def attempt_log(self, name: str, number: int, worker: str) -> Path:
+        return self.logs_dir(name) / f"{number}@{worker}.log"
+
+    def worker_record(self, worker: str) -> Path:
+        return self.workers_dir / f"{worker}.json"
+
+    def quarantine_path(self, state: str, filename: str, nonce: str) -> Path:
+        return self.quarantine_dir / f"{state}--{filename}--{nonce}"
+
+    name_of_file = staticmethod(job_of)
+
+
 def is_ignored(filename: str) -> bool:
     """Files that belong to no one's protocol: dotfiles (incl. our own temp
     files and Syncthing's ``.syncthing.*.tmp``) and ``~syncthing~*``."""
@@ -204,7 +286,7 @@ class Settings:
     """``spool.toml``: written once by ``init``; every worker reads it."""
 
     format: int = FORMAT
-    consistency: str = "atomic"      # atomic | eventual
+    consistency: str = Consistency.ATOMIC.value   # a Consistency value
     heartbeat_s: float = 30.0
     stale_after_s: float = 600.0
     max_attempts: int = 3
@@ -218,7 +300,7 @@ class Settings:
     def validate(self) -> "Settings":
         if self.format != FORMAT:
             raise SpoolError(f"spool format {self.format} is not supported (this is {FORMAT})")
-        if self.consistency not in ("atomic", "eventual"):
+        if self.consistency not in tuple(c.value for c in Consistency):
             raise SpoolError(f"consistency must be 'atomic' or 'eventual', not {self.consistency!r}")
         if not self.heartbeat_s > 0:
             raise SpoolError("heartbeat_s must be > 0")
@@ -233,7 +315,7 @@ class Settings:
             raise SpoolError("require_signatures needs at least one operator public key")
         if self.prefer_cuda_grace_s < 0 or self.settle_s < 0:
             raise SpoolError("prefer_cuda_grace_s and settle_s must be >= 0")
-        if self.consistency == "eventual" and not 0 < self.settle_s <= self.stale_after_s / 2:
+        if self.consistency == Consistency.EVENTUAL and not 0 < self.settle_s <= self.stale_after_s / 2:
             raise SpoolError(
                 "eventual mode needs 0 < settle_s <= stale_after_s/2 (a claim must settle, "
                 "then heartbeat, well before it could look stale)"

@@ -12,16 +12,15 @@ from pathlib import Path
 
 from cis490.fleet import attempts as att
 from cis490.fleet.claim import live_workers
-from cis490.fleet.layout import MAX_JSON_BYTES, JobState, SpoolError, read_bounded
+from cis490.fleet.layout import MAX_JSON_BYTES, JobState, SpoolError, job_of, parse_name, read_bounded
 from cis490.fleet.spec import SpecError
 from cis490.fleet.spool import Spool
 from cis490.fleet.store import iter_artifacts
 
 
 def job_row(spool: Spool, state: JobState, path: Path, worker: str | None) -> dict:
-    name = path.name[: -len(".json")].split("@")[0]
-    model, _, rest = name.partition("_")
-    mode = rest.split(".")[0]
+    name = job_of(path.name)
+    model, mode, _ = parse_name(name) or (name, "", "")
     try:
         spec = spool.read_spec(path)
         job_id, priority = spec.id, spec.priority
@@ -80,11 +79,11 @@ def read_log(path: Path, limit: int = 1 << 20) -> str:
 
 
 def logs_of(spool: Spool, name: str) -> list[Path]:
-    d = spool.root / "logs" / name
+    d = spool.logs_dir(name)
     if d.is_symlink() or not d.is_dir():
         return []
     def key(p: Path):
-        n = p.name.split("@")[0]
+        n = job_of(p.name)  # N@WORKER.log -> N
         return (int(n) if n.isdigit() else 0, p.name)
     return sorted((p for p in d.iterdir() if p.name.endswith(".log") and not p.is_symlink()), key=key)
 

@@ -26,8 +26,9 @@ from pathlib import Path
 from cis490.fleet import attempts as att
 from cis490.fleet.atomic import atomic_write
 from cis490.fleet.layout import (
-    DIRS, MANIFEST_COPY, MAX_JSON_BYTES, MAX_TOML_BYTES, PRECEDENCE, SETTINGS_FILE, BadEntry, JobState, Settings,
-    SpoolError, entry_problem, is_ambiguous_eperm, is_ignored, is_spool_unavailable, parse_name, read_bounded, split_claimed,
+    DIRS, LATER_DIRS, MANIFEST_COPY, MAX_JSON_BYTES, MAX_TOML_BYTES, PRECEDENCE, SETTINGS_FILE, BadEntry,
+    Consistency, JobState, Layout, Settings, SpoolError, entry_problem, is_ambiguous_eperm, is_ignored, is_spool_unavailable,
+    job_of, parse_name, read_bounded, split_claimed,
 )
 from cis490.fleet.manifest import HostPolicy, Manifest, load_manifest, parse_manifest, pin_data_digests
 from cis490.fleet.spec import JobSpec, SpecError, SpecTooNew, parse_spec
@@ -96,14 +97,15 @@ class Location:
     worker: str | None = None
 
 
-class Spool:
+class Spool(Layout):
+    """One spool: its ``Layout`` (every path and name), its settings, and the
+    transitions that do not belong to one claim (reload, cancel, requeue, sweep)."""
+
     def __init__(self, root: Path, settings: Settings):
-        self.root = root
+        super().__init__(root)
         self.settings = settings
-        self.tmp = root / "tmp"
         self._manifest_cache: tuple[tuple[int, int], Manifest] | None = None
         self._key = None
-        self._claimers: dict = {}  # worker id → Claimer (its scan cache), for Spool.claim
 
     # --- opening -----------------------------------------------------------------
 
@@ -144,7 +146,7 @@ class Spool:
             raise SpoolError(f"{root} is not a spool (no {SETTINGS_FILE}): run `cis490-spool init` first") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise SpoolError(f"cannot read {root / SETTINGS_FILE}: {exc}") from None
-        missing = [d for d in DIRS if not (root / d).is_dir()]
+        missing = [d for d in DIRS if d not in LATER_DIRS and not (root / d).is_dir()]
         if missing:
             raise SpoolError(f"{root} lacks {', '.join(missing)}: run `cis490-spool init` again")
         links = [d for d in DIRS if (root / d).is_symlink()]
@@ -154,20 +156,6 @@ class Spool:
         return cls(root, Settings.from_toml(text))
 
     # --- paths and listing -------------------------------------------------------------
-
-    def state_dir(self, state: JobState) -> Path:
-        return self.root / state.value
-
-    def path_of(self, state: JobState, name: str, worker: str | None = None) -> Path:
-        if parse_name(name) is None:
-            raise SpoolError(f"invalid job name {name!r}")
-        fn = f"{name}@{worker}.json" if state is JobState.CLAIMED else f"{name}.json"
-        return self.state_dir(state) / fn
-
-    def attempts_dir(self, name: str) -> Path:
-        if parse_name(name) is None:
-            raise SpoolError(f"invalid job name {name!r}")
-        return self.root / "attempts" / name
 
     def scan(self, state: JobState) -> list[Location]:
         """Well-formed entries of one state directory (others are left for sweep)."""
@@ -185,8 +173,7 @@ class Spool:
 
     @staticmethod
     def name_of(loc: Location) -> str:
-        stem = loc.path.name[: -len(".json")]
-        return stem.split("@")[0]
+        return job_of(loc.path.name)
 
     def locate(self, name: str) -> list[Location]:
         """Every place a job name occurs (one in atomic mode, except mid-race)."""
@@ -236,7 +223,7 @@ class Spool:
         real permission error; the claimer skips the file and believes it only
         after ``EPERM_GRACE_S``).
         """
-        name = path.name[: -len(".json")].split("@")[0]
+        name = job_of(path.name)
         try:
             data = read_bounded(path, MAX_JSON_BYTES)
         except BadEntry as exc:
@@ -456,13 +443,7 @@ class Spool:
                     return loc.state
         raise SpoolError(f"{name} is {locs[0].state.value}: only failed or cancelled jobs can be requeued")
 
-    # --- worker transitions (see claim.py for the claim itself) ---------------------------
-
-    def claim(self, worker, now: float | None = None):
-        """Claim the best eligible pending job for ``worker`` → ``Claim`` or None."""
-        from cis490.fleet.claim import claim
-
-        return claim(self, worker, now)
+    # --- worker transitions (the claim itself, and what its owner does: claim.py) ---------
 
     def sweep(self, now: float | None = None, *, by: str = "sweep", full: bool = True) -> SweepResult:
         """Reclaim claims whose heartbeat is older than ``stale_after_s``.
@@ -475,7 +456,7 @@ class Spool:
         records silent for a day.
         """
         now = self.fs_now(by, keep=False) if now is None else now
-        reconciled = self.reconcile(now) if self.settings.consistency == "eventual" else []
+        reconciled = self.reconcile(now) if self.settings.consistency == Consistency.EVENTUAL else []
         requeued, failed, quarantined = [], [], []
         for state in (JobState if full else (JobState.CLAIMED,)):
             for entry in os.scandir(self.state_dir(state)):
@@ -495,7 +476,7 @@ class Spool:
                     continue
                 if now - mtime <= self.settings.stale_after_s:
                     continue
-                if self.settings.consistency == "eventual" and any(
+                if self.settings.consistency == Consistency.EVENTUAL and any(
                     self.name_of(l) == name and l.path.name != entry.name for l in self.scan(JobState.CLAIMED)
                 ):
                     continue  # a rival claim exists: reconcile removes ours once theirs is fresh
@@ -516,11 +497,11 @@ class Spool:
                 except FileNotFoundError:
                     continue
         removed = []
-        for entry in os.scandir(self.root / "workers"):
+        for entry in os.scandir(self.workers_dir):
             try:
                 if entry.name.endswith(".json") and now - entry.stat(follow_symlinks=False).st_mtime > 86400:
                     os.unlink(entry.path)
-                    removed.append(entry.name[:-5])
+                    removed.append(job_of(entry.name))
             except FileNotFoundError:
                 continue
         return SweepResult(tuple(requeued), tuple(failed), tuple(quarantined), tuple(removed),
@@ -560,7 +541,7 @@ class Spool:
         attempts, after = att.list_attempts(self.attempts_dir(name))
         if not attempts or max(a.number for a in attempts) != number:
             return False
-        if any((a.record or {}).get("outcome") == "failed" for a in attempts if a.number > after):
+        if any((a.record or {}).get("outcome") == att.Outcome.FAILED for a in attempts if a.number > after):
             return False
         if att.counted_attempts(self.attempts_dir(name)) >= self.settings.max_attempts:
             return False
@@ -583,7 +564,7 @@ class Spool:
                     continue
             except FileNotFoundError:
                 continue
-            name = entry.name.split("@")[0].split(".json")[0]
+            name = job_of(entry.name.split(f".{marker}-")[0])
             if parse_name(name) is None:
                 continue
             if self.locate(name):

@@ -23,6 +23,7 @@ released (not counted), never failed.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import logging
@@ -43,6 +44,7 @@ from cis490.fleet.capability import Verdict
 from cis490.fleet.claim import Claim, Claimer, WorkerInfo, register
 from cis490.fleet.faults import Fault, Outage, Watchdog, hang_limit_s
 from cis490.fleet import layout
+from cis490.fleet.attempts import Outcome
 from cis490.fleet.layout import SpoolError, is_ambiguous_eperm, is_spool_unavailable
 from cis490.fleet.memory import PENDING, MemoryGate
 from cis490.fleet.spec import SpecError, driver_argv
@@ -57,9 +59,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROGRESS_KEYS = ("epoch", "epochs", "loss", "val_macro_f1", "epoch_fraction")
 
 
+class WorkerMode(str, enum.Enum):
+    """How long a worker runs (``work``, ``work --drain``, ``work --once``)."""
+
+    DAEMON = "daemon"  # until stopped: waits for new jobs (filesystem events + polling)
+    DRAIN = "drain"    # until no claimable job remains and its jobs are done
+    ONCE = "once"      # fills its slots once, finishes those jobs, exits (cron)
+
+
 @dataclass
 class WorkerOptions:
-    mode: str = "daemon"             # daemon | once | drain
+    mode: str = WorkerMode.DAEMON.value  # a WorkerMode value
     slots: int | None = None         # None: the host's manifest policy (default 1)
     poll_s: float = 5.0              # polling fallback for network filesystems
     release_grace_s: float = 10.0    # SIGTERM → SIGKILL of a job when stopping
@@ -192,7 +202,7 @@ class Worker:
             for lock in self._locks:
                 lock.release()
             return 0
-        observer = self._start_watch() if self.opts.mode == "daemon" and self.opts.watch else None
+        observer = self._start_watch() if self.opts.mode == WorkerMode.DAEMON and self.opts.watch else None
         log.info("worker %s up: %d slot(s), mode %s, spool %s", self.info.id, slots,
                  self.opts.mode, self.spool.root)
         try:
@@ -292,13 +302,13 @@ class Worker:
                 if got is not None:
                     self._start(got)
                     continue
-                if self.opts.mode == "once" and not self.memory.busy():
+                if self.opts.mode == WorkerMode.ONCE and not self.memory.busy():
                     claiming = False
-            elif self.opts.mode == "once" and len(self.running) >= slots:
+            elif self.opts.mode == WorkerMode.ONCE and len(self.running) >= slots:
                 claiming = False
             break
         self.outage.clear(LOOP)  # the whole pass went through: the spool answers again
-        if not self.running and (self.opts.mode != "daemon" or not self._budget_left()):
+        if not self.running and (self.opts.mode != WorkerMode.DAEMON or not self._budget_left()):
             if not ((self.memory.busy() or self.claimer.deferred()) and self._budget_left()):
                 # (an estimate under way, or a spec that answered EPERM, may still make a
                 # job claimable)
@@ -420,19 +430,19 @@ class Worker:
             return True
 
     def _run_job(self, claim: Claim) -> None:
-        outcome = "failed"
+        outcome = Outcome.FAILED.value
         try:
             outcome = self._execute(claim)
         except LeaseLost as exc:
             log.warning("%s", exc)
             self._quietly(claim, claim.mark_lost)  # no-op when a withdrawal already recorded why
-            outcome = claim.record.get("outcome", "lost")
+            outcome = claim.record.get("outcome", Outcome.LOST.value)
         except Exception as exc:  # never let one job take the worker down
             if isinstance(exc, OSError) and self._spool_down(exc, f"job {claim.name}"):
                 # the spool's fault: give the job back (not counted)
                 log.warning("job %s stopped by the spool (%s): releasing it, not counted",
                             claim.name, exc)
-                outcome, why = "released", f"spool unavailable: {exc}"
+                outcome, why = Outcome.RELEASED.value, f"spool unavailable: {exc}"
                 try:
                     self._settle_on_spool(claim, "releasing", lambda: claim.release(
                         why, fault=Fault.SPOOL_UNAVAILABLE.value))
@@ -460,7 +470,7 @@ class Worker:
         claim.settle(self.stopping)  # eventual mode: rival claims withdraw here (LeaseLost)
         if self.stopping.is_set():
             claim.release()
-            return "released"
+            return Outcome.RELEASED.value
         base = self.opts.work_root or Path(tempfile.gettempdir()) / "cis490-work"
         base.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f"{claim.name}.{claim.number}.", dir=base))
@@ -473,7 +483,7 @@ class Worker:
             except SpecError as exc:
                 why = f"cannot build the job's command: {exc}"
                 self._settle_on_spool(claim, "failing", lambda: claim.fail(why, fault=Fault.JOB.value))
-                return "failed"
+                return Outcome.FAILED.value
             return self._supervise(claim, argv, workdir, out_dir, local_log, t_claim)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -586,7 +596,7 @@ class Worker:
                 self._quietly(claim, claim.publish_log, local_log)
                 if self._settle_on_spool(claim, "releasing", claim.release):
                     log.info("released %s", claim.name)
-                return "released"
+                return Outcome.RELEASED.value
         t_end = time.monotonic()
         relay.join(timeout=5)
         self._quietly(claim, claim.publish_log, local_log)
@@ -598,14 +608,14 @@ class Worker:
             if not self._settle_on_spool(claim, "failing", lambda: claim.fail(
                     f"exit status {code}: {last}", fault=Fault.JOB.value, exit_code=code,
                     log_tail=tail, timings=timings)):
-                return "released"  # stopped before the failure could be recorded: a sweep decides
+                return Outcome.RELEASED.value  # stopped before the failure could be recorded: a sweep decides
             log.warning("failed %s (exit %d)", claim.name, code)
-            return "failed"
+            return Outcome.FAILED.value
         if not out_dir.is_dir():
             self._settle_on_spool(claim, "failing", lambda: claim.fail(
                 "the job exited 0 but wrote no output", fault=Fault.JOB.value, exit_code=0,
                 timings=timings))
-            return "failed"
+            return Outcome.FAILED.value
         timings["exited_at"] = time.time()  # ended_at - exited_at = store + record overhead
         # the curves (metrics.jsonl, TensorBoard events) are stored beside the bundle,
         # outside its digest: they hold wall-clock times
@@ -614,10 +624,10 @@ class Worker:
         stored = []
         if not self._settle_on_spool(claim, "storing", lambda: stored.append(claim.complete(
                 out_dir, curves_dir=workdir / "curves", exit_code=0, timings=timings))):
-            return "released"  # stopped meanwhile: the claim stays; a sweep gives the job back
+            return Outcome.RELEASED.value  # stopped meanwhile: the claim stays; a sweep gives the job back
         log.info("done %s → %s%s", claim.name, stored[-1].digest[:12],
                  "" if stored[-1].created else " (identical artifact already stored)")
-        return "done"
+        return Outcome.DONE.value
 
 
 def open_spool(spool_path: str | os.PathLike) -> Spool:

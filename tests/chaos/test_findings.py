@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from cis490.fleet.claim import claim_next
 from cis490.fleet import Spool
 from cis490.fleet.claim import Claimer
 from tests.fleet.conftest import smoke_manifest, worker_info
@@ -62,7 +63,7 @@ def test_lease_lost_during_settle_closes_the_attempt_record(tmp_path):
     smoke_manifest(tmp_path / "m.toml", 1)
     spool.reload(tmp_path / "m.toml")
     info = worker_info("h1")
-    claim = spool.claim(info)
+    claim = claim_next(spool, info)
     assert claim is not None
     # reconcile on another worker removes our claim (the job is done elsewhere)
     threading.Timer(0.3, lambda: os.unlink(claim.path)).start()
@@ -86,7 +87,7 @@ def test_a_sweeper_killed_mid_sweep_loses_no_job(tmp_path, monkeypatch):
     spool = Spool.init(tmp_path / "spool", heartbeat_s=0.2, stale_after_s=2.0)
     smoke_manifest(tmp_path / "m.toml", 1)
     spool.reload(tmp_path / "m.toml")
-    claim = spool.claim(worker_info("h1"))
+    claim = claim_next(spool, worker_info("h1"))
     assert claim is not None
 
     class Killed(BaseException):

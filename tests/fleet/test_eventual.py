@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from cis490.fleet.claim import claim_next
 from cis490.fleet import JobState, LeaseLost, Spool, SpoolError
 from cis490.fleet.attempts import counted_attempts
 from cis490.fleet.claim import Claim
@@ -52,7 +53,7 @@ def test_init_writes_stignore_for_tmp_and_locks(espool):
 def test_rival_claim_loser_withdraws_and_winner_keeps_it(espool, tmp_path):
     name = one_job(espool, tmp_path)
     me = worker_info("a")
-    claim = espool.claim(me)
+    claim = claim_next(espool, me)
     assert claim is not None
     rivals = [f"rival-{i}" for i in range(20)]
     winner_rival = next(r for r in rivals if Claim.rank(name, r) < Claim.rank(name, me.id))
@@ -72,7 +73,7 @@ def test_rival_claim_loser_withdraws_and_winner_keeps_it(espool, tmp_path):
 def test_rival_appearing_during_settle_is_detected(espool, tmp_path):
     name = one_job(espool, tmp_path)
     me = worker_info("a")
-    claim = espool.claim(me)
+    claim = claim_next(espool, me)
     winner = next(f"r{i}" for i in range(100) if Claim.rank(name, f"r{i}") < Claim.rank(name, me.id))
     timer = threading.Timer(0.1, fake_rival_claim, (espool, name, winner))
     timer.start()
@@ -84,7 +85,7 @@ def test_rival_appearing_during_settle_is_detected(espool, tmp_path):
 
 def test_settle_without_rivals_waits_the_settle_period(espool, tmp_path):
     one_job(espool, tmp_path)
-    claim = espool.claim(worker_info("a"))
+    claim = claim_next(espool, worker_info("a"))
     t0 = time.monotonic()
     claim.settle()
     assert time.monotonic() - t0 >= espool.settings.settle_s - 0.01
@@ -93,7 +94,7 @@ def test_settle_without_rivals_waits_the_settle_period(espool, tmp_path):
 
 def test_done_elsewhere_stops_a_duplicate_run(espool, tmp_path):
     name = one_job(espool, tmp_path)
-    claim = espool.claim(worker_info("a"))
+    claim = claim_next(espool, worker_info("a"))
     shutil.copyfile(claim.path, espool.path_of(JobState.DONE, name))  # the other device finished it
     with pytest.raises(LeaseLost, match="already done"):
         claim.heartbeat()
@@ -101,7 +102,7 @@ def test_done_elsewhere_stops_a_duplicate_run(espool, tmp_path):
 
 def test_reconcile_removes_a_pending_copy_beside_a_live_claim(espool, tmp_path):
     name = one_job(espool, tmp_path)
-    claim = espool.claim(worker_info("a"))
+    claim = claim_next(espool, worker_info("a"))
     shutil.copyfile(claim.path, espool.path_of(JobState.PENDING, name))  # Syncthing brought it back
     result = espool.sweep()
     assert result.reconciled == (f"pending/{name}.json",)
@@ -128,7 +129,7 @@ def test_reconcile_keeps_the_highest_precedence(espool, tmp_path, states, keep):
 
 def test_stale_claim_beside_a_fresh_rival_is_removed_not_requeued(espool, tmp_path):
     name = one_job(espool, tmp_path)
-    claim = espool.claim(worker_info("a"))
+    claim = claim_next(espool, worker_info("a"))
     old = fake_rival_claim(espool, name, "dead-1")
     os.utime(old, (time.time() - 100, time.time() - 100))
     result = espool.sweep()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cis490.fleet.claim import claim_next, claimer_for
 from cis490.fleet import Spool
 
 from .conftest import smoke_manifest, worker_info
@@ -21,11 +22,11 @@ def _drain(root: str, host: str, out_dir: str, barrier) -> None:
     art.mkdir(parents=True)
     barrier.wait()
     while True:
-        claim = spool.claim(w)
+        claim = claim_next(spool, w)
         if claim is None:
             # confirm with a fresh scan before leaving
-            spool._claimers[w.id].invalidate()
-            claim = spool.claim(w)
+            claimer_for(spool, w).invalidate()
+            claim = claim_next(spool, w)
             if claim is None:
                 return
         (art / "model.json").write_text(claim.name)

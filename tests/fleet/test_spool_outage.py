@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from cis490.fleet.claim import claim_next
 from cis490.fleet import JobState, Spool
 from cis490.fleet import claim as claim_mod
 from cis490.fleet import store as store_mod
@@ -132,7 +133,7 @@ def test_an_outage_logs_one_line_at_its_start_and_one_at_its_end(caplog):
 
 def test_a_claim_is_not_taken_for_lost_while_the_spool_cannot_say(spool, tmp_path, monkeypatch):
     [name] = enqueue(spool, tmp_path, 1)
-    c = claim_mod.claim(spool, worker_info("h"))
+    c = claim_mod.claim_next(spool, worker_info("h"))
     assert c.alive
     monkeypatch.setattr(claim_mod.os, "lstat", Flaky(os.lstat, errno.EIO, lambda: True))
     with pytest.raises(OSError) as info:              # os.path.lexists would have said False
@@ -238,7 +239,7 @@ def test_a_claim_whose_record_cannot_be_written_goes_back_to_pending_at_once(spo
     flaky = Flaky(claim_mod.att.write_record, errno.ENOSPC, lambda: True)
     monkeypatch.setattr(claim_mod.att, "write_record", flaky)
     with pytest.raises(OSError) as info:
-        claim_mod.claim(spool, worker_info("h"))
+        claim_mod.claim_next(spool, worker_info("h"))
     assert info.value.errno == errno.ENOSPC and flaky.raised == 1
     # not left in claimed/ without a record for a sweep to find stale_after_s later
     assert sorted(spool.name_of(l) for l in spool.scan(JobState.PENDING)) == jobs
@@ -393,7 +394,7 @@ def test_a_failure_a_sweep_charged_to_a_cut_off_attempt_is_given_back(tmp_path, 
 def test_a_lease_lost_without_an_outage_still_counts(spool, tmp_path):
     # a cancel (or any removal) while the spool answers: the lost attempt counts
     [name] = enqueue(spool, tmp_path, 1, seconds=0.0)
-    c = spool.claim(worker_info("h"))
+    c = claim_next(spool, worker_info("h"))
     os.unlink(c.path)
     with pytest.raises(claim_mod.LeaseLost):
         c.heartbeat()
@@ -405,7 +406,7 @@ def test_a_lease_lost_without_an_outage_still_counts(spool, tmp_path):
 
 def test_a_sweep_failure_is_not_given_back_after_a_job_fault_or_a_later_attempt(spool, tmp_path):
     [name] = enqueue(spool, tmp_path, 1)
-    c = spool.claim(worker_info("h"))
+    c = claim_next(spool, worker_info("h"))
     c.fail("exit status 1: boom")                     # the job's own fault: stays failed
     assert not spool.give_back_swept_failure(name, c.number)
     assert not spool.give_back_swept_failure(name, c.number + 1)   # not the latest attempt
@@ -562,7 +563,7 @@ def test_a_claim_whose_first_record_hung_past_a_sweep_is_not_charged(spool, tmp_
             assert spool.sweep(by="rival").requeued == (name,)
         return real(path, record, tmp_dir, **kw)
     monkeypatch.setattr(claim_mod.att, "write_record", stalled)
-    c = spool.claim(worker_info("h"))
+    c = claim_next(spool, worker_info("h"))
     with pytest.raises(claim_mod.LeaseLost):
         c.heartbeat()
     c.mark_lost()
@@ -577,7 +578,7 @@ def test_a_finish_after_a_hang_past_a_sweep_is_a_lost_lease_not_a_second_done(sp
     # job; back, our rename meets ENOENT beside done/NAME (as a lost reply's retry would):
     # a later attempt by another worker says it is not ours
     [name] = enqueue(spool, tmp_path, 1)
-    c = spool.claim(worker_info("h"))
+    c = claim_next(spool, worker_info("h"))
     out = tmp_path / "out"
     out.mkdir()
     (out / "model.bin").write_bytes(b"x")
@@ -588,7 +589,7 @@ def test_a_finish_after_a_hang_past_a_sweep_is_a_lost_lease_not_a_second_done(sp
             hung.append(1)                                # happen while it hangs
             time.sleep(3.1)                               # > the hang limit (3 s), stale (2 s)
             assert spool.sweep(by="rival").requeued == (name,)
-            other = spool.claim(worker_info("rival"))
+            other = claim_next(spool, worker_info("rival"))
             other.complete(out)
         return real_put(*a, **k)
     monkeypatch.setattr(claim_mod.store, "put", put_that_hangs)

@@ -8,6 +8,7 @@ import tarfile
 
 import zstandard
 
+from cis490.fleet.claim import claim_next
 from cis490.fleet import JobState
 from cis490.fleet import store
 from cis490.fleet.fsck import fsck
@@ -77,7 +78,7 @@ def test_fsck_is_clean_then_detects_a_corrupted_bundle(spool, tmp_path):
     spool.reload(tmp_path / "m.toml")
     w = worker_info()
     for i in range(2):
-        claim = spool.claim(w)
+        claim = claim_next(spool, w)
         d = tmp_path / f"a{i}"
         d.mkdir()
         (d / "m.json").write_text(claim.name)
@@ -194,7 +195,7 @@ def test_fsck_flags_tampered_or_missing_curves(spool, tmp_path):
     spool.reload(tmp_path / "m.toml")
     w = worker_info()
     for i in range(2):
-        claim = spool.claim(w)
+        claim = claim_next(spool, w)
         claim.complete(model_dir(tmp_path, f"a{i}", claim.name),
                        curves_dir=write_curves(tmp_path / f"c{i}"))
     findings, stats = fsck(spool)

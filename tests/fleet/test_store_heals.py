@@ -14,6 +14,7 @@ import time
 import pytest
 import zstandard
 
+from cis490.fleet.claim import claim_next
 from cis490.fleet import store
 from cis490.fleet.layout import JobState
 
@@ -128,7 +129,7 @@ def test_the_next_writer_replaces_a_partial_bundle_or_writes_a_missing_one(spool
 def test_fsck_repair_completes_a_done_jobs_entry_with_that_jobs_provenance(spool, tmp_path):
     smoke_manifest(tmp_path / "m.toml", 1)
     spool.reload(tmp_path / "m.toml")
-    claim = spool.claim(worker_info())
+    claim = claim_next(spool, worker_info())
     stored = claim.complete(art(tmp_path))
     written = json.loads((stored.path / store.RECORD).read_text())
     (stored.path / store.RECORD).unlink()                   # e.g. lost in a power cut
@@ -242,7 +243,7 @@ def test_stray_temp_files_are_warned_about_and_removed_by_repair_or_the_next_wri
 def test_a_corrupt_bundle_is_an_error_that_repair_refuses_to_touch(spool, tmp_path):
     smoke_manifest(tmp_path / "m.toml", 1)
     spool.reload(tmp_path / "m.toml")
-    stored = spool.claim(worker_info()).complete(art(tmp_path))
+    stored = claim_next(spool, worker_info()).complete(art(tmp_path))
     bundle = stored.path / store.BUNDLE
     tar = bytearray(zstandard.ZstdDecompressor().decompress(bundle.read_bytes()))
     tar[600] ^= 0xFF                                         # one byte of the checkpoint
@@ -320,7 +321,7 @@ def test_repair_requeues_a_claim_without_attempt_record_and_the_job_is_not_lost(
     # runnable: a worker claims both and they end done; then fsck is clean
     w = worker_info()
     for i in range(2):
-        claim = spool.claim(w)
+        claim = claim_next(spool, w)
         claim.complete(art(tmp_path, f"a{i}", claim.name))
     assert spool.counts() == {"pending": 0, "claimed": 0, "done": 2, "failed": 0, "cancelled": 0}
     assert fsck_json(spool) == (0, {"ok": True, "findings": [], "stats": {

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from cis490.fleet.claim import claim_next
 from cis490.fleet import JobState, LeaseLost, Spool, SpoolError
 from cis490.fleet.attempts import counted_attempts
 from cis490.fleet.spool import rename_resolved
@@ -43,7 +44,7 @@ def test_enqueue_claim_heartbeat_complete(spool, tmp_path):
     assert spool.reload(tmp_path / "m.toml").new == 1
     [name] = only(spool, JobState.PENDING)
     w = worker_info()
-    claim = spool.claim(w)
+    claim = claim_next(spool, w)
     assert claim is not None and claim.name == name
     assert only(spool, JobState.PENDING) == []
     assert claim.path == spool.root / "claimed" / f"{name}@{w.id}.json"
@@ -62,7 +63,7 @@ def test_enqueue_claim_heartbeat_complete(spool, tmp_path):
 def test_fail_moves_to_failed_with_reason(spool, tmp_path):
     smoke_manifest(tmp_path / "m.toml", 1)
     spool.reload(tmp_path / "m.toml")
-    claim = spool.claim(worker_info())
+    claim = claim_next(spool, worker_info())
     claim.fail("boom: exit 3")
     assert only(spool, JobState.FAILED) == [claim.name]
     assert json.loads(claim.record_path.read_text())["error"] == "boom: exit 3"
@@ -71,11 +72,11 @@ def test_fail_moves_to_failed_with_reason(spool, tmp_path):
 def test_release_returns_to_pending_without_spending_an_attempt(spool, tmp_path):
     smoke_manifest(tmp_path / "m.toml", 1)
     spool.reload(tmp_path / "m.toml")
-    claim = spool.claim(worker_info())
+    claim = claim_next(spool, worker_info())
     claim.release()
     assert only(spool, JobState.PENDING) == [claim.name]
     assert counted_attempts(spool.attempts_dir(claim.name)) == 0
-    again = spool.claim(worker_info("other"))
+    again = claim_next(spool, worker_info("other"))
     assert again.name == claim.name and again.number == 2
 
 
@@ -105,7 +106,7 @@ def test_rename_resolved_treats_retransmitted_success_as_success(tmp_path):
 def test_stale_sweep_uses_injected_now(spool, tmp_path):
     smoke_manifest(tmp_path / "m.toml", 1)
     spool.reload(tmp_path / "m.toml")
-    claim = spool.claim(worker_info())
+    claim = claim_next(spool, worker_info())
     mtime = claim.path.stat().st_mtime
     assert spool.sweep(now=mtime + 1.0).requeued == ()  # fresh heartbeat: left alone
     result = spool.sweep(now=mtime + spool.settings.stale_after_s + 0.5)
@@ -119,20 +120,20 @@ def test_max_attempts_spent_goes_to_failed(spool, tmp_path):
     smoke_manifest(tmp_path / "m.toml", 1)
     spool.reload(tmp_path / "m.toml")
     for attempt in range(1, spool.settings.max_attempts + 1):
-        claim = spool.claim(worker_info(f"h{attempt}"))
+        claim = claim_next(spool, worker_info(f"h{attempt}"))
         assert claim is not None and claim.number == attempt
         now = claim.path.stat().st_mtime + spool.settings.stale_after_s + 1
         result = spool.sweep(now=now)
     assert result.failed == (claim.name,)
     assert only(spool, JobState.FAILED) == [claim.name]
-    assert spool.claim(worker_info("late")) is None
+    assert claim_next(spool, worker_info("late")) is None
 
 
 def test_cancel_pending_and_claimed(spool, tmp_path):
     smoke_manifest(tmp_path / "m.toml", 2)
     spool.reload(tmp_path / "m.toml")
     first, second = only(spool, JobState.PENDING)
-    claim = spool.claim(worker_info())
+    claim = claim_next(spool, worker_info())
     running = claim.name
     idle = second if running == first else first
     assert spool.cancel(idle) is JobState.PENDING
@@ -148,7 +149,7 @@ def test_requeue_gives_a_fresh_attempt_budget(spool, tmp_path):
     smoke_manifest(tmp_path / "m.toml", 1)
     spool.reload(tmp_path / "m.toml")
     for i in range(spool.settings.max_attempts):
-        claim = spool.claim(worker_info(f"h{i}"))
+        claim = claim_next(spool, worker_info(f"h{i}"))
         spool.sweep(now=claim.path.stat().st_mtime + 100)
     name = claim.name
     assert only(spool, JobState.FAILED) == [name]
@@ -156,7 +157,7 @@ def test_requeue_gives_a_fresh_attempt_budget(spool, tmp_path):
     assert spool.requeue(name) is JobState.FAILED
     assert only(spool, JobState.PENDING) == [name]
     assert counted_attempts(spool.attempts_dir(name)) == 0
-    claim = spool.claim(worker_info("again"))
+    claim = claim_next(spool, worker_info("again"))
     assert claim.number == 4  # numbering continues; the budget is fresh
     with pytest.raises(SpoolError, match="only failed or cancelled"):
         spool.requeue(name)
@@ -165,7 +166,7 @@ def test_requeue_gives_a_fresh_attempt_budget(spool, tmp_path):
 def test_complete_after_lease_loss_raises_and_records_lost(spool, tmp_path):
     smoke_manifest(tmp_path / "m.toml", 1)
     spool.reload(tmp_path / "m.toml")
-    claim = spool.claim(worker_info())
+    claim = claim_next(spool, worker_info())
     spool.cancel(claim.name)
     with pytest.raises(LeaseLost):
         claim.complete(artifact_dir(tmp_path))
@@ -198,7 +199,7 @@ def test_claim_prefers_priority_then_age(spool, tmp_path):
     spool.reload(m2, now_ns=2)  # the priority-0 job is newer
     w = worker_info()
     order = []
-    while (c := spool.claim(w)) is not None:
+    while (c := claim_next(spool, w)) is not None:
         order.append(c.spec.mode if c.spec.mode != "check" else "mid")
         c.complete(artifact_dir(tmp_path, c.name))
     assert order == ["high", "mid", "low"]
@@ -233,7 +234,7 @@ def test_claim_of_a_long_pending_job_is_not_mistaken_for_stale(spool, tmp_path):
     spool.reload(tmp_path / "m.toml")
     [loc] = spool.scan(JobState.PENDING)
     os.utime(loc.path, (1, 1))  # enqueued long ago
-    claim = spool.claim(worker_info())
+    claim = claim_next(spool, worker_info())
     assert spool.sweep().requeued == ()
     claim.heartbeat()
 
@@ -243,7 +244,7 @@ def test_sweep_puts_back_a_claim_whose_heartbeat_raced_it(spool, tmp_path, monke
 
     smoke_manifest(tmp_path / "m.toml", 1)
     spool.reload(tmp_path / "m.toml")
-    claim = spool.claim(worker_info())
+    claim = claim_next(spool, worker_info())
     os.utime(claim.path, (1, 1))  # looks dead to the sweeper's stat…
     real = spool_mod.rename_resolved
 
