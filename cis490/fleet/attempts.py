@@ -96,11 +96,19 @@ def list_attempts(attempts_dir: Path) -> tuple[list[AttemptInfo], int]:
     return out, requeued_after
 
 
+# attempts ended by the spool (released or lost with fault spool-unavailable) that are
+# forgiven per job; past these they count, so that something that only looks like an
+# outage (a store slower than stale_after_s, an EPERM that is real) cannot rerun a job
+# forever
+FORGIVEN_SPOOL_FAULTS = 5
+
+
 def is_counted(record: dict | None) -> bool:
-    """Whether an attempt record spends the budget: not released or withdrawn, and not
-    lost to an outage of the spool (``fault: spool-unavailable``: its worker was cut off
-    past ``stale_after_s`` and a sweep took the claim). A record that still says
-    ``running`` (a dead worker) or cannot be read counts."""
+    """Whether an attempt record spends the budget on its own: not released or withdrawn,
+    and not lost to an outage of the spool (``fault: spool-unavailable``: its worker was
+    cut off past ``stale_after_s`` and a sweep took the claim). A record that still says
+    ``running`` (a dead worker) or cannot be read counts. (``counted_attempts`` also
+    counts spool faults past ``FORGIVEN_SPOOL_FAULTS``.)"""
     record = record or {}
     outcome = record.get("outcome")
     if outcome in NOT_COUNTED:
@@ -108,10 +116,20 @@ def is_counted(record: dict | None) -> bool:
     return not (outcome == Outcome.LOST and record.get("fault") == Fault.SPOOL_UNAVAILABLE.value)
 
 
+def _spool_fault(record: dict | None) -> bool:
+    record = record or {}
+    return (record.get("outcome") in (Outcome.LOST, Outcome.RELEASED)
+            and record.get("fault") == Fault.SPOOL_UNAVAILABLE.value)
+
+
 def counted_attempts(attempts_dir: Path) -> int:
-    """Attempts that spend the budget: since the last requeue, and ``is_counted``."""
+    """Attempts that spend the budget: since the last requeue, ``is_counted``, plus the
+    spool-ended ones past the first ``FORGIVEN_SPOOL_FAULTS``."""
     attempts, after = list_attempts(attempts_dir)
-    return sum(1 for a in attempts if a.number > after and is_counted(a.record))
+    recent = [a for a in attempts if a.number > after]
+    spool_faults = sum(1 for a in recent if _spool_fault(a.record))
+    return (sum(1 for a in recent if is_counted(a.record))
+            + max(0, spool_faults - FORGIVEN_SPOOL_FAULTS))
 
 
 def next_attempt_number(attempts_dir: Path) -> int:

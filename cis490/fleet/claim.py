@@ -98,7 +98,8 @@ class Claimer:
         self._scanned_at = float("-inf")
         self._scan_cost = 0.0
         self.skipped: dict[str, str] = {}  # name → why this worker leaves it alone
-        self._eperm_first: dict[str, float] = {}  # name → first of its unbroken EPERMs (monotonic)
+        # name -> (first, last, count) of its unbroken run of EPERMs (monotonic)
+        self._eperm_runs: dict[str, tuple[float, float, int]] = {}
         # a last check of a chosen job before the claiming rename (the worker's memory
         # admission); returns a capability.Verdict
         self.gate = None
@@ -107,9 +108,12 @@ class Claimer:
         self._candidates = []
 
     def deferred(self) -> bool:
-        """Pending specs skipped for now because they answered EPERM (``_eperm``): not
-        judged yet, so ``--drain`` must not take the queue for empty."""
-        return bool(self._eperm_first)
+        """Pending specs skipped for now because they answered EPERM (``_eperm``) lately
+        (within ``layout.EPERM_RUN_GAP_S``): not judged yet, so ``--drain`` must not take the queue
+        for empty. A run that stopped (the spec answered, left pending/, or was not read
+        again) defers nothing."""
+        now = time.monotonic()
+        return any(now - last <= layout.EPERM_RUN_GAP_S for _f, last, _c in self._eperm_runs.values())
 
     def has_candidates(self) -> bool:
         """Ranked jobs of the last scan not tried yet (a ``claim`` that raises has used one up)."""
@@ -123,8 +127,10 @@ class Claimer:
         try:
             spec = self.spool.read_spec(path)
         except FileNotFoundError:
+            self._answered(path)
             return None
         except SpecError as exc:
+            self._answered(path)
             self._refuse(path, exc)
             return None
         except PermissionError as exc:
@@ -132,19 +138,27 @@ class Claimer:
                 raise
             self._eperm(path, exc)
             return None
-        self._eperm_first.pop(spec.name, None)
+        self._answered(path)
         return spec
+
+    def _answered(self, path: Path) -> None:
+        """The spec at ``path`` answered something other than EPERM: not deferred any more."""
+        self._eperm_runs.pop(job_of(path.name), None)
 
     def _eperm(self, path: Path, exc: OSError) -> bool:
         """An EPERM reading the spec at ``path``: skipped for now (sshfs answers it while it
         reconnects), quarantined as unreadable once the same job has answered nothing else
-        for ``EPERM_GRACE_S``. True if it was quarantined."""
-        name = job_of(path.name)
-        first = self._eperm_first.setdefault(name, time.monotonic())
-        if time.monotonic() - first < layout.EPERM_GRACE_S:
+        for ``EPERM_GRACE_S`` and at least 3 reads, each within ``layout.EPERM_RUN_GAP_S`` of the
+        one before. True if it was quarantined."""
+        name, now = job_of(path.name), time.monotonic()
+        first, last, count = self._eperm_runs.get(name, (now, now, 0))
+        if now - last > layout.EPERM_RUN_GAP_S:
+            first, count = now, 0          # an EPERM long after the last: a new run
+        self._eperm_runs[name] = (first, now, count + 1)
+        if now - first < layout.EPERM_GRACE_S or count + 1 < 3:
             self.skipped[name] = f"unreadable for now ({exc.strerror or exc}); tried again later"
             return False
-        self._eperm_first.pop(name, None)
+        self._eperm_runs.pop(name, None)
         self._refuse(path, SpecError(f"unreadable ({exc.strerror or exc}, for more than "
                                      f"{layout.EPERM_GRACE_S:.0f} s)"))
         return True
@@ -224,7 +238,7 @@ class Claimer:
                 self.skipped[spec.name] = verdict.reason
         self._cache = cache
         # a deferred spec that left pending/ (claimed elsewhere, cancelled) is no longer waited for
-        self._eperm_first = {n: t for n, t in self._eperm_first.items() if n in here}
+        self._eperm_runs = {n: r for n, r in self._eperm_runs.items() if n in here}
         ranked.sort()
         self._candidates = [name for *_k, name in reversed(ranked)]  # pop() takes the best
         self._scanned_at = time.monotonic()
@@ -245,9 +259,11 @@ class Claimer:
             if self.gate is not None:  # e.g. memory admission: judged just before the rename
                 try:
                     spec = spool.read_spec(src)
+                    self._answered(src)
                 except FileNotFoundError:
                     spec = None  # gone: the rename below loses the race
                 except SpecError as exc:  # too new or bad (replaced since the scan)
+                    self._answered(src)
                     self._refuse(src, exc)
                     continue
                 except PermissionError as exc:
@@ -267,13 +283,10 @@ class Claimer:
             try:
                 claim = self._take(src, dst)
             except OSError as exc:
-                if is_spool_unavailable(exc):
+                if is_spool_unavailable(exc) or is_ambiguous_eperm(exc):
                     # nothing ran: give the job back at once (a rename needs no space)
                     # rather than leave a claim without a record for a sweep to find
-                    try:
-                        rename_resolved(dst, src)
-                    except OSError:
-                        pass  # the sweep (or fsck --repair) gives it back later
+                    self._give_back(dst, src)
                 raise
             if claim is None:
                 continue
@@ -284,6 +297,18 @@ class Claimer:
                     continue
             return claim
         return None
+
+    @staticmethod
+    def _give_back(dst: Path, src: Path, tries: int = 3) -> None:
+        """claimed/ -> pending/ for a claim nothing ran under; a few tries (a reconnecting
+        mount answers the rename with EPERM too), then the sweep (or fsck --repair)."""
+        for i in range(tries):
+            try:
+                rename_resolved(dst, src)
+                return
+            except OSError:
+                if i + 1 < tries:
+                    time.sleep(0.2 * (i + 1))
 
     def _take(self, src: Path, dst: Path) -> "Claim | None":
         """Start the claim just renamed to ``dst``; None if it is not ours to run after all."""
@@ -301,14 +326,17 @@ class Claimer:
             # maybe a reconnecting sshfs mount: give it back untouched (nothing ran) and
             # skip it for now; after EPERM_GRACE_S of nothing else it is quarantined
             if not self._eperm(dst, exc):
-                rename_resolved(dst, src)
+                self._give_back(dst, src)
             return None
         except SpecTooNew:
+            self._answered(dst)
             rename_resolved(dst, src)
             return None
         except SpecError as exc:  # bad in any way (read_spec's reason): set aside, go on
+            self._answered(dst)
             att.quarantine(spool.root, dst, str(exc), self.worker.id)
             return None
+        self._answered(dst)
         if spec.model not in KINDS:  # replaced meanwhile by a kind we cannot run
             rename_resolved(dst, src)
             return None
@@ -405,11 +433,12 @@ class Claim:
         return {}
 
     def _taken_over(self) -> bool:
-        """Another worker claimed this job after us (its attempt record says so)."""
+        """The job was claimed again after us: an attempt file numbered as ours or higher,
+        other than our own (by its name: readable or not, any worker — a claim taken
+        while our first record hung gets our number, since it could not see ours)."""
         attempts, _ = att.list_attempts(self.spool.attempts_dir(self.name))
-        ours = self.record.get("claimed_at", 0)
-        return any(a.worker != self.worker.id and isinstance(a.record, dict)
-                   and a.record.get("claimed_at", 0) > ours for a in attempts)
+        return any(a.number >= self.number and (a.number, a.worker) != (self.number, self.worker.id)
+                   for a in attempts)
 
     def _record_lost(self, **extra) -> None:
         """Record this attempt as lost; when the spool cut us off, also undo a failure a

@@ -64,7 +64,8 @@ class Outage:
         self.log, self.first_s, self.max_s = log, first_s, max_s
         self._lock = threading.Lock()
         self._sites: set[str] = set()
-        self._eperm_since: dict[str, float] = {}   # site -> start of its run of EPERMs
+        # site -> (first, last, tries) of its unbroken run of EPERMs (monotonic)
+        self._eperm_since: dict[str, tuple[float, float, int]] = {}
         self.since: float | None = None     # monotonic start of the current outage
         self._tries: dict[str, int] = {}            # site -> failures in a row there
         self.count = 0                      # outages seen
@@ -79,12 +80,20 @@ class Outage:
 
     def eperm_grace(self, site: str) -> bool:
         """True while ``site``'s EPERMs (``layout.is_ambiguous_eperm``) are still taken for an
-        outage: since the first of an unbroken run of failures at ``site``, less than
-        ``layout.EPERM_GRACE_S`` has passed. ``clear(site)`` ends the run."""
+        outage: its unbroken run of EPERMs began less than ``layout.EPERM_GRACE_S`` ago, or
+        has had fewer than 3 tries. A success (``clear``) or another error at the site
+        (``eperm_reset``) ends the run."""
         now = time.monotonic()
         with self._lock:
-            first = self._eperm_since.setdefault(site, now)
-        return now - first < layout.EPERM_GRACE_S
+            first, last, count = self._eperm_since.get(site, (now, now, 0))
+            if now - last > max(layout.EPERM_RUN_GAP_S, 2 * self.max_s):
+                first, count = now, 0  # long after the last one (retries are at most max_s
+            self._eperm_since[site] = (first, now, count + 1)   # apart): a new run
+        return now - first < layout.EPERM_GRACE_S or count + 1 < 3
+
+    def eperm_reset(self, site: str) -> None:
+        with self._lock:
+            self._eperm_since.pop(site, None)
 
     def hit(self, exc: BaseException, site: str) -> None:
         with self._lock:
@@ -114,7 +123,9 @@ class Outage:
 
     def clear_job(self, name: str) -> None:
         """Forget every site of job ``name`` (its thread is over: nothing of it waits)."""
-        for site in [x for x in list(self._sites | set(self._eperm_since)) if x.endswith(f" {name}")]:
+        # (not "job NAME": that EPERM run spans attempts, see Worker._run_job)
+        for site in [x for x in list(self._sites | set(self._eperm_since))
+                     if x.endswith(f" {name}") and x != f"job {name}"]:
             self.clear(site)
 
     def backoff(self, site: str) -> float:

@@ -70,6 +70,9 @@ def is_spool_unavailable(exc: BaseException) -> bool:
 # EACCES, which is a plain "permission denied") is waited out like an outage for up
 # to this long per site, then raised as what it says.
 EPERM_GRACE_S = 30.0
+# and at least 3 tries, each within this (or two backoff steps) of the one before; an
+# EPERM later than that starts a new run
+EPERM_RUN_GAP_S = 10.0
 
 
 def is_ambiguous_eperm(exc: BaseException) -> bool:

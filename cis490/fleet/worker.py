@@ -107,8 +107,8 @@ def self_test(spool: Spool, worker_id: str) -> list[str]:
                     f"stale_after_s/4 = {bound:.0f} s: fix NTP on this host or the server"
                 )
     except OSError as exc:
-        if is_spool_unavailable(exc):
-            raise  # the spool, not this host: waited out by the caller
+        if is_spool_unavailable(exc) or is_ambiguous_eperm(exc):
+            raise  # the spool, not this host (EPERM: maybe sshfs reconnecting): the caller waits
         problems.append(f"spool not usable: {exc.strerror or exc} ({exc.filename})")
     finally:
         for p in (probe, moved):
@@ -309,7 +309,8 @@ class Worker:
             break
         self.outage.clear(LOOP)  # the whole pass went through: the spool answers again
         if not self.running and (self.opts.mode != WorkerMode.DAEMON or not self._budget_left()):
-            if not ((self.memory.busy() or self.claimer.deferred()) and self._budget_left()):
+            if not ((self.memory.busy() or (claiming and self.claimer.deferred()))
+                    and self._budget_left()):
                 # (an estimate under way, or a spec that answered EPERM, may still make a
                 # job claimable)
                 return None, claiming
@@ -360,18 +361,23 @@ class Worker:
         """``exc`` says the spool is unavailable — not this host's own disk: an error that
         names a path outside the spool (the local work directory, a temp file) is the
         host's, and is not waited out as an outage. An EPERM on a spool path counts too,
-        for ``layout.EPERM_GRACE_S`` of failures at ``site`` in a row (sshfs answers it
-        while it reconnects); after that it is believed."""
+        while ``site``'s unbroken run of EPERMs is younger than ``layout.EPERM_GRACE_S`` or
+        shorter than 3 tries (sshfs answers it while it reconnects); after that it is
+        believed, once: the exception is marked so that no outer site waits for it again."""
         names = [f for f in (getattr(exc, "filename", None), getattr(exc, "filename2", None)) if f]
         root = os.path.realpath(self.spool.root)
         in_spool = all(os.path.realpath(os.fsdecode(f)).startswith(root + os.sep) for f in names)
         if is_spool_unavailable(exc):
+            if in_spool and site is not None:
+                self.outage.eperm_reset(site)  # another error in between: a new EPERM run
             return in_spool
-        if is_ambiguous_eperm(exc) and names and in_spool and site is not None:
+        if (is_ambiguous_eperm(exc) and names and in_spool and site is not None
+                and not getattr(exc, "cis490_believed", False)):
             if self.outage.eperm_grace(site):
                 return True
             log.error("%s: EPERM for more than %.0f s: taken for a real permission error",
                       site, layout.EPERM_GRACE_S)
+            exc.cis490_believed = True  # an outer site must not give it a fresh grace
         return False
 
     def _quietly(self, claim: Claim, fn, *args) -> None:
@@ -425,6 +431,8 @@ class Worker:
                     except OSError as again:
                         if not self._spool_down(again, f"heartbeat {claim.name}"):
                             raise
+                    else:
+                        self.outage.clear(f"heartbeat {claim.name}")
                 continue
             self.outage.clear(site)
             return True
@@ -459,6 +467,10 @@ class Worker:
                     pass
         finally:
             self.outage.clear_job(claim.name)  # the job is over: none of its sites waits
+            if outcome == Outcome.DONE:
+                # the EPERM run of "job NAME" outlives an attempt (a release loop on a
+                # real EPERM is bounded by the grace); a job done ends it
+                self.outage.eperm_reset(f"job {claim.name}")
             self.memory.release(claim.name)
             with self._lock:
                 self.outcomes[claim.name] = outcome
@@ -583,6 +595,8 @@ class Worker:
                 raise
             except OSError as exc:
                 if not self._spool_down(exc, f"heartbeat {claim.name}"):
+                    self._kill(proc, 0)  # the job must not outlive its supervisor's error
+                    relay.join(timeout=5)
                     raise
                 # the spool is unavailable: the job keeps training (it needs the spool
                 # only when it ends); the heartbeat is retried next period
