@@ -145,7 +145,8 @@ def paired(d: Path, rounds: int, block: int = 4) -> dict:
     import multiprocessing as mp
 
     from cis490.data.channels import DEFAULT_WINDOW
-    from cis490.data.features import FEATURES_NAME, PART_EPISODES, EpisodeIndex, _features_part, file_sha256
+    from cis490.common import sha256_file
+    from cis490.data.features import FEATURES_NAME, PART_EPISODES, EpisodeIndex, _features_part
     from cis490.data.tensors import SHARD_EPISODES, _host_chunks, _tensors_shard
 
     store, val = str(d / "store"), d / "validation_v1.parquet"
@@ -154,7 +155,7 @@ def paired(d: Path, rounds: int, block: int = 4) -> dict:
     shards = list(_host_chunks(refs, SHARD_EPISODES))
     fdir = d / "paired-f" / FEATURES_NAME
     fdir.mkdir(parents=True, exist_ok=True)
-    vsha = file_sha256(val)
+    vsha = sha256_file(val)
     stages = {
         "features": ([[(store, r.path) for r in c] for c in parts], _features_part,
                      [(store, fdir, k, c, DEFAULT_WINDOW, vsha, "bench") for k, c in enumerate(parts)]),

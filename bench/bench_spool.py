@@ -72,7 +72,7 @@ from cis490.fleet.claim import claim_next, claimer_for
 from cis490.fleet import Spool  # noqa: E402
 from cis490.fleet import claim as claim_mod  # noqa: E402
 from cis490.fleet import store  # noqa: E402
-from cis490.fleet.atomic import atomic_write, fsync_dir  # noqa: E402
+from cis490.common import atomic_write, fsync_dir  # noqa: E402
 from cis490.fleet.capability import Capability  # noqa: E402
 from cis490.fleet.claim import WorkerInfo  # noqa: E402
 from cis490.fleet.spec import build_spec  # noqa: E402

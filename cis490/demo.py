@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from cis490.fleet.atomic import atomic_write
+from cis490.common import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "etc" / "training_manifest.toml.example"

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cis490.fleet.atomic import atomic_write
+from cis490.common import atomic_write
 
 PHASE_STYLE = {"clean": "green", "armed": "yellow", "infecting": "magenta", "infected_running": "red"}
 

@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ..common import sha256_file
 from .arrow import from_numpy, repeat_strings
 from .channels import DEFAULT_WINDOW, REGISTRY, WindowSpec
 from .episode import read_episode
@@ -45,7 +46,7 @@ from .windows import NS, episode_grid, grid_summary_stats_many, make_windows, wi
 
 __all__ = ["FEATURES_NAME", "MANIFEST_NAME", "PART_EPISODES", "EpisodeIndex", "EpisodeRef", "BuildSummary",
            "usable_episodes", "episode_windows",
-           "build_features", "file_sha256", "start_build"]
+           "build_features", "start_build"]
 
 FEATURES_NAME = "features_window_v1.parquet"  # a directory of parts
 MANIFEST_NAME = "features_v1.json"
@@ -79,14 +80,6 @@ class BuildSummary:
         return (f"{verb}: episodes ok {c.get('ok', 0)} / degraded {c.get('degraded', 0)} / "
                 f"invalid {c.get('invalid', 0)} (skipped); windows written {self.windows}; "
                 f"schema {self.schema_sha256[:12]}")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 _INDEX_COLUMNS = ["episode_id", "host_id", "profile", "sample_name", "path", "sha256", "status"]
@@ -224,7 +217,7 @@ def write_part(path: Path, table) -> None:
     """Publish one part: one row group, id columns dictionary-encoded, snappy."""
     import pyarrow.parquet as pq
 
-    from ..fleet.atomic import atomic_writer
+    from ..common import atomic_writer
 
     meta_cols = [n for n, _ in META_COLUMNS]
     with atomic_writer(path) as fh:
@@ -266,13 +259,13 @@ def build_features(validation: str | os.PathLike, store: str | os.PathLike, out_
                    part_episodes: int = PART_EPISODES) -> BuildSummary:
     import json
 
-    from ..fleet.atomic import atomic_write
+    from ..common import atomic_write
     from .parallel import batched, pmap
 
     if part_episodes < 1:
         raise ValueError(f"part_episodes must be >= 1, got {part_episodes}")
     index, out, sbytes, summary = start_build(validation, out_dir, window)
-    validation_sha = file_sha256(validation)
+    validation_sha = sha256_file(validation)
     parts_dir = out / FEATURES_NAME
     if parts_dir.is_file() or parts_dir.is_symlink():
         parts_dir.unlink()  # a single-file build of an earlier version

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from ..fleet.atomic import atomic_write
+from ..common import atomic_write
 from .channels import HOST_COUNTERS, HOST_GAUGES, PHASES, PROC_COUNTERS, PROC_GAUGES
 from .world import (BENIGN_PROFILES, HOSTS, PROFILE_WEIGHTS, WORKLOADS, HostSpec, Signals, apply_sample,
                     apply_workload, benign_weights, clean_timeline, draw_timeline, is_benign, samples_of)

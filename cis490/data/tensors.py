@@ -37,7 +37,8 @@ import numpy as np
 
 from .arrow import from_numpy
 from .channels import DEFAULT_WINDOW, REGISTRY, WindowSpec
-from .features import BuildSummary, EpisodeRef, episode_windows, file_sha256, start_build, window_meta_columns
+from ..common import sha256_file
+from .features import BuildSummary, EpisodeRef, episode_windows, start_build, window_meta_columns
 from .schema import SCHEMA_NAME
 
 __all__ = ["MANIFEST_NAME", "SHARD_EPISODES", "build_tensors", "WINDOW_COLUMNS"]
@@ -99,7 +100,7 @@ def _tensors_shard(args: tuple[str, Path, str, list[EpisodeRef], WindowSpec]) ->
     Returns what the parent needs for ``windows.parquet`` and the manifest:
     per episode ``(ref, labels, t_end_ns, first row)``, no tensor data.
     """
-    from ..fleet.atomic import atomic_writer
+    from ..common import atomic_writer
 
     store, host_dir, name, refs, window = args
     host_dir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +145,7 @@ class _HostSink:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from ..fleet.atomic import atomic_writer
+        from ..common import atomic_writer
 
         self.dir = out / f"host={host}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -187,7 +188,7 @@ class _HostSink:
 def build_tensors(validation: str | os.PathLike, store: str | os.PathLike, out_dir: str | os.PathLike,
                   *, jobs: int = 1, window: WindowSpec = DEFAULT_WINDOW, progress=None,
                   shard_episodes: int = SHARD_EPISODES) -> BuildSummary:
-    from ..fleet.atomic import atomic_write
+    from ..common import atomic_write
     from .parallel import pmap
 
     if shard_episodes < 1:
@@ -212,7 +213,7 @@ def build_tensors(validation: str | os.PathLike, store: str | os.PathLike, out_d
     manifest = {
         "format": "cis490.tensors", "version": 1,
         "schema_sha256": summary.schema_sha256,
-        "validation_sha256": file_sha256(validation),
+        "validation_sha256": sha256_file(validation),
         "window": window.as_dict(),
         "channels": [c.name for c in REGISTRY.channels],
         "hosts": {h: {"dir": f"host={h}", "windows": s.n_windows, "shards": s.shards}

@@ -293,7 +293,7 @@ def write_validation(result: ValidationResult, out: str | Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..fleet.atomic import atomic_writer
+    from ..common import atomic_writer
 
     types = {"string": pa.string(), "int64": pa.int64(), "bool": pa.bool_()}
     schema = pa.schema([(n, types[t]) for n, t in COLUMNS],

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cis490.fleet.atomic import atomic_writer
+from cis490.common import atomic_writer
 
 from .compare import Comparison, ModelEval
 

@@ -51,7 +51,7 @@ from typing import Mapping
 
 import numpy as np
 
-from cis490.fleet.atomic import atomic_writer
+from cis490.common import atomic_writer
 
 __all__ = ["FAMILIES", "FORMAT", "Predictions", "PredictionsWriter", "SharedColumns", "Windows",
            "read_predictions", "shared_strings", "write_predictions"]

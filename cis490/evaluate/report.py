@@ -31,7 +31,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cis490.fleet.atomic import atomic_write
+from cis490.common import atomic_write
 from cis490.models.checkpoint import json_safe
 
 from .compare import BASE_RATES, MIN_CI_EPISODES, Comparison, ModelEval

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cis490.fleet.atomic import atomic_write
+from cis490.common import atomic_write
 from cis490.fleet.faults import Fault
 from cis490.fleet.layout import ATTEMPT_RE, MAX_JSON_BYTES, REQUEUE_RE, Layout, SpoolError, read_bounded
 

@@ -26,7 +26,7 @@ from cis490.fleet import attempts as att
 from cis490.fleet.attempts import Outcome
 from cis490.fleet import layout
 from cis490.fleet import store
-from cis490.fleet.atomic import atomic_write, fsync_dir
+from cis490.common import atomic_write, fsync_dir
 from cis490.fleet.capability import Capability, detect, eligible
 from cis490.fleet.faults import Fault, hang_limit_s
 from cis490.fleet.layout import (

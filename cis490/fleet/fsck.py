@@ -17,7 +17,7 @@ repairable. The store's entries are classified by ``store.inspect``:
 - ``corrupt``: a bundle whose hash does not match its name, a published
   entry that does not verify. An error, which ``--repair`` never touches.
 
-Stray temp files (atomic.py's ``.DEST.PID.NONCE.tmp``) untouched for
+Stray temp files (the atomic writer's ``.DEST.PID.NONCE.tmp``) untouched for
 ``older_than_s`` belong to dead writers: warnings, removed by ``--repair``.
 
 ``repair`` (``--repair``), one ``Repair`` per thing it looked at:

@@ -50,11 +50,11 @@ is all-or-nothing); every error names the job index and the field.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cis490.common import sha256_file
 from cis490.fleet.layout import HOST_RE, MAX_TOML_BYTES, SpoolError
 from cis490.fleet.spec import SPLIT_RECIPES, JobSpec, SpecError, build_spec
 
@@ -297,9 +297,5 @@ def pin_data_digests(manifest: Manifest, spool_root: Path) -> dict[str, str]:
             continue
         p = Path(rel) if Path(rel).is_absolute() else spool_root / rel
         if p.is_file():
-            h = hashlib.sha256()
-            with open(p, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            out[field_name] = h.hexdigest()
+            out[field_name] = sha256_file(p)
     return out

@@ -18,7 +18,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from cis490.fleet.atomic import atomic_write
+from cis490.common import atomic_write
 from cis490.fleet.layout import SpoolError
 
 DEFAULT_KEY = Path("~/.config/cis490/operator.key").expanduser()

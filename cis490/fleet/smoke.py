@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from cis490.fleet.atomic import atomic_write
+from cis490.common import atomic_write
 from cis490.fleet.spec import SmokeConfig, SpecError, validate_hyper
 from cis490.models import configs as model_configs
 

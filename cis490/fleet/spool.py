@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cis490.fleet import attempts as att
-from cis490.fleet.atomic import atomic_write
+from cis490.common import atomic_write
 from cis490.fleet.layout import (
     DIRS, LATER_DIRS, MANIFEST_COPY, MAX_JSON_BYTES, MAX_TOML_BYTES, PRECEDENCE, SETTINGS_FILE, BadEntry,
     Consistency, JobState, Layout, Settings, SpoolError, entry_problem, is_ambiguous_eperm, is_ignored, is_spool_unavailable,

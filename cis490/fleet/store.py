@@ -62,7 +62,7 @@ from pathlib import Path
 
 import zstandard
 
-from cis490.fleet.atomic import atomic_write, atomic_writer
+from cis490.common import atomic_write, atomic_writer
 from cis490.fleet.layout import DIGEST_RE, SpoolError
 
 ZSTD_LEVEL = 10
@@ -79,7 +79,7 @@ RECORD = "record.json"
 # An incomplete entry or a temp file nobody has touched for this long has no live
 # writer (a bundle is compressed and written in seconds to minutes).
 STALE_WRITE_S = 3600.0
-# atomic.py's temp names (".DEST.PID.NONCE.tmp"); the store's own three below.
+# the atomic writer's temp names (cis490.common) (".DEST.PID.NONCE.tmp"); the store's own three below.
 TMP_RE = re.compile(r"^\..+\.[0-9]+\.[0-9a-f]{8}\.tmp$")
 STORE_TMP_RE = re.compile(r"^\.(bundle\.tar\.zst|curves\.tar\.zst|record\.json)\.[0-9]+\.[0-9a-f]{8}\.tmp$")
 
@@ -170,7 +170,7 @@ def _put_curves(dest: Path, tar_bytes: bytes, listing: list[dict], tmp: Path) ->
 
 def stale_temp_files(tmp_dir: Path, older_than_s: float = STALE_WRITE_S, now: float | None = None,
                      *, store_only: bool = False) -> list[tuple[Path, float]]:
-    """atomic.py temp files in ``tmp_dir`` untouched for ``older_than_s``: (path, age).
+    """The atomic writer's temp files in ``tmp_dir`` untouched for ``older_than_s``: (path, age).
     Only the store's own (bundle, curves, record) with ``store_only``."""
     now = time.time() if now is None else now
     pattern = STORE_TMP_RE if store_only else TMP_RE
@@ -448,7 +448,7 @@ class EntryState:
     what: str                    # why it is not OK ("" when it is)
     bundle: str                  # "verified" | "absent" | "partial" | "bad"
     newest_mtime: float          # of the directory and its files: when a writer last touched it
-    stray: tuple[Path, ...] = ()  # atomic.py temp files inside the directory
+    stray: tuple[Path, ...] = ()  # the atomic writer's temp files inside the directory
 
 
 def _verify_published(digest_dir: Path) -> str | None:

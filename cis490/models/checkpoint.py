@@ -21,7 +21,6 @@ hashes (:func:`check_schema`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import platform
@@ -29,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cis490.fleet.atomic import atomic_write
+from cis490.common import atomic_write, sha256_bytes, sha256_file
 
 __all__ = [
     "FORMAT",
@@ -66,18 +65,6 @@ def canonical_json(obj: Any) -> bytes:
         ensure_ascii=True, allow_nan=False,
     )
     return (text + "\n").encode("ascii")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def library_versions(*names: str) -> dict[str, str]:

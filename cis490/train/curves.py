@@ -24,7 +24,7 @@ import math
 import time
 from pathlib import Path
 
-from cis490.fleet.atomic import atomic_write
+from cis490.common import atomic_write
 from cis490.fleet.store import METRICS, TENSORBOARD
 
 __all__ = ["KEYS", "TAGS", "CurveWriter"]

@@ -307,7 +307,7 @@ def test_a_worker_whose_spool_cannot_be_opened_yet_waits_for_it(spool, monkeypat
 def test_a_replayed_temp_file_create_is_retried_under_a_fresh_name(tmp_path, monkeypatch):
     """sshfs replays an O_EXCL create after a reconnect and answers EPERM for the file
     its first try made: the atomic writer takes a fresh temp name instead of failing."""
-    from cis490.fleet import atomic
+    from cis490 import common as atomic
 
     real_open, calls = os.open, []
 

@@ -1,6 +1,7 @@
-"""The project's one atomic-write helper.
+"""Low-level helpers every layer shares (it imports nothing of cis490): the
+project's one atomic-write helper, and sha256 of bytes and files.
 
-Invariant: a reader never sees a half-written file. Every file another process
+Atomic writes. Invariant: a reader never sees a half-written file. Every file another process
 may read (spool state, attempt records, artifacts, parquet, reports) is written
 to a temporary file on the *same filesystem*, flushed, fsynced, renamed into
 place, and the containing directory is fsynced so the rename itself survives
@@ -25,12 +26,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_write", "atomic_writer", "fsync_dir"]
+__all__ = ["atomic_write", "atomic_writer", "fsync_dir", "sha256_bytes", "sha256_file"]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read 1 MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
