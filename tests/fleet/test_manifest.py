@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cis490.fleet import JobState, ManifestError
+from cis490.fleet.claim import claim_next
 from cis490.fleet.manifest import load_manifest, parse_manifest
 from cis490.fleet.spec import JobSpec, SpecError, driver_argv, job_id, parse_spec
 
@@ -52,7 +53,7 @@ def test_reload_keeps_states_updates_pending_and_counts_orphans(spool, tmp_path)
     spool.reload(m)
     from .conftest import artifact_dir, worker_info
 
-    claim = spool.claim(worker_info())
+    claim = claim_next(spool, worker_info())
     claim.complete(artifact_dir(tmp_path))
     done = claim.name
     # change priority of every job, drop one of the pending ones, add a new one
