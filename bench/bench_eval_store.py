@@ -1,10 +1,10 @@
-"""Benchmark: ``cis490 eval`` end to end — time and peak RSS for 12 models at two store sizes.
+"""Benchmark: ``cis490 eval`` end to end — time and peak RSS for all 14 (model, mode) jobs at two store sizes.
 
     .venv/bin/python bench/bench_eval_store.py [--sizes 40,160] [--duration-s 120]
         [--compare-commit REV] [--out bench/out/eval_store]
 
 For each size (episodes per host, two hosts): synthesise a store, validate,
-build features and tensors (``--jobs 2``), train the 12 (model, mode) jobs
+build features and tensors (``--jobs 2``), train the 14 (model, mode) jobs
 with short budgets (the numbers are not the point, the eval's cost is), then
 run ``cis490 eval`` in a fresh process — the whole thing: predictions of every
 val and test window, four baselines, thresholds, detection statistics with
@@ -26,8 +26,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = ("gbt", "mlp", "cnn", "gru", "lstm", "transformer")
-SHORT = {"gbt": ["--hyper", "epochs=30"], "mlp": ["--hyper", "epochs=3"]}
+MODELS = ("gbt", "mlp", "cnn", "gru", "lstm", "transformer", "minirocket")
+SHORT = {"gbt": ["--hyper", "epochs=30"], "mlp": ["--hyper", "epochs=3", "--hyper", "min_steps=0"],
+         "minirocket": []}  # minirocket at its defaults: seconds
 
 
 def run(argv: list[str]) -> None:
@@ -85,7 +86,7 @@ def train(root: Path, d: dict[str, Path]) -> Path:
             out = arts / f"{model}_{mode}"
             if any(out.glob("*.ckpt.json")):
                 continue
-            hyper = SHORT.get(model, ["--hyper", "epochs=1"])
+            hyper = SHORT.get(model, ["--hyper", "epochs=1", "--hyper", "min_steps=0"])
             run([sys.executable, "-m", "cis490.train.run", "--model", model, "--mode", mode,
                  *data_args(d), "--train-hosts", "elliott-thinkpad", *hyper, "--out", str(out)])
     return arts

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = ("gbt", "mlp", "cnn", "gru", "lstm", "transformer")
+MODELS = ("gbt", "mlp", "cnn", "gru", "lstm", "transformer", "minirocket")
 SUMMARY = ("gbt", "mlp")
 COUNTS = re.compile(r"(\d+) train windows \((\d+) episodes\), (\d+) val windows")
 MIB = 1 << 20

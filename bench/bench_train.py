@@ -1,4 +1,4 @@
-"""Training benchmark: throughput per model and wall time of all twelve jobs.
+"""Training benchmark: throughput per model and wall time of all fourteen jobs.
 
     python bench/bench_train.py                 # demo scale (cis490 synth defaults)
     python bench/bench_train.py --episodes-per-host 120 --duration-s 180   # bigger
@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = ("gbt", "mlp", "cnn", "gru", "lstm", "transformer")
+MODELS = ("gbt", "mlp", "cnn", "gru", "lstm", "transformer", "minirocket")
 MODES = ("realistic", "oracle")
 FIT_LINE = re.compile(r"fit ([0-9.]+) s wall, ([0-9.]+) s CPU, ([0-9]+) train windows/s")
 COUNT_LINE = re.compile(r"([0-9]+) train windows .* ([0-9]+) val windows")

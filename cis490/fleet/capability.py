@@ -146,6 +146,18 @@ def _torch_cuda(timeout: float = 60.0) -> bool:
     return out.stdout.strip() == "1"
 
 
+# Job kinds that need an optional library (a pip extra) beyond the training stack: a host
+# without it does not list the kind, so it never claims such a job (eligible() says why).
+# Judged from the installed distributions' metadata, like torch and xgboost: nothing imported.
+OPTIONAL_KINDS: dict[str, tuple[str, str]] = {"minirocket": ("aeon", "minirocket")}  # kind: (dist, extra)
+
+
+def available_kinds() -> tuple[str, ...]:
+    """The job kinds this host can run: every kind, less those whose optional library is absent."""
+    return tuple(sorted(k for k in KINDS
+                        if k not in OPTIONAL_KINDS or _version(OPTIONAL_KINDS[k][0]) is not None))
+
+
 def detect(host_id: str | None = None, spool_root: str | os.PathLike | None = None) -> Capability:
     """Detect this host's capability (a few ms on a CPU host)."""
     hostname = socket.gethostname()
@@ -171,6 +183,7 @@ def detect(host_id: str | None = None, spool_root: str | os.PathLike | None = No
         xgboost=_version("xgboost"),
         git_commit=_git_commit(),
         free_disk_gib=free,
+        kinds=available_kinds(),
     )
 
 
@@ -198,6 +211,10 @@ def eligible(
     """
     c = spec.constraints
     if spec.model not in cap.kinds:
+        if spec.model in OPTIONAL_KINDS:
+            dist, extra = OPTIONAL_KINDS[spec.model]
+            return Verdict(False, f"job kind {spec.model!r} needs the optional library {dist}, "
+                                  f"absent on this host (pip install 'cis490[{extra}]')")
         return Verdict(False, f"this worker does not know job kind {spec.model!r}")
     if not policy.permits(spec.model, spec.mode):
         return Verdict(False, "host policy (allow_jobs/deny_jobs) excludes it")

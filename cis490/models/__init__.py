@@ -1,4 +1,4 @@
-"""Six models behind one interface, usable on any array data.
+"""Seven models behind one interface, usable on any array data.
 
     >>> from cis490 import models
     >>> m = models.create("gru", n_channels=40, n_steps=60, n_classes=4, hidden=32)
@@ -8,14 +8,16 @@
     >>> same = models.load(path, expect_schema_sha256=m.schema_sha256)
 
 Summary models (``gbt``, ``mlp``) take ``n_features``; sequence models
-(``cnn``, ``gru``, ``lstm``, ``transformer``) take ``n_channels`` and
-``n_steps``. Array conventions are in :mod:`cis490.models.base`, hyper
+(``cnn``, ``gru``, ``lstm``, ``transformer``, ``minirocket``) take
+``n_channels`` and ``n_steps``. Array conventions are in :mod:`cis490.models.base`, hyper
 schemas in :mod:`cis490.models.configs`, the checkpoint format in
 :mod:`cis490.models.checkpoint`.
 
-This ``__init__`` stays importable without numpy/torch/xgboost (the
+This ``__init__`` stays importable without numpy/torch/xgboost/aeon (the
 coordinator imports ``cis490.models.configs``): the per-model modules are
-imported by :func:`create` and :func:`load` only.
+imported by :func:`create` and :func:`load` only. ``minirocket`` needs the
+optional extra ``cis490[minirocket]`` (aeon); without it, creating or loading
+one raises ``ImportError`` naming the extra.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What all six models share, independent of the library that trains them.
+"""What all seven models share, independent of the library that trains them.
 
 ``ArrayModel`` holds the identity of a model (name, mode, input shape,
 classes, config, schema hash), validates arrays at the boundary (messages name
@@ -95,7 +95,7 @@ def _digest(X: np.ndarray, y: np.ndarray) -> str:
 
 
 class ArrayModel:
-    """Base of the six models (see module doc)."""
+    """Base of the seven models (see module doc)."""
 
     name: str = ""
     kind: str = ""  # "summary" | "sequence"
@@ -228,10 +228,13 @@ class ArrayModel:
             model.norm_std = np.asarray(norm["std"], dtype=np.float64)
         model.class_weights = np.asarray(meta["class_weights"], dtype=np.float64)
         fit = meta["fit"]
+        budget = fit.get("budget")  # the nets' planned run (rules.plan_budget)
+        epochs = budget["epochs"] if budget else model.config.epochs
         model.report = FitReport(
             epochs_run=fit["epochs_run"], best_epoch=fit["best_epoch"],
             best_val_macro_f1=fit["best_val_macro_f1"],
-            history=tuple(EpochRecord(epochs=model.config.epochs, **h) for h in fit["history"]),
+            history=tuple(EpochRecord(epochs=epochs, **h) for h in fit["history"]),
+            budget=budget,
         )
         model.val_metrics = meta["val_metrics"]
         model.digests = dict(meta.get("data") or {})

@@ -25,11 +25,13 @@ __all__ = ["EpochRecord", "FitReport", "Model", "ProgressFn", "StepFn"]
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One epoch (one boosting round for ``gbt``); ``epoch`` counts from 1."""
+    """One validation check: the end of an epoch (a net checks after every epoch, or
+    every few epochs when an epoch is short: ``FitReport.budget["check_every"]``), or
+    of a boosting round for ``gbt``. ``epoch`` counts epochs (rounds) from 1."""
 
     epoch: int
-    epochs: int  # the configured maximum
-    loss: float  # mean class-weighted training loss of the epoch
+    epochs: int  # the planned maximum (nets: ``budget["epochs"]``; gbt: max rounds)
+    loss: float  # mean class-weighted training loss since the previous check
     val_macro_f1: float
     # for the training curves (metrics.jsonl); not in the checkpoint's history, so a record
     # read back from a checkpoint lacks them and they take no part in comparisons
@@ -44,15 +46,23 @@ StepFn = Callable[[int, int, int, int], None]
 
 @dataclass(frozen=True)
 class FitReport:
-    """What ``Model.fit`` returns. The model holds the best-on-val weights."""
+    """What ``Model.fit`` returns. The model holds the best-on-val weights.
+
+    ``epochs_run`` is the last epoch trained, ``best_epoch`` the epoch whose
+    check was the best; ``history`` holds one record per check. ``budget``
+    (the nets) is the planned run, ``cis490.train.rules.Budget.to_dict()``:
+    batch size, steps per epoch, epochs, total steps, warmup steps and
+    epochs per check.
+    """
 
     epochs_run: int
     best_epoch: int
     best_val_macro_f1: float
     history: tuple[EpochRecord, ...]
+    budget: dict[str, int] | None = field(default=None, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "epochs_run": self.epochs_run,
             "best_epoch": self.best_epoch,
             "best_val_macro_f1": self.best_val_macro_f1,
@@ -61,6 +71,9 @@ class FitReport:
                 for r in self.history
             ],
         }
+        if self.budget is not None:
+            out["budget"] = dict(self.budget)
+        return out
 
 
 @runtime_checkable

@@ -1,4 +1,4 @@
-"""Hyper-parameter schemas of the six models, importable without torch/xgboost.
+"""Hyper-parameter schemas of the seven models, importable without torch/xgboost.
 
 Each config dataclass *is* its model's hyper schema: the manifest reload
 validates every ``hyper`` key and value type against these fields (so a typo
@@ -13,6 +13,12 @@ command line): an ``int`` field takes an integer (not a bool); a ``float``
 field takes an integer or a float; a ``bool`` field takes only a bool; a
 ``tuple[int, ...]`` field takes a list of integers. Every error is a
 :class:`HyperError` (a ``ValueError``) whose message names the key.
+
+The nets' training budget (``epochs``, ``batch_size``, ``min_steps``,
+``min_check_steps``, ``patience``) is turned into batches, epochs and
+validation checks by ``cis490.train.rules.plan_budget`` (docs/MODELS.md,
+"The training budget"). The architectures name their source in their
+config's docstring.
 """
 
 from __future__ import annotations
@@ -78,12 +84,30 @@ class GBTConfig(TrainConfig):
 
 @dataclass(frozen=True)
 class TorchConfig(TrainConfig):
-    """Fields of the five nets. Defaults sized for the demo store on 2 CPU cores
-    (docs/MODELS.md has the numbers); the seed's full-scale runs used
-    ``epochs = 60``, which a manifest sets as ``hyper = { epochs = 60 }``."""
+    """Fields of the five nets: the training budget and the optimiser.
 
-    epochs: int = 20
-    batch_size: int = 256
+    The budget counts optimizer steps (``cis490.train.rules.plan_budget``):
+
+    - ``batch_size``: 0 (default) = automatic, ``min(256, max(8, n_train // 64))``
+      (capped at ``n_train``), so a train set of up to 512 windows gets batches
+      of 8, one of 16 384 or more full batches of 256, and one in between 64
+      batches an epoch; a positive value is used as given (at most ``n_train``).
+    - ``epochs``: the least number of passes over train; ``min_steps``: the
+      least number of optimizer steps. The run has
+      ``max(epochs, ceil(min_steps / steps_per_epoch))`` epochs (rounded up to
+      whole checks), so 40 train windows get ``min_steps`` steps while ~2 M
+      windows get ``epochs`` passes of full batches. ``min_steps = 0`` gives
+      exactly ``epochs`` (the seed's rule; its full-scale runs used 60).
+    - ``min_check_steps``: a validation check (early stopping, best-weights
+      selection, one history record) ends every epoch, or, when an epoch has
+      fewer steps than this, every ``ceil(min_check_steps / steps_per_epoch)``
+      epochs. ``patience`` counts checks; 0 checks every epoch.
+    """
+
+    epochs: int = 10
+    batch_size: int = 0
+    min_steps: int = 600
+    min_check_steps: int = 25
     lr: float = 3e-3
     weight_decay: float = 1e-2
     dropout: float = 0.1
@@ -96,33 +120,90 @@ class MLPConfig(TorchConfig):
     hidden: tuple[int, ...] = (256, 128)
 
 
+CNN_ARCHS = ("fcn", "resnet")
+
+
 @dataclass(frozen=True)
 class CNNConfig(TorchConfig):
-    hidden: int = 64
-    kernel_size: int = 5
-    n_layers: int = 3
+    """``arch = "fcn"``: the Fully Convolutional Network of Wang, Yan & Oates (2017),
+    "Time series classification from scratch with deep neural networks: a strong
+    baseline" (IJCNN 2017, arXiv:1611.06455): one ``Conv1d(same) -> BatchNorm ->
+    ReLU`` block per entry of ``filters`` / ``kernels`` (128/256/128 filters,
+    kernels 8/5/3), global average pooling over time, a linear head. No
+    dropout in the paper (``dropout`` > 0 adds one before the head).
+
+    ``arch = "resnet"``: the same paper's ResNet: one residual block per entry
+    of ``filters`` (Wang et al.: 64/128/128; set ``filters = [64, 128, 128]``),
+    each ``len(kernels)`` conv-BN-ReLU layers (kernels 8/5/3, the last ReLU
+    after the shortcut sum), the shortcut a 1x1 conv + BN where the width
+    changes (else BN); global average pooling, linear head.
+    """
+
+    arch: str = "fcn"
+    filters: tuple[int, ...] = (128, 256, 128)
+    kernels: tuple[int, ...] = (8, 5, 3)
+    dropout: float = 0.0
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.arch not in CNN_ARCHS:
+            raise HyperError(f"hyper 'arch': {self.arch!r} is not one of {', '.join(CNN_ARCHS)}")
+        if self.arch == "fcn" and len(self.filters) != len(self.kernels):
+            raise HyperError(f"hyper 'kernels': fcn needs one kernel per entry of filters "
+                             f"({len(self.filters)}), got {len(self.kernels)}")
 
 
 @dataclass(frozen=True)
 class GRUConfig(TorchConfig):
+    """A bidirectional GRU (Cho et al. 2014, "Learning phrase representations using RNN
+    encoder-decoder for statistical machine translation") over the time steps; the head
+    sees the mean of the top layer's outputs over time beside its last states (forward
+    after the last step, backward after the first). Reasons (docs/MODELS.md, "The
+    architectures"): both directions, so that the state the head reads has seen every
+    step from either end; mean + last states, because a last state alone carries little
+    of the early steps of a 150-step series and the mean keeps evidence from any step;
+    one layer, because a second one doubled the cost (demo jobs 9 -> 17 s) without
+    helping on the public datasets."""
+
     hidden: int = 64
     n_layers: int = 1
-    bidirectional: bool = False
+    bidirectional: bool = True
 
 
 @dataclass(frozen=True)
 class LSTMConfig(TorchConfig):
+    """A bidirectional LSTM (Hochreiter & Schmidhuber 1997, "Long short-term memory"),
+    the same reading, head and reasons as :class:`GRUConfig` (docs/MODELS.md)."""
+
     hidden: int = 64
     n_layers: int = 1
-    bidirectional: bool = False
+    bidirectional: bool = True
+
+
+TRANSFORMER_NORMS = ("batch", "layer")
+TRANSFORMER_POOLS = ("flatten", "mean")
 
 
 @dataclass(frozen=True)
 class TransformerConfig(TorchConfig):
+    """TST: Zerveas, Jayaraman, Patel, Bhamidipaty & Eickhoff (2021), "A Transformer-based
+    Framework for Multivariate Time Series Representation Learning" (KDD 2021), trained
+    from scratch (no pre-training): each step's inputs projected to ``d_model`` (scaled by
+    sqrt(d_model)), a learnable positional encoding, ``n_layers`` post-norm encoder layers
+    (``n_heads`` heads, ``ff_dim`` wide, GELU, dropout) with BatchNorm over the features
+    in place of LayerNorm (``norm = "batch"``, TST's choice for time series; ``"layer"``
+    is the original), GELU on the output, then all steps' outputs concatenated
+    (``pool = "flatten"``, TST's classification head) or averaged (``"mean"``) into a
+    linear head. Defaults: TST's classification settings (d_model 64, 8 heads, 3 layers,
+    FF 256, dropout 0.1); reasons in docs/MODELS.md."""
+
     d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 2
-    ff_dim: int = 128
+    n_heads: int = 8
+    n_layers: int = 3
+    ff_dim: int = 256
+    norm: str = "batch"
+    pool: str = "flatten"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,6 +211,49 @@ class TransformerConfig(TorchConfig):
             raise HyperError(
                 f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}"
             )
+        if self.norm not in TRANSFORMER_NORMS:
+            raise HyperError(f"hyper 'norm': {self.norm!r} is not one of "
+                             f"{', '.join(TRANSFORMER_NORMS)}")
+        if self.pool not in TRANSFORMER_POOLS:
+            raise HyperError(f"hyper 'pool': {self.pool!r} is not one of "
+                             f"{', '.join(TRANSFORMER_POOLS)}")
+
+
+@dataclass(frozen=True)
+class MiniRocketConfig(TrainConfig):
+    """MiniRocket: Dempster, Schmidt & Webb (2021), "MiniRocket: A Very Fast (Almost)
+    Deterministic Transform for Time Series Classification" (KDD 2021, arXiv:2012.08791);
+    the transform is aeon's ``MiniRocket`` (an optional extra, ``pip install
+    'cis490[minirocket]'``), the classifier a class-weighted ridge on its standardised
+    features, as the paper's ``RidgeClassifierCV`` with alphas ``logspace(-3, 3, 10)``.
+
+    - ``n_kernels``, ``max_dilations_per_kernel``: aeon's and the paper's defaults (10 000
+      features, 9 996 in fact: a multiple of 84 kernels; at most 32 dilations a kernel).
+    - ``epochs``: the number of ridge alphas tried, log-spaced from ``10**alpha_log10_max``
+      down to ``10**alpha_log10_min`` (one alone: their geometric middle); each is one
+      history record and the best on val macro F1 is kept (a tie keeps the larger alpha);
+      ``patience`` ends the list after that many alphas without a strict improvement.
+    - ``max_train_windows``: the transform's biases and the ridge are fitted on at most
+      this many train windows, drawn without replacement from the seed: memory is 40 kB
+      of features a window plus two float64 ``n x n`` Gram matrices (docs/MODELS.md).
+    - ``mask_channels``: append the 0/1 missingness mask of every channel that has a
+      missing value among those windows as an input channel.
+    """
+
+    epochs: int = 10
+    patience: int = 10
+    n_kernels: int = 10_000
+    max_dilations_per_kernel: int = 32
+    alpha_log10_min: float = -3.0
+    alpha_log10_max: float = 3.0
+    max_train_windows: int = 4096
+    mask_channels: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.alpha_log10_min > self.alpha_log10_max:
+            raise HyperError(f"hyper 'alpha_log10_min': {self.alpha_log10_min!r} is above "
+                             f"alpha_log10_max={self.alpha_log10_max!r}")
 
 
 CONFIGS: dict[str, type[TrainConfig]] = {
@@ -139,14 +263,21 @@ CONFIGS: dict[str, type[TrainConfig]] = {
     "gru": GRUConfig,
     "lstm": LSTMConfig,
     "transformer": TransformerConfig,
+    "minirocket": MiniRocketConfig,
 }
 
 SUMMARY_MODELS = ("gbt", "mlp")
-SEQUENCE_MODELS = ("cnn", "gru", "lstm", "transformer")
+SEQUENCE_MODELS = ("cnn", "gru", "lstm", "transformer", "minirocket")
 MODES = ("realistic", "oracle")
 
 # Range rules: field -> (lowest allowed, highest allowed); None = unbounded.
 _RANGES: dict[str, tuple[float | None, float | None]] = {
+    # minirocket
+    "n_kernels": (84, 100_000),
+    "max_dilations_per_kernel": (1, 1024),
+    "alpha_log10_min": (-12.0, 12.0),
+    "alpha_log10_max": (-12.0, 12.0),
+    "max_train_windows": (16, None),
     "epochs": (1, None),
     "patience": (1, None),
     "class_weight_clip": (1.0, None),
@@ -158,13 +289,16 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "colsample_bytree": (0.0, 1.0),
     "min_child_weight": (0.0, None),
     "reg_lambda": (0.0, None),
-    "batch_size": (1, None),
+    "batch_size": (0, None),  # 0: automatic (rules.plan_budget)
+    "min_steps": (0, None),
+    "min_check_steps": (0, None),
+    "filters": (1, None),
+    "kernels": (1, None),
     "lr": (0.0, None),
     "weight_decay": (0.0, None),
     "dropout": (0.0, 0.99),
     "warmup_frac": (0.0, 1.0),
     "hidden": (1, None),
-    "kernel_size": (1, None),
     "n_layers": (1, None),
     "d_model": (1, None),
     "n_heads": (1, None),

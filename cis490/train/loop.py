@@ -4,13 +4,18 @@ One loop for the five nets; the rules it applies live in
 :mod:`cis490.train.rules` (numpy only, tested numerically):
 
 - class-weighted cross-entropy, weights from the train slice only;
+- the budget from ``rules.plan_budget(n_train, cfg)``: batch size, epochs,
+  total optimizer steps and the validation-check schedule (a check every
+  epoch, or every few epochs when an epoch is short);
 - AdamW; the learning rate is set before every step from ``rules.lr_at``
-  (warmup over ``warmup_frac`` of all ``epochs * steps_per_epoch`` steps,
-  then cosine to 0); gradients clipped to norm 1;
-- after every epoch: val macro F1 over the classes present in ``y_val``
-  (``rules.present_labels``, fixed once per fit: the report's definition);
-  early stop after ``patience`` epochs without a strict improvement; the
-  best-on-val weights are restored.
+  (warmup over ``warmup_frac`` of all ``total_steps``, then cosine to 0);
+  gradients clipped to norm 1;
+- at every check: val macro F1 over the classes present in ``y_val``
+  (``rules.present_labels``, fixed once per fit: the report's definition)
+  (and the class-weighted val loss, for the curves); early stop after
+  ``patience`` checks without an improvement of the F1 (higher, or equal:
+  of equal checks the later one is kept, ``rules.EarlyStopping``); the
+  best-on-val weights (BatchNorm statistics included) are restored.
 
 Determinism: inside :func:`deterministic` torch runs with a fixed intra-op
 thread count and ``use_deterministic_algorithms(True)``; the weights are
@@ -37,7 +42,6 @@ exercised on the CPU by ``CIS490_LOADER_WORKERS`` (tests: same bytes).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from typing import Callable, Iterator
 
@@ -51,7 +55,7 @@ from cis490.train import rules
 
 __all__ = ["BatchSource", "device", "deterministic", "fit_torch", "loader_workers", "predict_logits"]
 
-PREDICT_BATCH = 1024
+PREDICT_BATCH = 256
 GRAD_CLIP = 1.0
 
 Prepare = Callable[[np.ndarray], torch.Tensor]
@@ -173,24 +177,24 @@ def fit_torch(
         loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights, dtype=torch.float32,
                                                              device=dev))
         n = int(y_train.shape[0])
-        batch = min(cfg.batch_size, n)
-        total = cfg.epochs * math.ceil(n / batch)
-        warmup = rules.warmup_steps(total, cfg.warmup_frac)
+        plan = rules.plan_budget(n, cfg)
+        total, warmup, epochs = plan.total_steps, plan.warmup_steps, plan.epochs
         y_t = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
         y_val_t = torch.from_numpy(np.asarray(y_val, dtype=np.int64))
         labels = rules.present_labels(y_val)  # one label set for every epoch
-        stopper = rules.EarlyStopping(cfg.patience)
+        stopper = rules.EarlyStopping(cfg.patience, ties_improve=True)  # counts checks
         best_state: dict[str, torch.Tensor] = {}
+        best_epoch = 0
         history: list[EpochRecord] = []
-        step = 0
-        for epoch in range(1, cfg.epochs + 1):
+        step = checks = 0
+        loss_sum, loss_rows = 0.0, 0  # since the last check
+        for epoch in range(1, epochs + 1):
             net.train()
             order = rng.permutation(n)
-            loss_sum = 0.0
             # sorted within a batch: ascending rows, short reads from the shards
-            plan = [np.sort(order[start:start + batch]) for start in range(0, n, batch)]
-            batches = len(plan)
-            for b, (xb, yb) in enumerate(_iter_batches(BatchSource(X_train, y_t, prepare, plan), dev), 1):
+            parts = rules.epoch_batches(order, plan.steps_per_epoch)
+            batches = len(parts)
+            for b, (xb, yb) in enumerate(_iter_batches(BatchSource(X_train, y_t, prepare, parts), dev), 1):
                 for group in opt.param_groups:
                     group["lr"] = rules.lr_at(step, total, warmup, cfg.lr)
                 opt.zero_grad(set_to_none=True)
@@ -200,26 +204,32 @@ def fit_torch(
                 opt.step()
                 step += 1
                 loss_sum += float(loss.item()) * len(yb)
+                loss_rows += len(yb)
                 if on_step is not None:
-                    on_step(epoch, cfg.epochs, b, batches)
+                    on_step(epoch, epochs, b, batches)
+            if not plan.is_check(epoch):
+                continue
+            checks += 1
             logits = predict_logits(net, prepare, X_val, dev)
             with torch.inference_mode():
                 val_loss = float(loss_fn(logits.to(dev), y_val_t.to(dev)).item())
             pred = logits.argmax(dim=1).numpy()
-            record = EpochRecord(epoch, cfg.epochs, loss_sum / n,
+            record = EpochRecord(epoch, epochs, loss_sum / loss_rows,
                                  rules.macro_f1(y_val, pred, n_classes, labels=labels),
                                  val_loss=val_loss, lr=float(opt.param_groups[0]["lr"]))
+            loss_sum, loss_rows = 0.0, 0
             history.append(record)
-            if stopper.update(epoch, record.val_macro_f1):
+            if stopper.update(checks, record.val_macro_f1):
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                best_epoch = epoch
             if on_epoch is not None:
                 on_epoch(record)
-            if stopper.should_stop(epoch):
+            if stopper.should_stop(checks):
                 break
         net.load_state_dict(best_state)
         net.cpu().eval()  # the model object lives on the CPU; predict moves it where it runs
     report = FitReport(
-        epochs_run=len(history), best_epoch=stopper.best_epoch,
-        best_val_macro_f1=stopper.best_score, history=tuple(history),
+        epochs_run=history[-1].epoch, best_epoch=best_epoch,
+        best_val_macro_f1=stopper.best_score, history=tuple(history), budget=plan.to_dict(),
     )
     return net, report

@@ -53,13 +53,20 @@ def _net_terms(model, cfg, shape: dict[str, int], n_train: int) -> dict[str, int
 
     with torch.random.fork_rng(devices=[]):  # counting must not move the global RNG
         net = model._build()
+    from cis490.train import rules
+
     params = sum(p.numel() for p in net.parameters())
-    batch = min(int(cfg.batch_size), max(1, n_train))
+    batch = rules.plan_budget(max(1, n_train), cfg).batch_size  # the batch the loop will use
     steps = shape.get("n_steps", 1)
-    width = max(int(getattr(cfg, "hidden", 0) if not isinstance(getattr(cfg, "hidden", 0), tuple)
-                    else max(cfg.hidden)), int(getattr(cfg, "d_model", 0)), int(getattr(cfg, "ff_dim", 0)),
+    hidden = getattr(cfg, "hidden", 0)
+    filters = tuple(getattr(cfg, "filters", ()))
+    width = max(int(max(hidden) if isinstance(hidden, tuple) else hidden), max(filters, default=0),
+                int(getattr(cfg, "d_model", 0)), int(getattr(cfg, "ff_dim", 0)),
                 2 * shape.get("n_channels", 0), shape.get("n_features", 0))
-    layers = int(getattr(cfg, "n_layers", 0) or len(getattr(cfg, "hidden", ()) or ()) or 1)
+    if filters:  # cnn: one conv layer per filter (fcn), per kernel of each block (resnet)
+        layers = len(filters) * (len(cfg.kernels) + 1 if cfg.arch == "resnet" else 1)
+    else:
+        layers = int(getattr(cfg, "n_layers", 0) or len(hidden or ()) or 1)
     if getattr(cfg, "bidirectional", False):
         width *= 2
     act = batch * steps * width * layers * 4 * ACT_FACTOR
@@ -86,6 +93,32 @@ def _gbt_terms(cfg, shape: dict[str, int], n_train: int, n_val: int, n_classes: 
     }
 
 
+# minirocket: numpy, pandas, pyarrow, scikit-learn, scipy, numba and aeon (without torch,
+# cis490.models.minirocket) with its compiled kernels loaded, measured with the driver
+BASE_MINIROCKET = 380 * MIB
+MINIROCKET_CHUNK_ROWS, MINIROCKET_COL_BLOCK = 512, 1024  # = minirocket.CHUNK_ROWS, COL_BLOCK
+
+
+def _minirocket_terms(cfg, shape: dict[str, int], n_train: int, n_val: int,
+                      n_classes: int) -> dict[str, int]:
+    """Arithmetic only (aeon need not be installed): the fit sample's float32 features, one
+    float64 Gram matrix of the smaller side, float64 column blocks of the design, one
+    chunk's features in float32 and float64, the prepared inputs and the ridge path."""
+    n = min(int(n_train), int(cfg.max_train_windows))
+    p = 84 * max(1, int(cfg.n_kernels) // 84)
+    m = min(n, p)
+    channels = shape["n_channels"] * (2 if cfg.mask_channels else 1)
+    return {
+        "base": BASE_MINIROCKET,
+        "features": n * p * 4,
+        "gram": m * m * 8,
+        "blocks": 3 * max(n, MINIROCKET_COL_BLOCK) * MINIROCKET_COL_BLOCK * 8,
+        "chunk": MINIROCKET_CHUNK_ROWS * p * (4 + 8 + 8),
+        "inputs": 2 * n * channels * shape["n_steps"] * 4,
+        "ridge": int(cfg.epochs) * (p * n_classes * 8 * 2 + max(n_val, 1) * 8) + n * n_classes * 8 * 4,
+    }
+
+
 def estimate(model_name: str, cfg, shape: dict[str, int], n_train: int, n_val: int,
              n_classes: int) -> Estimate:
     """Peak bytes of training ``model_name`` with ``cfg`` on ``n_train`` + ``n_val`` windows."""
@@ -94,6 +127,8 @@ def estimate(model_name: str, cfg, shape: dict[str, int], n_train: int, n_val: i
 
     if model_name == "gbt":
         parts = _gbt_terms(cfg, shape, n_train, n_val, n_classes)
+    elif model_name == "minirocket":
+        parts = _minirocket_terms(cfg, shape, n_train, n_val, n_classes)
     else:
         model = models.create(model_name, n_classes=n_classes, **shape, **configs.config_to_dict(cfg))
         parts = _net_terms(model, cfg, shape, n_train)

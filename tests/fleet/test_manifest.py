@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cis490.fleet import JobState, ManifestError
 from cis490.fleet.claim import claim_next
+from cis490.fleet import JobState, ManifestError
 from cis490.fleet.manifest import load_manifest, parse_manifest
 from cis490.fleet.spec import JobSpec, SpecError, driver_argv, job_id, parse_spec
 
@@ -20,7 +20,8 @@ EXAMPLE = REPO / "etc" / "training_manifest.toml.example"
 def test_example_manifest_has_six_models_by_two_modes_plus_smoke():
     m = load_manifest(EXAMPLE)
     pairs = {(j.model, j.mode) for j in m.jobs if j.model != "smoke"}
-    assert pairs == {(model, mode) for model in ("gbt", "mlp", "cnn", "gru", "lstm", "transformer")
+    assert pairs == {(model, mode) for model in ("gbt", "mlp", "cnn", "gru", "lstm", "transformer",
+                                                 "minirocket")
                      for mode in ("realistic", "oracle")}
     assert sum(j.model == "smoke" for j in m.jobs) >= 2
     assert m.host("pi").permits("gbt", "oracle") and not m.host("pi").permits("cnn", "oracle")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 
 import numpy as np
@@ -15,17 +16,30 @@ N_CHANNELS = 5
 N_STEPS = 12
 N_FEATURES = 2 * N_CHANNELS
 
-# Small, fast hyper per model: enough to learn the synthetic task in seconds.
+# Small, fast hyper per model: enough to learn the synthetic task in seconds. The nets
+# run the seed's budget (exactly `epochs` epochs of `batch_size`, a check after each:
+# min_steps = min_check_steps = 0), so the tests below can count epochs; the default
+# budget rule has its own tests (tests/train/test_train_rules.py, test_models_budget.py).
+EXACT = {"min_steps": 0, "min_check_steps": 0}
 FAST_HYPER = {
     "gbt": {"epochs": 40, "max_depth": 3, "patience": 10},
-    "mlp": {"epochs": 25, "batch_size": 32, "hidden": [32], "lr": 3e-3},
-    "cnn": {"epochs": 15, "batch_size": 32, "hidden": 16, "n_layers": 2, "lr": 3e-3},
-    "gru": {"epochs": 15, "batch_size": 32, "hidden": 16, "lr": 5e-3},
-    "lstm": {"epochs": 15, "batch_size": 32, "hidden": 16, "lr": 5e-3},
+    "mlp": {"epochs": 25, "batch_size": 32, "hidden": [32], "lr": 3e-3, **EXACT},
+    "cnn": {"epochs": 15, "batch_size": 32, "filters": [16, 16], "kernels": [5, 3], "lr": 3e-3,
+            **EXACT},
+    "gru": {"epochs": 15, "batch_size": 32, "hidden": 16, "lr": 5e-3, **EXACT},
+    "lstm": {"epochs": 15, "batch_size": 32, "hidden": 16, "lr": 5e-3, **EXACT},
     "transformer": {"epochs": 15, "batch_size": 32, "d_model": 16, "n_heads": 2,
-                    "n_layers": 1, "ff_dim": 32, "lr": 3e-3},
+                    "n_layers": 1, "ff_dim": 32, "lr": 3e-3, **EXACT},
 }
-ALL_MODELS = tuple(FAST_HYPER)
+ALL_MODELS = tuple(FAST_HYPER)  # the torch and XGBoost models (test_models_training.py)
+
+# minirocket (aeon, an optional extra) takes part in the shared suite (test_models_suite.py)
+# and has its own file (test_minirocket.py): 840 kernels and a 300-window cap keep it quick
+# and run the sampling path (400 train windows)
+FAST_HYPER["minirocket"] = {"n_kernels": 840, "max_train_windows": 300}
+HAVE_AEON = importlib.util.find_spec("aeon") is not None
+SUITE_MODELS = (*ALL_MODELS, pytest.param(
+    "minirocket", marks=pytest.mark.skipif(not HAVE_AEON, reason="aeon (cis490[minirocket]) absent")))
 
 
 def make_sequences(n: int, seed: int, class_p=(0.4, 0.1, 0.15, 0.35)):

@@ -1,4 +1,4 @@
-"""The one suite every model passes, XGBoost included (STYLE: huey's StorageTests)."""
+"""The one suite every model passes, XGBoost and MiniRocket included (STYLE: huey's StorageTests)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from tests.models.models_helpers import ALL_MODELS, FAST_HYPER, N_CLASSES, new_model, task_for
+from tests.models.models_helpers import FAST_HYPER, N_CLASSES, SUITE_MODELS, new_model, task_for
 
 from cis490 import models
 from cis490.models import configs
@@ -19,7 +19,7 @@ def majority_macro_f1(y_true: np.ndarray) -> float:
                           labels=rules.present_labels(y_true))
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", SUITE_MODELS)
 def test_learns_synthetic_task_well_above_majority_baseline(name, fitted):
     model, report, (_, _, Xva, yva) = fitted(name)
     pred = model.predict_proba(Xva).argmax(axis=1)
@@ -31,7 +31,7 @@ def test_learns_synthetic_task_well_above_majority_baseline(name, fitted):
     assert 1 <= report.best_epoch <= report.epochs_run == len(report.history)
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", SUITE_MODELS)
 def test_predict_proba_is_a_distribution(name, fitted):
     model, _, (_, _, Xva, _) = fitted(name)
     p = model.predict_proba(Xva)
@@ -39,7 +39,7 @@ def test_predict_proba_is_a_distribution(name, fitted):
     assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5) and (p >= 0).all()
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", SUITE_MODELS)
 def test_save_load_gives_identical_predictions(name, fitted, tmp_path):
     model, report, (_, _, Xva, _) = fitted(name)
     path = model.save(tmp_path)
@@ -53,7 +53,7 @@ def test_save_load_gives_identical_predictions(name, fitted, tmp_path):
     assert models.load(tmp_path).schema_sha256 == model.schema_sha256  # a directory works too
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", SUITE_MODELS)
 def test_schema_mismatch_is_refused_naming_both_hashes(name, tmp_path):
     model = new_model(name, epochs=1)
     model.schema_sha256 = "a" * 64
@@ -64,7 +64,7 @@ def test_schema_mismatch_is_refused_naming_both_hashes(name, tmp_path):
     assert "a" * 64 in str(err.value) and "b" * 64 in str(err.value)
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", SUITE_MODELS)
 def test_config_round_trips(name, fitted, tmp_path):
     model, _, _ = fitted(name)
     cfg = model.config
@@ -77,7 +77,7 @@ def test_config_round_trips(name, fitted, tmp_path):
     assert models.load(tmp_path).config == cfg
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", SUITE_MODELS)
 def test_class_weights_come_from_train_only(name, monkeypatch, tmp_path):
     Xtr, ytr, Xva, yva = task_for(name, n_train=120, n_val=60)
     yva = np.zeros_like(yva)  # a val distribution nothing like train's
@@ -94,7 +94,7 @@ def test_class_weights_come_from_train_only(name, monkeypatch, tmp_path):
     assert meta["class_weights"] == [float(w) for w in expected]
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", SUITE_MODELS)
 def test_normalisation_is_fitted_on_train_only(name, tmp_path):
     Xtr, ytr, Xva, yva = task_for(name, n_train=120, n_val=60)
     model = new_model(name, epochs=1)

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / "bin" / "cis490-spool"
-MODELS = ("gbt", "mlp", "cnn", "gru", "lstm", "transformer")
+MODELS = ("gbt", "mlp", "cnn", "gru", "lstm", "transformer", "minirocket")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def demo(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_demo_trains_all_twelve_through_real_workers_and_reports_them(demo):
+def test_demo_trains_all_fourteen_through_real_workers_and_reports_them(demo):
     spool = demo["spool"]
     done = sorted(p.name for p in (spool / "done").iterdir())
     for model in MODELS:
@@ -45,7 +45,7 @@ def test_demo_trains_all_twelve_through_real_workers_and_reports_them(demo):
     for rec in (spool / "attempts").glob("*/*@*[0-9a-f].json"):
         r = json.loads(rec.read_text())
         hosts.add(r["host_id"])
-        if r["outcome"] == "done" and r["name"].split("_")[0] in ("cnn", "gru", "lstm", "transformer"):
+        if r["outcome"] == "done" and r["name"].split("_")[0] in ("cnn", "gru", "lstm", "transformer", "minirocket"):
             assert r["host_id"] == "lab-gpu", "the pi host may only train gbt/mlp"
     assert hosts <= {"pi", "lab-gpu"} and "lab-gpu" in hosts
     report = (demo["root"] / "reports" / "eval" / "comparison.md").read_text()
@@ -58,11 +58,11 @@ def test_demo_trains_all_twelve_through_real_workers_and_reports_them(demo):
         assert f"| — | {baseline} |" in detection
     rows = [l.split("|") for l in phase.splitlines() if re.match(r"^\| \d+ \| ", l)]
     assert {(r[2].strip(), r[3].strip()) for r in rows} == \
-        {(m, mode) for m in MODELS for mode in ("realistic", "oracle")} and len(rows) == 12
+        {(m, mode) for m in MODELS for mode in ("realistic", "oracle")} and len(rows) == 14
     assert "scan-and-dial" in report  # the untested profile is reported
     assert "**Synthetic data.**" in report
     preds = demo["root"] / "reports" / "eval" / "predictions"
-    assert len(list(preds.glob("*.parquet"))) == 12 + 4
+    assert len(list(preds.glob("*.parquet"))) == 14 + 4
     assert "macro F1" in demo["first"] and "FA/day" in demo["first"] and "report:" in demo["first"]
 
 

@@ -1,4 +1,4 @@
-"""A tiny real data store (issue 3's stages, run once per session) for the driver tests."""
+"""A tiny real data store (synth, validate, features, tensors; built once per session) for the driver tests."""
 
 from __future__ import annotations
 
@@ -31,9 +31,8 @@ def _cis490(*args: str) -> None:
         raise RuntimeError(f"cis490 {' '.join(args)} failed:\n{res.stdout}{res.stderr}")
 
 
-@pytest.fixture(scope="session")
-def demo_data(tmp_path_factory) -> DemoData:
-    root = tmp_path_factory.mktemp("demo")
+def build_demo_data(root: Path) -> DemoData:
+    """synth -> validate -> features -> tensors under ``root``: a tiny real data store."""
     store, val = root / "store", root / "validation_v1.parquet"
     _cis490("synth", "--out", str(store), "--episodes-per-host", "14", "--duration-s", "60",
             "--quiet")
@@ -46,3 +45,8 @@ def demo_data(tmp_path_factory) -> DemoData:
                     summary=root / "features" / "features_window_v1.parquet",
                     tensors=root / "tensors",
                     schema=root / "features" / "feature_schema_v1.json")
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> DemoData:
+    return build_demo_data(tmp_path_factory.mktemp("demo"))

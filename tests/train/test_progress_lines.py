@@ -66,7 +66,8 @@ def test_the_training_driver_logs_batches_and_rounds_without_a_terminal(demo_dat
     from cis490.train import run
 
     monkeypatch.setenv("CIS490_PROGRESS_S", "0")      # a line on every step
-    assert run.main(demo_data.argv("mlp", tmp_path / "mlp", "--hyper", "epochs=2")) == 0
+    assert run.main(demo_data.argv("mlp", tmp_path / "mlp", "--hyper", "epochs=2",
+                                   "--hyper", "min_steps=0", "--hyper", "min_check_steps=0")) == 0
     err = capsys.readouterr().err
     batches = [l for l in err.splitlines() if "batches (" in l]
     assert batches[0].startswith("cis490.train.run: mlp/realistic: 0/")
@@ -87,7 +88,8 @@ def test_the_driver_tells_the_worker_how_far_the_epoch_has_got(demo_data, tmp_pa
     r, w = os.pipe()
     try:
         assert run.main(demo_data.argv("mlp", tmp_path / "m", "--hyper", "epochs=2",
-                                       "--hyper", "batch_size=32", "--progress-fd", str(w))) == 0
+                                       "--hyper", "batch_size=32", "--hyper", "min_steps=0",
+                                       "--hyper", "min_check_steps=0", "--progress-fd", str(w))) == 0
     finally:
         os.close(w)
     with os.fdopen(r) as fh:

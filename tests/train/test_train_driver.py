@@ -19,7 +19,9 @@ from cis490.data import splits as data_splits  # noqa: E402
 from cis490.train import run  # noqa: E402
 
 FAST = {"gbt": ["--hyper", "epochs=15"],
-        "cnn": ["--hyper", "epochs=2", "--hyper", "hidden=8", "--hyper", "batch_size=64"]}
+        "cnn": ["--hyper", "epochs=2", "--hyper", "filters=[8, 8]", "--hyper", "kernels=[5, 3]",
+                "--hyper", "batch_size=64", "--hyper", "min_steps=0",
+                "--hyper", "min_check_steps=0"]}
 
 
 def sha256(path) -> str:

@@ -21,8 +21,10 @@ def _data(n, seed):
     return X, y
 
 
-def test_loop_steps_with_warmup_then_cosine_lr(monkeypatch):
-    seen = []
+@pytest.fixture
+def lr_steps(monkeypatch) -> list[float]:
+    """The learning rate of every optimizer step the loop takes, in order."""
+    seen: list[float] = []
     real_step = torch.optim.AdamW.step
 
     def spy(self, *a, **kw):
@@ -30,10 +32,16 @@ def test_loop_steps_with_warmup_then_cosine_lr(monkeypatch):
         return real_step(self, *a, **kw)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    return seen
+
+
+def test_loop_steps_with_warmup_then_cosine_lr(lr_steps):
+    seen = lr_steps
     Xtr, ytr = _data(100, 0)
     Xva, yva = _data(40, 1)
     m = models.create("mlp", n_features=4, n_classes=3, epochs=5, patience=99,
-                      batch_size=32, hidden=[8], lr=0.01, warmup_frac=0.1)
+                      batch_size=32, hidden=[8], lr=0.01, warmup_frac=0.1,
+                      min_steps=0, min_check_steps=0)  # the seed's budget: 5 epochs of 32
     m.fit(Xtr, ytr, Xva, yva, seed=0)
     total = 5 * math.ceil(100 / 32)  # 20 steps
     warm = rules.warmup_steps(total, 0.1)
@@ -68,3 +76,21 @@ def test_fit_restores_global_torch_settings():
     m = models.create("mlp", n_features=4, n_classes=3, epochs=1, hidden=[4])
     m.fit(Xtr, ytr, Xtr, ytr, seed=0)
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+
+
+def test_the_default_budget_gives_a_tiny_train_set_its_planned_steps_and_checks(lr_steps):
+    """40 rows at the defaults: 600 steps of batch 8 (the seed's rule: 10 steps), a check
+    every 5 epochs (25 steps), the LR schedule over all 600 steps."""
+    seen, checks = lr_steps, []
+    Xtr, ytr = _data(40, 0)
+    Xva, yva = _data(20, 1)
+    m = models.create("mlp", n_features=4, n_classes=3, hidden=[8], patience=10_000)
+    report = m.fit(Xtr, ytr, Xva, yva, seed=0, on_epoch=checks.append)
+    plan = rules.plan_budget(40, m.config)
+    assert (plan.batch_size, plan.steps_per_epoch, plan.epochs, plan.check_every) == (8, 5, 120, 5)
+    assert len(seen) == plan.total_steps == 600
+    assert seen == pytest.approx([rules.lr_at(s, 600, plan.warmup_steps, m.config.lr)
+                                  for s in range(600)])
+    assert [r.epoch for r in checks] == list(range(5, 121, 5)) == [r.epoch for r in report.history]
+    assert report.epochs_run == 120 and report.budget == plan.to_dict()
+    assert report.best_epoch in {r.epoch for r in report.history}

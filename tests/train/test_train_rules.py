@@ -103,3 +103,70 @@ def test_early_stopping_needs_strict_improvement():
     assert not es.should_stop(2)
     assert not es.update(3, 0.4) and es.should_stop(3)
     assert es.best_epoch == 1
+
+
+# --- the training budget (rules.plan_budget) -------------------------------------------------
+
+def _cfg(**kw):
+    from cis490.models.configs import TorchConfig
+
+    return TorchConfig(**kw)
+
+
+def test_auto_batch_is_a_64th_of_train_between_8_and_256():
+    assert [rules.auto_batch_size(n) for n in (1, 5, 8, 40, 511, 512, 3146, 16384, 2_000_000)] == \
+        [1, 5, 8, 8, 8, 8, 49, 256, 256]
+
+
+def test_budget_gives_a_tiny_train_set_enough_steps():
+    cfg = _cfg()  # the defaults: auto batch, at least 10 epochs and 600 steps, checks of 25+
+    for n, batch, spe, every in ((40, 8, 5, 5), (53, 8, 7, 4), (32, 8, 4, 7)):
+        b = rules.plan_budget(n, cfg)  # GunPoint, ItalyPowerDemand, BasicMotions minus val
+        assert (b.batch_size, b.steps_per_epoch, b.check_every) == (batch, spe, every)
+        assert b.total_steps == b.epochs * spe >= cfg.min_steps == 600
+        assert b.total_steps < 600 + spe * every  # the least whole number of checks
+        assert b.epochs % every == 0 and b.checks == b.epochs // every
+        assert b.check_every * spe >= cfg.min_check_steps  # a check spans >= 25 steps
+        assert [e for e in range(1, b.epochs + 1) if b.is_check(e)][-1] == b.epochs
+        assert b.warmup_steps == math.ceil(0.05 * b.total_steps)
+    # the seed's rule (20 epochs of min(256, n)) gave 40 windows 20 full-batch steps
+    seed_rule = _cfg(epochs=20, batch_size=256, min_steps=0, min_check_steps=0)
+    assert rules.plan_budget(40, seed_rule).total_steps == 20
+
+
+def test_budget_keeps_large_sets_at_epochs_of_full_batches():
+    cfg = _cfg()
+    b = rules.plan_budget(2_000_000, cfg)
+    assert (b.batch_size, b.steps_per_epoch, b.epochs, b.check_every) == (256, 7813, 10, 1)
+    assert b.total_steps == 78_130  # the floor of 600 steps plays no part
+    demo = rules.plan_budget(3146, cfg)  # the demo's train slice: 64 batches of 49, 10 epochs
+    assert (demo.batch_size, demo.steps_per_epoch, demo.epochs, demo.check_every) == (49, 65, 10, 1)
+    assert rules.plan_budget(2_000_000, _cfg(epochs=60)).epochs == 60
+
+
+def test_explicit_epochs_and_batch_size():
+    # batch_size > 0 is used as given (at most n); epochs and min_steps are both floors;
+    # min_steps = min_check_steps = 0 gives exactly `epochs` epochs, a check after each
+    b = rules.plan_budget(100, _cfg(epochs=5, batch_size=32, min_steps=0, min_check_steps=0))
+    assert (b.batch_size, b.steps_per_epoch, b.epochs, b.total_steps, b.check_every) == (32, 4, 5, 20, 1)
+    assert rules.plan_budget(100, _cfg(batch_size=512, min_steps=0)).batch_size == 100
+    b = rules.plan_budget(100, _cfg(epochs=5, batch_size=32))  # the floor still applies
+    assert b.total_steps >= 600 and b.epochs == 154 and b.check_every == 7
+    assert rules.plan_budget(100, _cfg(epochs=500, batch_size=32)).epochs == 504  # whole checks
+
+
+def test_epoch_batches_cover_the_permutation_in_near_equal_sorted_parts():
+    order = np.random.default_rng(0).permutation(41)
+    parts = rules.epoch_batches(order, 6)
+    assert len(parts) == 6 and sorted(len(p) for p in parts) == [6, 7, 7, 7, 7, 7]
+    assert all((np.diff(p) > 0).all() for p in parts)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(41))
+
+
+def test_tied_checks_improve_only_where_asked():
+    nets = rules.EarlyStopping(patience=2, ties_improve=True)
+    assert nets.update(1, 0.9) and nets.update(2, 0.9)  # the later of equal checks is kept
+    assert not nets.update(3, 0.8) and not nets.should_stop(3) and nets.should_stop(4)
+    assert nets.best_epoch == 2
+    strict = rules.EarlyStopping(patience=2)
+    assert strict.update(1, 0.9) and not strict.update(2, 0.9) and strict.best_epoch == 1
