@@ -137,3 +137,14 @@ def atomic_write(
         data = data.encode("utf-8")
     with atomic_writer(path, tmp_dir=tmp_dir, mode=mode, no_clobber=no_clobber, durable=durable) as fh:
         fh.write(data)
+
+
+# --------------------------------------------------------------------------
+# Names inside a training job's curves (``python -m cis490.train.run --curves DIR``,
+# written by cis490.train.curves; stored beside an artifact's bundle and read back
+# by cis490.fleet.store).
+
+METRICS = "metrics.jsonl"        # one JSON object per epoch, in the curves
+TENSORBOARD = "tensorboard"      # the event directory, in the curves
+
+__all__ += ["METRICS", "TENSORBOARD"]

@@ -19,8 +19,8 @@ load scipy, matplotlib and rich when first used):
 - ``run.run_loho`` / ``report.write_loho_report``: the leave-one-host-out
   evaluation (one ``host`` split per held-out host, and a per-host summary).
 
-``cis490.evaluate.metrics`` holds the project's one macro F1 (training's
-model selection uses it too), so importing this package must stay cheap.
+``cis490.evaluate.metrics`` re-exports the project's one macro F1, defined in
+``cis490.models.f1`` (training's model selection uses it too).
 
 See docs/EVALUATION.md for the definitions.
 """

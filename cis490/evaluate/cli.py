@@ -2,15 +2,22 @@
 
 Thin: parse, call ``cis490.evaluate.run``, print. Library errors
 (ValueError/OSError, including ``SchemaRefused``) propagate to
-``cis490.cli``, which prints one line on stderr and exits 1.
+``cis490.cli``, which prints one line on stderr and exits 1. ``cis490.cli``
+also hands ``register`` the opener of a spool's artifact store
+(``open_spool``): evaluation does not import the fleet.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .run import ArtifactSource
 
 EXAMPLE = ("cis490 eval --validation demo-data/validation_v1.parquet "
            "--summary demo-data/features/features_window_v1.parquet "
@@ -22,7 +29,7 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(v for v in (s.strip() for s in text.split(",")) if v)
 
 
-def cmd_eval(args) -> int:
+def cmd_eval(args, *, open_spool: Callable[[Path], ArtifactSource]) -> int:
     from rich.console import Console
 
     from .report import render_table, write_report
@@ -51,7 +58,8 @@ def cmd_eval(args) -> int:
         baselines=_csv(args.baselines) if args.baselines != "none" else (),
         reports_dir=Path(args.reports_dir))
     artifacts = Path(args.artifacts) if args.artifacts else None
-    spool = None if artifacts else Path(args.spool or os.environ.get("CIS490_SPOOL") or "spool")
+    spool = None if artifacts else open_spool(Path(args.spool or os.environ.get("CIS490_SPOOL")
+                                                   or "spool"))
 
     def note(msg: str) -> None:
         if not args.quiet:
@@ -108,7 +116,8 @@ def _cmd_loho(args, settings, *, spool, artifacts, note) -> int:
     return 0
 
 
-def register(sub) -> None:
+def register(sub, *, open_spool: Callable[[Path], ArtifactSource]) -> None:
+    """Add ``eval``; ``open_spool(path)`` gives the spool's store (``cis490.cli.spool_artifacts``)."""
     p = sub.add_parser(
         "eval", help="score every checkpoint on the test split -> reports/eval",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -172,4 +181,4 @@ def register(sub) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--quiet", action="store_true",
                    help="no progress notes or progress lines on stderr")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=functools.partial(cmd_eval, open_spool=open_spool))

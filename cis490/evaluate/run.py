@@ -5,7 +5,9 @@ Steps (each a function so tests can drive or fake one):
 1. ``find_candidates`` — every checkpoint on offer: from the spool's artifact
    store (``models/<model>_<mode>/<digest>/bundle.tar.zst``, verified against
    its digest while extracting) or from a plain directory of
-   ``*.ckpt.json`` files (``--artifacts``, the seed's layout).
+   ``*.ckpt.json`` files (``--artifacts``, the seed's layout). Evaluation
+   does not import the fleet: the store comes in as an ``ArtifactSource``
+   (``cis490.cli.spool_artifacts`` builds one from ``cis490.fleet.store``).
 2. ``select`` — per (model, mode) and training seed, one checkpoint: only
    checkpoints trained on the split being evaluated (recipe, train hosts,
    split seed recorded in the checkpoint), then the highest **validation**
@@ -47,7 +49,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, ContextManager, Iterable, Sequence
+from typing import Callable, ContextManager, Iterable, Protocol, Sequence
 
 import numpy as np
 
@@ -59,10 +61,10 @@ from .predictions import (Predictions, PredictionsWriter, SharedColumns, Windows
                           shared_strings, write_predictions)
 from .scoring import Context
 
-__all__ = ["BATCH_GROUP_WINDOWS", "LEAVE_ONE_HOST_OUT", "Candidate", "EvalRefused", "EvalSettings",
-           "LohoFold", "LohoResult", "SchemaRefused", "channel_groups", "default_progress",
-           "evaluate", "find_candidates", "loho_folds", "no_progress", "run_eval", "run_loho",
-           "select"]
+__all__ = ["BATCH_GROUP_WINDOWS", "LEAVE_ONE_HOST_OUT", "ArtifactSource", "ArtifactUnusable",
+           "Candidate", "EvalRefused", "EvalSettings", "LohoFold", "LohoResult", "SchemaRefused",
+           "StoredArtifact", "channel_groups", "default_progress", "evaluate", "find_candidates",
+           "loho_folds", "no_progress", "run_eval", "run_loho", "select"]
 
 # `cis490 eval --split-recipe leave-one-host-out` (LEAVE_ONE_HOST_OUT): not a split but one
 # `host` split per host with usable episodes, trained on every other host (the manifest expands
@@ -177,48 +179,85 @@ class EvalSettings:
 
 # ---------------------------------------------------------------- candidates
 
+class ArtifactUnusable(Exception):
+    """A stored artifact's bundle or curves cannot be read back (the message says why)."""
+
+
+class StoredArtifact(Protocol):
+    """One entry of the spool's content-addressed store, as evaluation reads it."""
+
+    @property
+    def model_mode(self) -> str:
+        """``<model>_<mode>`` of a model; any other name for other artifacts (the smoke job's)."""
+
+    @property
+    def digest(self) -> str:
+        """The sha256 of its bundle (the name it is stored under)."""
+
+    @property
+    def published(self) -> bool:
+        """Its writer finished (the record, written last, is there)."""
+
+    def extract(self, dest: Path) -> None:
+        """Write the bundle's files under ``dest``, verified against ``digest``;
+        ``ArtifactUnusable`` when the bundle is unusable."""
+
+    def read_curves(self) -> list[dict] | None:
+        """Its stored ``metrics.jsonl`` rows, None when it has none; ``ArtifactUnusable``
+        when they are unusable."""
+
+
+class ArtifactSource(Protocol):
+    """The spool's artifact store (built above this layer, from ``cis490.fleet.store``)."""
+
+    @property
+    def root(self) -> Path:
+        """The spool directory (named in messages)."""
+
+    def artifacts(self) -> Iterable[StoredArtifact]:
+        """Every stored artifact, in a fixed order; ``FileNotFoundError`` when ``root``
+        is no spool."""
+
+
 def _read_meta(ckpt: Path) -> dict:
     from cis490.models.checkpoint import read_checkpoint
     meta, _ = read_checkpoint(ckpt)          # verifies format and the sidecar's sha256
     return meta
 
 
-def find_candidates(*, spool: Path | None = None, artifacts: Path | None = None,
+def find_candidates(*, spool: ArtifactSource | None = None, artifacts: Path | None = None,
                     workdir: Path) -> list[Candidate]:
     """Every checkpoint offered by the spool's store or an artifacts directory."""
     from cis490.models.checkpoint import find_checkpoint, sha256_file
 
     out: list[Candidate] = []
     if spool is not None:
-        from cis490.fleet import store
-        root = Path(spool)
-        if not (root / "models").is_dir():
-            raise FileNotFoundError(f"{root}: no models/ directory (is this a spool?)")
         from cis490.models.configs import CONFIGS, MODES
 
         model_modes = {f"{m}_{mode}" for m in CONFIGS for mode in MODES}
-        for model_mode, digest_dir in store.iter_artifacts(root):
+        for art in spool.artifacts():
+            model_mode = art.model_mode
             if model_mode not in model_modes:
                 continue                      # not a model (e.g. the smoke job's artifact)
-            if not (digest_dir / "record.json").is_file():
+            if not art.published:
                 continue                      # still being written (record.json is last)
-            dest = workdir / model_mode / digest_dir.name
+            dest = workdir / model_mode / art.digest
             try:
-                store.extract(digest_dir, dest)  # re-hashes the bundle against its name
-            except store.StoreError as exc:      # not a ValueError: say it in cis490's terms
-                raise ValueError(f"artifact {model_mode}/{digest_dir.name[:12]} is unusable "
+                art.extract(dest)             # re-hashes the bundle against its name
+            except ArtifactUnusable as exc:   # not a ValueError: say it in cis490's terms
+                raise ValueError(f"artifact {model_mode}/{art.digest[:12]} is unusable "
                                  f"({exc}); run `cis490-spool fsck`") from None
             ckpt = find_checkpoint(dest)
             meta = _read_meta(ckpt)
             try:
-                curves = store.read_curves(digest_dir)  # checked against record.json; None: none
-            except store.StoreError as exc:  # e.g. not synced yet: the plot falls back
-                print(f"cis490 eval: warning: artifact {model_mode}/{digest_dir.name[:12]}: "
+                curves = art.read_curves()    # checked against record.json; None: none
+            except ArtifactUnusable as exc:   # e.g. not synced yet: the plot falls back
+                print(f"cis490 eval: warning: artifact {model_mode}/{art.digest[:12]}: "
                       f"curves unusable ({exc}); its learning curve comes from the "
                       "checkpoint's history (`cis490-spool fsck` checks the store)",
                       file=sys.stderr)
                 curves = None
-            out.append(Candidate(meta["model"], meta["mode"], digest_dir.name, ckpt, meta, curves))
+            out.append(Candidate(meta["model"], meta["mode"], art.digest, ckpt, meta, curves))
     if artifacts is not None:
         root = Path(artifacts)
         if not root.is_dir():
@@ -700,16 +739,22 @@ def _digests(settings: EvalSettings) -> dict[str, str]:
     return {"validation": sha256_file(settings.validation), "schema": sha256_file(settings.schema)}
 
 
-def run_eval(settings: EvalSettings, *, spool: Path | None, artifacts: Path | None,
+def _where(spool: ArtifactSource | None, artifacts: Path | None) -> Path | None:
+    """What the messages name as the checkpoints' place."""
+    return spool.root if spool is not None else artifacts
+
+
+def run_eval(settings: EvalSettings, *, spool: ArtifactSource | None, artifacts: Path | None,
              note: Callable[[str], None] = lambda s: None,
              progress: ProgressFn = default_progress) -> Comparison:
     """find → select → evaluate, extracting bundles into a temporary directory."""
     digests = _digests(settings)
     schema_sha = digests["schema"]
+    where = _where(spool, artifacts)
     with tempfile.TemporaryDirectory(prefix="cis490-eval-") as tmp:
         cands = find_candidates(spool=spool, artifacts=artifacts, workdir=Path(tmp))
         if not cands:
-            raise ValueError(f"no checkpoints found in {spool or artifacts}")
+            raise ValueError(f"no checkpoints found in {where}")
         if settings.train_hosts is None:
             seen = {tuple(sorted(c.split.get("train_hosts") or ())) for c in cands
                     if c.split.get("recipe") == settings.recipe}
@@ -725,7 +770,7 @@ def run_eval(settings: EvalSettings, *, spool: Path | None, artifacts: Path | No
         if not chosen:
             raise ValueError(f"no checkpoint trained on split {settings.recipe} "
                              f"(train hosts {','.join(settings.train_hosts or ()) or '?'}, "
-                             f"split seed {settings.seed}) in {spool or artifacts}")
+                             f"split seed {settings.seed}) in {where}")
         return evaluate(settings, chosen, schema_sha256=schema_sha, data_digests=digests,
                         note=note, progress=progress)
 
@@ -784,7 +829,7 @@ def loho_folds(validation) -> list[tuple[str, tuple[str, ...], int]]:
     return [(h, tuple(o for o in hosts if o != h), int(counts[h])) for h in hosts]
 
 
-def run_loho(settings: EvalSettings, *, spool: Path | None, artifacts: Path | None,
+def run_loho(settings: EvalSettings, *, spool: ArtifactSource | None, artifacts: Path | None,
              note: Callable[[str], None] = lambda s: None,
              progress: ProgressFn = default_progress) -> LohoResult:
     """Evaluate every leave-one-host-out fold that has checkpoints (see LEAVE_ONE_HOST_OUT).
@@ -804,7 +849,7 @@ def run_loho(settings: EvalSettings, *, spool: Path | None, artifacts: Path | No
     folds = loho_folds(read_validation(settings.validation))
     digests = _digests(settings)
     root = Path(settings.reports_dir) / LEAVE_ONE_HOST_OUT
-    where = spool or artifacts
+    where = _where(spool, artifacts)
     with tempfile.TemporaryDirectory(prefix="cis490-eval-") as tmp:
         cands = find_candidates(spool=spool, artifacts=artifacts, workdir=Path(tmp))
         if not cands:

@@ -62,7 +62,7 @@ from pathlib import Path
 
 import zstandard
 
-from cis490.common import atomic_write, atomic_writer
+from cis490.common import METRICS, TENSORBOARD, atomic_write, atomic_writer
 from cis490.fleet.layout import DIGEST_RE, SpoolError
 
 ZSTD_LEVEL = 10
@@ -71,9 +71,7 @@ MAX_BUNDLE_BYTES = 8 << 30  # refuse to read back a bundle that inflates past th
 MAX_CURVES_BYTES = 256 << 20  # curves are scalars: refuse to read back more than this
 
 BUNDLE = "bundle.tar.zst"
-CURVES = "curves.tar.zst"
-METRICS = "metrics.jsonl"        # one JSON object per epoch, in the curves
-TENSORBOARD = "tensorboard"      # the event directory, in the curves
+CURVES = "curves.tar.zst"  # its members: METRICS, TENSORBOARD/ (cis490.common)
 RECORD = "record.json"
 
 # An incomplete entry or a temp file nobody has touched for this long has no live

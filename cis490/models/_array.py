@@ -24,9 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from cis490.models import checkpoint as ckpt
-from cis490.models import configs
+from cis490.models import configs, rules
 from cis490.models.base import EpochRecord, FitReport, ProgressFn, StepFn
-from cis490.train import rules
 
 __all__ = ["ArrayModel", "chunks", "default_schema_sha256", "fit_normalisation", "is_lazy",
            "standardise"]

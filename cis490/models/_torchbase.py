@@ -20,8 +20,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from cis490.models import loop
 from cis490.models._array import ArrayModel, fit_normalisation, standardise
-from cis490.train import loop
 
 __all__ = ["TorchModel"]
 

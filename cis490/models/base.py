@@ -50,7 +50,7 @@ class FitReport:
 
     ``epochs_run`` is the last epoch trained, ``best_epoch`` the epoch whose
     check was the best; ``history`` holds one record per check. ``budget``
-    (the nets) is the planned run, ``cis490.train.rules.Budget.to_dict()``:
+    (the nets) is the planned run, ``cis490.models.rules.Budget.to_dict()``:
     batch size, steps per epoch, epochs, total steps, warmup steps and
     epochs per check.
     """

@@ -3,7 +3,7 @@
 Trees are invariant to monotone rescaling and XGBoost learns a default
 direction for missing values, so ``gbt`` keeps NaN as NaN and records no
 normalisation statistics (``"normalisation": null`` in its checkpoint).
-The loop is :func:`cis490.train.boost.fit_xgb`; the sidecar is XGBoost's JSON
+The loop is :func:`cis490.models.boost.fit_xgb`; the sidecar is XGBoost's JSON
 model (``<model>_<mode>.xgb.json``) of the booster cut to its best round.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import xgboost as xgb
 
+from cis490.models import boost
 from cis490.models._array import ArrayModel, chunks
-from cis490.train import boost
 
 
 class GBTModel(ArrayModel):

@@ -110,9 +110,9 @@ import safetensors.numpy  # noqa: E402 - after the one-line refusal above
 from scipy.linalg import blas, lapack  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from cis490.models import rules
 from cis490.models._array import ArrayModel, chunks, fit_normalisation, standardise
 from cis490.models.base import EpochRecord, FitReport
-from cis490.train import rules
 
 __all__ = ["CHUNK_ROWS", "MiniRocketModel", "MIN_STEPS", "ridge_alphas"]
 

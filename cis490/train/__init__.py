@@ -1,8 +1,10 @@
-"""Training: the shared rules and loops, and the driver a worker spawns.
+"""Training: the driver a worker spawns, and what it needs around a model's ``fit``.
 
-- ``rules``: class weights (train slice only), macro F1, LR warmup + cosine,
-  early stopping - numpy only;
-- ``loop``: the torch loop of the five nets; ``boost``: the XGBoost one;
+The rules and loops a model's ``fit`` runs live with the models
+(``cis490.models.rules``: class weights, macro F1, budget, LR warmup + cosine,
+early stopping; ``cis490.models.loop``: the torch loop of the nets;
+``cis490.models.boost``: the XGBoost one).
+
 - ``data``: train/val arrays from issue 3's loaders (test ids never passed);
 - ``run``: ``python -m cis490.train.run`` (docs/CONTRACTS.md, docs/MODELS.md).
 

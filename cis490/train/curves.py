@@ -24,8 +24,7 @@ import math
 import time
 from pathlib import Path
 
-from cis490.common import atomic_write
-from cis490.fleet.store import METRICS, TENSORBOARD
+from cis490.common import METRICS, TENSORBOARD, atomic_write
 
 __all__ = ["KEYS", "TAGS", "CurveWriter"]
 

@@ -53,7 +53,7 @@ def _net_terms(model, cfg, shape: dict[str, int], n_train: int) -> dict[str, int
 
     with torch.random.fork_rng(devices=[]):  # counting must not move the global RNG
         net = model._build()
-    from cis490.train import rules
+    from cis490.models import rules
 
     params = sum(p.numel() for p in net.parameters())
     batch = rules.plan_budget(max(1, n_train), cfg).batch_size  # the batch the loop will use
@@ -76,7 +76,7 @@ def _net_terms(model, cfg, shape: dict[str, int], n_train: int) -> dict[str, int
 
 
 def _gbt_terms(cfg, shape: dict[str, int], n_train: int, n_val: int, n_classes: int) -> dict[str, int]:
-    from cis490.train import boost
+    from cis490.models import boost
 
     f = shape["n_features"]
     budget = boost.memory_budget_bytes()

@@ -243,7 +243,7 @@ def _device_record(model: str) -> dict[str, str]:
     are the reference (a GPU run gives other bytes, and says why)."""
     if model in ("gbt", "minirocket"):  # CPU libraries only (xgboost as configured, aeon)
         return {}
-    from cis490.train import loop
+    from cis490.models import loop
 
     dev = loop.device()
     return {} if dev.type == "cpu" else {"device": dev.type}

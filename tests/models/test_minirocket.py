@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from tests.models.models_helpers import HAVE_AEON, N_CHANNELS, N_CLASSES, new_model, task_for
 
-from cis490.train import rules
+from cis490.models import rules
 
 needs_aeon = pytest.mark.skipif(not HAVE_AEON, reason="aeon (cis490[minirocket]) absent")
 

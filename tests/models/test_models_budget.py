@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cis490 import models  # noqa: E402
-from cis490.train import rules  # noqa: E402
+from cis490.models import rules  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["cnn", "gru", "transformer"])

@@ -9,8 +9,7 @@ import pytest
 from tests.models.models_helpers import FAST_HYPER, N_CLASSES, SUITE_MODELS, new_model, task_for
 
 from cis490 import models
-from cis490.models import configs
-from cis490.train import rules
+from cis490.models import configs, rules
 
 
 def majority_macro_f1(y_true: np.ndarray) -> float:

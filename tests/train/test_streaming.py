@@ -87,7 +87,7 @@ def test_gbt_external_memory_gives_the_same_trees(tmp_path, monkeypatch):
 
 
 def test_device_and_worker_settings_are_checked(monkeypatch):
-    from cis490.train import loop
+    from cis490.models import loop
 
     monkeypatch.setenv("CIS490_DEVICE", "tpu")
     with pytest.raises(ValueError, match="CIS490_DEVICE"):

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cis490 import models  # noqa: E402
-from cis490.train import rules  # noqa: E402
+from cis490.models import rules  # noqa: E402
 
 
 def _data(n, seed):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cis490.train import rules
+from cis490.models import rules
 
 
 def test_class_weights_are_inverse_frequency_clipped_and_absent_class_gets_clip():

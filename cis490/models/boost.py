@@ -38,9 +38,9 @@ import tempfile
 import numpy as np
 import xgboost as xgb
 
+from cis490.models import rules
 from cis490.models.base import EpochRecord, FitReport, ProgressFn
 from cis490.models.configs import GBTConfig
-from cis490.train import rules
 
 __all__ = ["ITER_ROWS", "RowBatches", "fit_xgb", "memory_budget_bytes", "quantile_matrix",
            "xgb_params"]

@@ -4,8 +4,8 @@
   ``n / (n_classes * count_c)``, clipped at ``clip`` (an absent class gets
   ``clip``); validation labels never enter;
 - model selection metric: macro F1 over an explicit ``labels`` set, the
-  report's definition (``cis490.evaluate.metrics.macro_f1_score``; the
-  arithmetic exists once, there). Training passes
+  report's definition (``cis490.models.f1.macro_f1_score``, which
+  ``cis490.evaluate.metrics`` re-exports: the arithmetic exists once). Training passes
   ``labels = present_labels(y_val)`` (the classes present in the val truth),
   computed once per fit, so every epoch, early stopping, the recorded best
   and ``val_metrics`` average over the same classes, and predicting a class
@@ -31,6 +31,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from cis490.models import f1
 
 __all__ = [
     "AUTO_BATCH_MAX",
@@ -60,26 +62,14 @@ def class_weights(y_train: np.ndarray, n_classes: int, clip: float) -> np.ndarra
     return np.minimum(w, float(clip))
 
 
-def _metrics():
-    """``cis490.evaluate.metrics`` (numpy only), imported on first use.
-
-    Not at module level: importing it runs ``cis490.evaluate``'s package
-    ``__init__``, whose modules may import ``cis490.models``, which imports
-    this module — a cycle at import time, none at call time.
-    """
-    from cis490.evaluate import metrics
-
-    return metrics
-
-
 def present_labels(y_true: np.ndarray) -> np.ndarray:
     """The sorted classes present in ``y_true``: the label set of val macro F1."""
-    return _metrics().present_labels(y_true)
+    return f1.present_labels(y_true)
 
 
 def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """F1 of each class (0 where a class has neither truth nor prediction)."""
-    return _metrics().per_class_f1_score(y_true, y_pred, n_classes)
+    return f1.per_class_f1_score(y_true, y_pred, n_classes)
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, *,
@@ -88,7 +78,7 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, *,
 
     ``labels`` is required: pass ``present_labels(y_val)``, computed once per fit.
     """
-    return _metrics().macro_f1_score(y_true, y_pred, labels=labels, n_classes=n_classes)
+    return f1.macro_f1_score(y_true, y_pred, labels=labels, n_classes=n_classes)
 
 
 # The automatic batch size (config ``batch_size = 0``): at least AUTO_BATCHES_PER_EPOCH

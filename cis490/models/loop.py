@@ -1,7 +1,7 @@
 """The shared torch training loop (the seed's ``trainer/_loop.py``).
 
 One loop for the five nets; the rules it applies live in
-:mod:`cis490.train.rules` (numpy only, tested numerically):
+:mod:`cis490.models.rules` (numpy only, tested numerically):
 
 - class-weighted cross-entropy, weights from the train slice only;
 - the budget from ``rules.plan_budget(n_train, cfg)``: batch size, epochs,
@@ -49,9 +49,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from cis490.models import rules
 from cis490.models.base import EpochRecord, FitReport, ProgressFn
 from cis490.models.configs import TorchConfig
-from cis490.train import rules
 
 __all__ = ["BatchSource", "device", "deterministic", "fit_torch", "loader_workers", "predict_logits"]
 
