@@ -1,5 +1,7 @@
 """Low-level helpers every layer shares (it imports nothing of cis490): the
-project's one atomic-write helper, and sha256 of bytes and files.
+project's one atomic-write helper, sha256 of bytes and files, the one hyper
+validator (config dataclasses from JSON values), the curve file names, and
+the base class of every error a user can cause (:class:`UserError`).
 
 Atomic writes. Invariant: a reader never sees a half-written file. Every file another process
 may read (spool state, attempt records, artifacts, parquet, reports) is written
@@ -25,12 +27,16 @@ log tails, the "running" attempt record).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
+import functools
 import hashlib
+import json
 import os
 import secrets
+import typing
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator, Mapping
 
 __all__ = ["atomic_write", "atomic_writer", "fsync_dir", "sha256_bytes", "sha256_file"]
 
@@ -148,3 +154,91 @@ METRICS = "metrics.jsonl"        # one JSON object per epoch, in the curves
 TENSORBOARD = "tensorboard"      # the event directory, in the curves
 
 __all__ += ["METRICS", "TENSORBOARD"]
+
+
+# --------------------------------------------------------------------------
+# The one hyper validator. A job kind's hyper schema is a frozen dataclass whose
+# fields have defaults (a model's config, the smoke job's SmokeConfig). Values come
+# from TOML or the command line, so they are JSON types: an ``int`` field takes an
+# integer (not a bool); a ``float`` field an integer or a float; a ``bool`` field only
+# a bool; a ``str`` field a string of at most 256 characters; a ``tuple[int, ...]``
+# field a list of at most 64 items. Every error is a HyperError naming the key.
+
+
+class HyperError(ValueError):
+    """A hyper key or value that the kind's config does not accept."""
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Check one JSON value against a field's type hint; return it typed."""
+    if hint is str:
+        if isinstance(value, str) and len(value) <= 256 and "\x00" not in value:
+            return value
+        raise HyperError(f"hyper {key!r}: expected a string of at most 256 characters, got {value!r}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise HyperError(f"hyper {key!r}: expected a bool, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise HyperError(f"hyper {key!r}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise HyperError(f"hyper {key!r}: expected a number, got {value!r}")
+    if typing.get_origin(hint) is tuple:
+        (item, _ellipsis) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) > 64:
+            raise HyperError(f"hyper {key!r}: expected a list (at most 64 items), got {value!r}")
+        return tuple(_coerce(key, item, v) for v in value)
+    raise HyperError(f"hyper {key!r}: unsupported field type {hint!r}")  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # costly: string annotations are compiled each call
+
+
+def validate_config(cls: type, kind: str, hyper: Mapping[str, Any]):
+    """``cls`` (a config dataclass) with ``hyper`` applied over its defaults.
+
+    The one hyper validator: the training driver, ``models.create`` and the manifest
+    reload (``cis490.fleet.spec``, for every job kind) all go through it.
+    """
+    if not isinstance(hyper, Mapping):
+        raise HyperError(f"hyper of {kind} must be a table of key = value")
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key in sorted(hyper):
+        if key not in names:
+            raise HyperError(
+                f"hyper {key!r} is not a field of {kind}'s config "
+                f"(known: {', '.join(names)})"
+            )
+        kwargs[key] = _coerce(key, hints[key], hyper[key])
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - a field without a default
+        raise HyperError(f"{kind}: {exc}") from None
+
+
+def parse_hyper_args(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse ``key=JSON`` strings (a driver's ``--hyper``) into a dict."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise HyperError(f"hyper {item!r}: expected key=JSON")
+        if key in out:
+            raise HyperError(f"hyper {key!r} given twice")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise HyperError(f"hyper {key!r}: value {raw!r} is not JSON ({exc.msg})") from None
+    return out
+
+
+__all__ += ["HyperError", "parse_hyper_args", "validate_config"]

@@ -131,6 +131,7 @@ def drain(spool, bin_path: Path, quiet: bool) -> None:
 
 def run_demo(spool_path: str, *, world: dict | None = None, seed: int = 0, quiet: bool = False) -> int:
     """The demo; ``world`` overrides keys of ``DEMO_WORLD`` (synth options by their keyword)."""
+    import cis490.kinds  # noqa: F401 - registers the model job kinds for the reload
     from cis490.fleet.layout import JobState
     from cis490.fleet.spool import Spool
 

@@ -23,7 +23,8 @@ from importlib import metadata
 from pathlib import Path
 
 from cis490.fleet.manifest import HostPolicy
-from cis490.fleet.spec import KINDS, JobSpec
+from cis490.fleet import kinds as job_kinds
+from cis490.fleet.spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Capability:
     xgboost: str | None = None
     git_commit: str | None = None
     free_disk_gib: float | None = None
-    kinds: tuple[str, ...] = field(default_factory=lambda: tuple(sorted(KINDS)))
+    kinds: tuple[str, ...] = field(default_factory=lambda: job_kinds.names())
 
     @property
     def max_vram_gib(self) -> float:
@@ -146,16 +147,18 @@ def _torch_cuda(timeout: float = 60.0) -> bool:
     return out.stdout.strip() == "1"
 
 
-# Job kinds that need an optional library (a pip extra) beyond the training stack: a host
-# without it does not list the kind, so it never claims such a job (eligible() says why).
-# Judged from the installed distributions' metadata, like torch and xgboost: nothing imported.
-OPTIONAL_KINDS: dict[str, tuple[str, str]] = {"minirocket": ("aeon", "minirocket")}  # kind: (dist, extra)
+def missing_requirement(kind: job_kinds.JobKind) -> tuple[str, str] | None:
+    """The first ``(distribution, pip extra)`` the kind requires that is not installed here;
+    judged from the installed distributions' metadata, like torch and xgboost: nothing imported."""
+    for dist, extra in kind.requires:
+        if _version(dist) is None:
+            return dist, extra
+    return None
 
 
 def available_kinds() -> tuple[str, ...]:
-    """The job kinds this host can run: every kind, less those whose optional library is absent."""
-    return tuple(sorted(k for k in KINDS
-                        if k not in OPTIONAL_KINDS or _version(OPTIONAL_KINDS[k][0]) is not None))
+    """The registered job kinds this host can run: those whose required libraries are installed."""
+    return tuple(k.name for k in job_kinds.all_kinds() if missing_requirement(k) is None)
 
 
 def detect(host_id: str | None = None, spool_root: str | os.PathLike | None = None) -> Capability:
@@ -211,8 +214,10 @@ def eligible(
     """
     c = spec.constraints
     if spec.model not in cap.kinds:
-        if spec.model in OPTIONAL_KINDS:
-            dist, extra = OPTIONAL_KINDS[spec.model]
+        kind = job_kinds.get(spec.model)
+        missing = missing_requirement(kind) if kind is not None else None
+        if missing is not None:
+            dist, extra = missing
             return Verdict(False, f"job kind {spec.model!r} needs the optional library {dist}, "
                                   f"absent on this host (pip install 'cis490[{extra}]')")
         return Verdict(False, f"this worker does not know job kind {spec.model!r}")

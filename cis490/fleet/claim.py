@@ -34,7 +34,8 @@ from cis490.fleet.layout import (
     is_ignored, is_spool_unavailable, job_of, split_claimed,
     parse_name, read_bounded,
 )
-from cis490.fleet.spec import KINDS, JobSpec, SpecError, SpecTooNew
+from cis490.fleet import kinds
+from cis490.fleet.spec import JobSpec, SpecError, SpecTooNew
 from cis490.fleet.spool import LeaseLost, Spool, rename_resolved
 
 LOG_PUBLISH_BYTES = 256 * 1024  # the spool keeps the tail of each attempt's log
@@ -337,7 +338,7 @@ class Claimer:
             att.quarantine(spool.root, dst, str(exc), self.worker.id)
             return None
         self._answered(dst)
-        if spec.model not in KINDS:  # replaced meanwhile by a kind we cannot run
+        if kinds.get(spec.model) is None:  # replaced meanwhile by a kind we cannot run
             rename_resolved(dst, src)
             return None
         return Claim.start(spool, spec, self.worker, dst)

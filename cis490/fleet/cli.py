@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import sys
+from typing import Callable, Sequence
 from pathlib import Path
 
 from cis490.fleet.layout import Consistency, JobState, SpoolError
@@ -317,20 +318,12 @@ def cmd_keygen(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from cis490.demo import run_demo
-
-    world = {k: getattr(args, k) for k in ("episodes_per_host", "min_duration_s", "max_duration_s",
-                                            "benign_frac") if getattr(args, k) is not None}
-    if args.duration_s is not None:  # every episode this long
-        world.update(min_duration_s=args.duration_s, max_duration_s=args.duration_s)
-    return run_demo(args.spool, world=world, seed=args.seed, quiet=args.quiet)
-
-
 # --- parser --------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra_verbs: Sequence[Callable] = ()) -> argparse.ArgumentParser:
+    """The parser; each of ``extra_verbs`` is called with ``verb(name, func, help,
+    json_flag=False) -> subparser`` to add its own verbs."""
     p = argparse.ArgumentParser(prog="cis490-spool", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spool", default=os.environ.get("CIS490_SPOOL", "spool"),
@@ -400,19 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-jobs", type=int, default=None)
     sp.add_argument("--work-dir", default=None, help="local scratch directory for job outputs")
     sp.add_argument("--quiet", action="store_true")
-    sp = verb("demo", cmd_demo, "the whole pipeline on this machine: data, two workers, evaluation (~10 min)")
-    sp.add_argument("--episodes-per-host", type=int, default=None, help="default 20 (cis490/demo.py)")
-    sp.add_argument("--min-duration-s", type=int, default=None, help="shortest episode (default 60)")
-    sp.add_argument("--max-duration-s", type=int, default=None, help="longest episode (default 240)")
-    sp.add_argument("--duration-s", type=int, default=None, help="every episode exactly S seconds")
-    sp.add_argument("--benign-frac", type=float, default=None, help="benign-only share (default 0.55)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--quiet", action="store_true", help="plain progress lines instead of the live view")
+    for add in extra_verbs:  # verbs of the layers above the coordinator (cis490.kinds: demo)
+        add(verb)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, extra_verbs: Sequence[Callable] = ()) -> int:
+    args = build_parser(extra_verbs).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cis490.common import sha256_file
+from cis490.fleet import kinds
 from cis490.fleet.layout import HOST_RE, MAX_TOML_BYTES, SpoolError
 from cis490.fleet.spec import SPLIT_RECIPES, JobSpec, SpecError, build_spec
 
@@ -68,7 +69,6 @@ class ManifestError(SpoolError):
     """The manifest is invalid; nothing was changed."""
 
 
-DATA_KEYS = ("validation", "summary", "tensors", "schema")
 JOB_KEYS = {"model", "mode", "hyper", "split_recipe", "train_hosts", "seed", "split_seed",
             "priority", "require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts"}
 CONSTRAINT_KEYS = ("require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts")
@@ -116,14 +116,19 @@ def _str_list(value, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _data_table(value, where: str) -> dict[str, str]:
+def _data_table(value, where: str, strict: bool = True) -> dict[str, str]:
+    """A ``[data]`` table: key -> non-empty path string. ``strict`` (a reload): every key
+    must be one a registered job kind needs. Otherwise (a worker reading the spool's
+    manifest for its host policy) a key no kind of this process knows is kept as it is:
+    the manifest serves every host, and a kind this process lacks is not its business."""
     if not isinstance(value, dict):
         raise ManifestError(f"{where} must be a table")
-    unknown = sorted(set(value) - set(DATA_KEYS))
-    if unknown:
-        raise ManifestError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(DATA_KEYS)}")
+    known = kinds.data_keys()  # what the registered job kinds need
+    unknown = sorted(set(value) - set(known))
+    if unknown and strict:
+        raise ManifestError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
     out = {}
-    for key in DATA_KEYS:
+    for key in [*known, *unknown]:
         if key in value:
             if not isinstance(value[key], str) or not value[key] or "\x00" in value[key]:
                 raise ManifestError(f"{where}.{key} must be a non-empty path string")
@@ -131,7 +136,7 @@ def _data_table(value, where: str) -> dict[str, str]:
     return out
 
 
-def _host(name: str, raw) -> HostPolicy:
+def _host(name: str, raw, strict: bool = True) -> HostPolicy:
     where = f"hosts.{name}"
     if not HOST_RE.match(name):
         raise ManifestError(f"{where}: invalid host id (letters, digits, '.', '_', '-')")
@@ -147,7 +152,7 @@ def _host(name: str, raw) -> HostPolicy:
         allow_jobs=_str_list(raw.get("allow_jobs", ["*"]), f"{where}.allow_jobs"),
         deny_jobs=_str_list(raw.get("deny_jobs", []), f"{where}.deny_jobs"),
         slots=slots,
-        data=_data_table(raw.get("data", {}), f"{where}.data"),
+        data=_data_table(raw.get("data", {}), f"{where}.data", strict),
     )
 
 
@@ -251,7 +256,7 @@ def parse_manifest(data: bytes, *, jobs: bool = True) -> Manifest:
     hosts_raw = doc.get("hosts", {})
     if not isinstance(hosts_raw, dict):
         raise ManifestError("hosts must be a table of [hosts.NAME]")
-    hosts = {name: _host(name, raw) for name, raw in hosts_raw.items()}
+    hosts = {name: _host(name, raw, jobs) for name, raw in hosts_raw.items()}
     lowered = [h.lower() for h in hosts]
     if len(set(lowered)) != len(lowered):
         raise ManifestError("hosts: two host ids differ only by case")
@@ -270,7 +275,7 @@ def parse_manifest(data: bytes, *, jobs: bool = True) -> Manifest:
                 )
             seen[spec.name] = i
             specs.append(spec)
-    return Manifest(tuple(specs), hosts, _data_table(doc.get("data", {}), "data"), data)
+    return Manifest(tuple(specs), hosts, _data_table(doc.get("data", {}), "data", jobs), data)
 
 
 def load_manifest(path: str | Path) -> Manifest:

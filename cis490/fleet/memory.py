@@ -29,8 +29,7 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 log = logging.getLogger("cis490.worker")
 
@@ -39,7 +38,6 @@ __all__ = ["PENDING", "MemoryGate", "mem_available", "rss_of"]
 PENDING = object()  # an estimate under way
 
 ESTIMATE_TIMEOUT_S = 300.0
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _proc_kib(path: str, key: bytes) -> int | None:
@@ -88,11 +86,13 @@ class MemoryGate:
         self._lock = threading.Lock()
 
     def estimate(self, name: str, argv: Sequence[str], data_files: Sequence[str],
-                 on_done: Callable[[], None] | None = None) -> "int | None | object":
+                 on_done: Callable[[], None] | None = None,
+                 env: Mapping[str, str] | None = None) -> "int | None | object":
         """Peak bytes by the driver's own estimate, None when it cannot tell, or
         :data:`PENDING` while it is being computed — in a background thread, one
         estimate at a time, so the worker's loop (liveness, sweeps, signals) never
-        waits on it; ``on_done`` is called when it is ready."""
+        waits on it; ``on_done`` is called when it is ready. ``env``: the driver's
+        environment (the job kind's, as for a run; default this process's)."""
         key = (name, tuple(argv), _stamp(data_files))
         with self._lock:
             if key in self._cache:
@@ -100,7 +100,8 @@ class MemoryGate:
             if key in self._inflight:
                 return PENDING
             self._inflight.add(key)
-        threading.Thread(target=self._compute, args=(key, name, list(argv), on_done),
+        job_env = dict(env) if env is not None else dict(os.environ)
+        threading.Thread(target=self._compute, args=(key, name, list(argv), on_done, job_env),
                          name=f"estimate-{name}", daemon=True).start()
         return PENDING
 
@@ -109,9 +110,9 @@ class MemoryGate:
         with self._lock:
             return bool(self._inflight)
 
-    def _compute(self, key: tuple, name: str, argv: list[str], on_done) -> None:
+    def _compute(self, key: tuple, name: str, argv: list[str], on_done, env: dict) -> None:
         with self._one_at_a_time:
-            value = self._run_estimate(name, argv)
+            value = self._run_estimate(name, argv, env)
         with self._lock:
             if len(self._cache) > 4096:
                 self._cache.clear()
@@ -120,11 +121,11 @@ class MemoryGate:
         if on_done is not None:
             on_done()
 
-    def _run_estimate(self, name: str, argv: list[str]) -> int | None:
+    def _run_estimate(self, name: str, argv: list[str], env: dict) -> int | None:
         try:
             proc = subprocess.run([sys.executable, "-m", *argv, "--estimate-memory"],
                                   stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=ESTIMATE_TIMEOUT_S, env=_env())
+                                  timeout=ESTIMATE_TIMEOUT_S, env=env)
             if proc.returncode == 0:
                 return int(json.loads(proc.stdout)["peak_bytes"])
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -171,10 +172,3 @@ class MemoryGate:
     def release(self, name: str) -> None:
         with self._lock:
             self._reserved.pop(name, None)
-
-
-def _env() -> dict[str, str]:
-    """The job's environment for the estimate: the driver importable as for a run."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return env

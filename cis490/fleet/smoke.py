@@ -17,16 +17,16 @@ import os
 import sys
 import time
 
-from cis490.common import atomic_write
-from cis490.fleet.spec import SmokeConfig, SpecError, validate_hyper
-from cis490.models import configs as model_configs
+from cis490.common import HyperError, atomic_write, parse_hyper_args
+from cis490.fleet.kinds import SmokeConfig
+from cis490.fleet.spec import SpecError, validate_hyper
 
 
 def parse_hyper(pairs: list[str], kind: str) -> dict:
     """``--hyper key=JSON`` pairs, parsed and validated like the training driver's."""
     try:
-        raw = model_configs.parse_hyper_args(pairs)
-    except model_configs.HyperError as exc:
+        raw = parse_hyper_args(pairs)
+    except HyperError as exc:
         raise SpecError(str(exc)) from None
     return validate_hyper(kind, raw)
 

@@ -6,10 +6,10 @@ bytes from the spool become a ``JobSpec``: it validates every field and
 re-derives the id and the name, so a file whose content does not match its
 name is refused (and quarantined by the caller).
 
-Job kinds: the six models (hyper schema = their config dataclass in
-``cis490.models.configs``) and the built-in ``smoke`` kind. A kind knows how
-to turn a validated spec into the argv of its driver; argv is built only from
-validated values and never passes through a shell.
+Job kinds (``cis490.fleet.kinds``): the registered kinds, each with its hyper
+schema, the modes it accepts and how to turn a validated spec into the argv
+of its driver; argv is built only from validated values and never passes
+through a shell.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from cis490.fleet.layout import (
     check_part,
     job_name,
 )
-from cis490.models import configs as model_configs
+from cis490.common import HyperError, validate_config
+from cis490.fleet import kinds
 
 SPEC_FORMAT = 2  # the newest format this code reads and writes
 # Format 2 = format 1 + `split_seed`. A spec without a split seed is still written
@@ -51,23 +52,11 @@ class SpecTooNew(SpecError):
 # --- hyper schemas --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SmokeConfig:
-    """The built-in ``smoke`` kind: exercises the whole worker path without training."""
-
-    seconds: float = 0.2   # total run time, split over `epochs` progress lines
-    fail: bool = False     # exit non-zero after running (tests the fail path)
-    payload: str = ""      # copied into the artifact (distinct payload → distinct digest)
-    epochs: int = 2
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.seconds <= 86400:  # also refuses NaN and inf
-            raise model_configs.HyperError(f"hyper 'seconds': {self.seconds!r} is not in [0, 86400]")
-        if not 1 <= self.epochs <= 10000:
-            raise model_configs.HyperError(f"hyper 'epochs': {self.epochs!r} is not in [1, 10000]")
-
-
-KINDS: dict[str, type] = {"smoke": SmokeConfig, **model_configs.CONFIGS}
+def _kind(name: str) -> kinds.JobKind:
+    k = kinds.get(name)
+    if k is None:
+        raise SpecError(f"unknown model {name!r}; known: {', '.join(kinds.names())}")
+    return k
 
 
 def validate_hyper(kind: str, hyper: Any) -> dict[str, Any]:
@@ -76,11 +65,10 @@ def validate_hyper(kind: str, hyper: Any) -> dict[str, Any]:
     Returns the keys as written, with typed values (ints in float fields become
     floats); defaults are the driver's business, so they stay out of the job id.
     """
-    if kind not in KINDS:
-        raise SpecError(f"unknown model {kind!r}; known: {', '.join(sorted(KINDS))}")
+    k = _kind(kind)
     try:
-        cfg = model_configs.validate_config(KINDS[kind], kind, hyper)
-    except model_configs.HyperError as exc:
+        cfg = validate_config(k.config, kind, hyper)
+    except HyperError as exc:
         raise SpecError(str(exc)) from None
     return {k: list(v) if isinstance(v, tuple) else v for k, v in ((k, getattr(cfg, k)) for k in sorted(hyper))}
 
@@ -221,10 +209,9 @@ def build_spec(raw: dict, *, check_kind: bool = True) -> JobSpec:
     model = _part(_get(raw, "model", (str,), required=True), "model")
     mode = _part(_get(raw, "mode", (str,), required=True), "mode", MODE_RE)
     if check_kind:
-        if model not in KINDS:
-            raise SpecError(f"unknown model {model!r}; known: {', '.join(sorted(KINDS))}")
-        if model != "smoke" and mode not in model_configs.MODES:
-            raise SpecError(f"unknown mode {mode!r}; known: {', '.join(model_configs.MODES)}")
+        k = _kind(model)
+        if k.modes is not None and mode not in k.modes:
+            raise SpecError(f"unknown mode {mode!r}; known: {', '.join(k.modes)}")
         hyper = validate_hyper(model, _get(raw, "hyper", (dict,), {}))
     else:
         hyper = _get(raw, "hyper", (dict,), {})
@@ -285,7 +272,7 @@ def parse_spec(data: bytes, expected_name: str | None = None) -> JobSpec:
         raise SpecError(f"unsupported spec format {fmt!r}")
     if fmt < SPLIT_SEED_FORMAT and "split_seed" in raw:
         raise SpecError(f"field 'split_seed' needs spec format {SPLIT_SEED_FORMAT}, not {fmt}")
-    known = isinstance(raw.get("model"), str) and raw["model"] in KINDS
+    known = isinstance(raw.get("model"), str) and kinds.get(raw["model"]) is not None
     spec = build_spec(raw, check_kind=known)
     if raw.get("id") != spec.id or raw.get("name") != spec.name:
         raise SpecError("id/name do not match the spec's content (edited or forged)")
@@ -297,38 +284,16 @@ def parse_spec(data: bytes, expected_name: str | None = None) -> JobSpec:
 # --- argv of a job ----------------------------------------------------------------
 
 
-def hyper_args(hyper: dict) -> list[str]:
-    return [a for k in sorted(hyper) for a in ("--hyper", f"{k}={json.dumps(hyper[k])}")]
-
-
 def driver_argv(spec: JobSpec, out_dir: str, data_paths: dict[str, str],
                 curves_dir: str | None = None) -> list[str]:
-    """The driver module and its arguments (after ``python -m``), from validated values.
-    ``curves_dir``: where a training driver writes its curves (``--curves``; the smoke
-    job has none)."""
-    if spec.model == "smoke":
-        return ["cis490.fleet.smoke", "--out", out_dir, *hyper_args(spec.hyper)]
-    missing = [k for k in ("validation", "summary", "tensors", "schema") if not data_paths.get(k)]
+    """The driver module and its arguments (after ``python -m``), from validated values,
+    as the job's kind builds them. ``curves_dir``: where a training driver writes its
+    curves (``--curves``; the smoke job has none)."""
+    kind = _kind(spec.model)
+    missing = [k for k in kind.data_keys if not data_paths.get(k)]
     if missing:
         raise SpecError(
             f"no data path(s) {', '.join(missing)} for this host: set [data] (or "
             f"[hosts.NAME.data]) in the manifest"
         )
-    argv = [
-        "cis490.train.run", "--model", spec.model, "--mode", spec.mode,
-        "--validation", data_paths["validation"], "--summary", data_paths["summary"],
-        "--tensors", data_paths["tensors"], "--schema", data_paths["schema"],
-        "--split-recipe", spec.split_recipe, "--seed", str(spec.seed),
-        *hyper_args(spec.hyper), "--out", out_dir,
-    ]
-    if spec.split_seed is not None:
-        argv += ["--split-seed", str(spec.split_seed)]
-    if spec.train_hosts:
-        argv += ["--train-hosts", ",".join(spec.train_hosts)]
-    if "schema_sha256" in spec.data:
-        argv += ["--expect-schema-sha256", spec.data["schema_sha256"]]
-    if "validation_sha256" in spec.data:
-        argv += ["--expect-validation-sha256", spec.data["validation_sha256"]]
-    if curves_dir is not None:
-        argv += ["--curves", curves_dir]
-    return argv
+    return [kind.driver, *kind.build_args(spec, out_dir, data_paths, curves_dir)]

@@ -43,7 +43,7 @@ from filelock import FileLock, Timeout
 from cis490.fleet.capability import Verdict
 from cis490.fleet.claim import Claim, Claimer, WorkerInfo, register
 from cis490.fleet.faults import Fault, Outage, Watchdog, hang_limit_s
-from cis490.fleet import layout
+from cis490.fleet import kinds, layout
 from cis490.fleet.attempts import Outcome
 from cis490.fleet.layout import SpoolError, is_ambiguous_eperm, is_spool_unavailable
 from cis490.fleet.memory import PENDING, MemoryGate
@@ -52,7 +52,6 @@ from cis490.fleet.spool import LeaseLost, Spool
 
 log = logging.getLogger("cis490.worker")
 LOOP = "worker loop"  # the outage site of the worker's own pass (sweep, liveness, claims)
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # what a progress record may hold (the driver's --progress-fd lines)
@@ -327,15 +326,16 @@ class Worker:
 
     def _memory_verdict(self, spec) -> Verdict:
         """Memory admission (cis490.fleet.memory): the job's estimate against the free share."""
-        if spec.model == "smoke" or self.memory.available() is None:
-            return Verdict(True)  # no estimate for smoke; no /proc/meminfo: nothing to judge
+        kind = kinds.get(spec.model)
+        if kind is None or not kind.estimates_memory or self.memory.available() is None:
+            return Verdict(True)  # a kind without estimates (smoke); no /proc/meminfo: nothing to judge
         paths = self._data_paths()
         try:
             argv = driver_argv(spec, str(Path(tempfile.gettempdir()) / "cis490-estimate"), paths)
         except SpecError:
             return Verdict(True)  # the run itself reports the missing data paths
         needed = self.memory.estimate(spec.name, argv, sorted(paths.values()),
-                                      on_done=self.wake.set)
+                                      on_done=self.wake.set, env=kind.env(os.environ))
         if needed is PENDING:
             return Verdict(False, "estimating its memory needs", later=True)
         self._estimates[spec.name] = needed
@@ -502,8 +502,8 @@ class Worker:
 
     def _spawn(self, claim: Claim, argv: list[str], workdir: Path, logfh) -> tuple[subprocess.Popen, int]:
         r, w = os.pipe()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        kind = kinds.get(claim.spec.model)  # known: the claim checked it
+        env = kind.env(os.environ) if kind is not None else dict(os.environ)
         env.update(CIS490_JOB=claim.name, CIS490_ATTEMPT=str(claim.number), PYTHONUNBUFFERED="1")
         kwargs: dict = {}
         if os.name == "nt":  # pass the pipe as an inheritable handle; the child turns it into an fd

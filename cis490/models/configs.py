@@ -2,11 +2,12 @@
 
 Each config dataclass *is* its model's hyper schema: the manifest reload
 validates every ``hyper`` key and value type against these fields (so a typo
-fails at reload, not hours later at training time) with
-:func:`validate_hyper`, and the training driver does the same with the
-``--hyper key=JSON`` arguments it is given. The models themselves
-(``cis490.models.<name>``) import the heavy libraries; this module must not
-(stdlib only).
+fails at reload, not hours later at training time) through the job kinds
+that ``cis490.kinds`` registers with the coordinator, and the training
+driver does the same with the ``--hyper key=JSON`` arguments it is given
+(:func:`validate_hyper`; the validator itself is ``cis490.common.validate_config``).
+The models themselves (``cis490.models.<name>``) import the heavy libraries;
+this module must not (stdlib and ``cis490.common`` only).
 
 Type rules of a hyper value (JSON types, as they come from TOML or the
 command line): an ``int`` field takes an integer (not a bool); a ``float``
@@ -16,7 +17,7 @@ field takes an integer or a float; a ``bool`` field takes only a bool; a
 
 The nets' training budget (``epochs``, ``batch_size``, ``min_steps``,
 ``min_check_steps``, ``patience``) is turned into batches, epochs and
-validation checks by ``cis490.train.rules.plan_budget`` (docs/MODELS.md,
+validation checks by ``cis490.models.rules.plan_budget`` (docs/MODELS.md,
 "The training budget"). The architectures name their source in their
 config's docstring.
 """
@@ -24,12 +25,11 @@ config's docstring.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import math
-import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from cis490.common import HyperError, parse_hyper_args, validate_config
 
 __all__ = [
     "CONFIGS",
@@ -44,8 +44,6 @@ __all__ = [
 ]
 
 
-class HyperError(ValueError):
-    """A hyper key or value that the model's config does not accept."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ class GBTConfig(TrainConfig):
 class TorchConfig(TrainConfig):
     """Fields of the five nets: the training budget and the optimiser.
 
-    The budget counts optimizer steps (``cis490.train.rules.plan_budget``):
+    The budget counts optimizer steps (``cis490.models.rules.plan_budget``):
 
     - ``batch_size``: 0 (default) = automatic, ``min(256, max(8, n_train // 64))``
       (capped at ``n_train``), so a train set of up to 512 windows gets batches
@@ -322,32 +320,6 @@ def _check_ranges(cfg: TrainConfig) -> None:
                 raise HyperError(f"hyper {f.name!r}: {v!r} is above {hi}")
 
 
-def _coerce(key: str, hint: Any, value: Any) -> Any:
-    """Check one JSON value against a field's type hint; return it typed."""
-    if hint is str:
-        if isinstance(value, str) and len(value) <= 256 and "\x00" not in value:
-            return value
-        raise HyperError(f"hyper {key!r}: expected a string of at most 256 characters, got {value!r}")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise HyperError(f"hyper {key!r}: expected a bool, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise HyperError(f"hyper {key!r}: expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise HyperError(f"hyper {key!r}: expected a number, got {value!r}")
-    if typing.get_origin(hint) is tuple:
-        (item, _ellipsis) = typing.get_args(hint)
-        if not isinstance(value, (list, tuple)) or len(value) > 64:
-            raise HyperError(f"hyper {key!r}: expected a list (at most 64 items), got {value!r}")
-        return tuple(_coerce(key, item, v) for v in value)
-    raise HyperError(f"hyper {key!r}: unsupported field type {hint!r}")  # pragma: no cover
-
-
 def validate_hyper(model: str, hyper: Mapping[str, Any]) -> TrainConfig:
     """Return ``model``'s config with ``hyper`` applied over the defaults.
 
@@ -361,52 +333,6 @@ def validate_hyper(model: str, hyper: Mapping[str, Any]) -> TrainConfig:
             f"unknown model {model!r}; expected one of {', '.join(CONFIGS)}"
         ) from None
     return validate_config(cls, model, hyper)
-
-
-@functools.lru_cache(maxsize=None)
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)  # costly: string annotations are compiled each call
-
-
-def validate_config(cls: type, model: str, hyper: Mapping[str, Any]):
-    """``cls`` (any config dataclass) with ``hyper`` applied over its defaults.
-
-    The one hyper validator: the driver, ``models.create`` and the manifest
-    reload (``cis490.fleet.spec``, for every job kind) all go through it.
-    """
-    if not isinstance(hyper, Mapping):
-        raise HyperError(f"hyper of {model} must be a table of key = value")
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key in sorted(hyper):
-        if key not in names:
-            raise HyperError(
-                f"hyper {key!r} is not a field of {model}'s config "
-                f"(known: {', '.join(names)})"
-            )
-        kwargs[key] = _coerce(key, hints[key], hyper[key])
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # pragma: no cover - a field without a default
-        raise HyperError(f"{model}: {exc}") from None
-
-
-def parse_hyper_args(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Parse ``key=JSON`` strings (the driver's ``--hyper``) into a dict."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise HyperError(f"hyper {item!r}: expected key=JSON")
-        if key in out:
-            raise HyperError(f"hyper {key!r} given twice")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise HyperError(f"hyper {key!r}: value {raw!r} is not JSON ({exc.msg})") from None
-    return out
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -1,0 +1,117 @@
+"""The ML pipeline's job kinds, registered with the coordinator: one per model.
+
+``cis490.fleet`` knows no model; it runs kinds from its registry
+(``cis490.fleet.kinds``). This module registers one kind per model of
+``cis490.models.configs.CONFIGS`` (imported without torch or xgboost):
+
+- hyper schema: the model's config dataclass; modes: ``realistic``, ``oracle``;
+- driver: ``python -m cis490.train.run`` with the spec's model, mode, split,
+  seeds and hyper, the four data paths (``validation``, ``summary``,
+  ``tensors``, ``schema`` from the manifest's ``[data]``), the expected data
+  digests and the curves directory;
+- requires: the training stack (``torch`` for the nets, ``xgboost`` for gbt; the
+  extra ``train``) and, for minirocket, ``aeon`` (the extra ``minirocket``);
+- the driver answers ``--estimate-memory``;
+- ``PYTHONPATH``: the directory holding this package, so a bare checkout works.
+
+Every entry point that runs or enqueues model jobs imports this module:
+``bin/cis490-spool`` and the ``cis490-spool`` console script (through
+:func:`main`), and the demo. Importing it registers the kinds (idempotent).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from cis490.fleet import kinds
+from cis490.models import configs
+
+__all__ = ["DATA_KEYS", "DRIVER", "main", "register_all"]
+
+DRIVER = "cis490.train.run"
+DATA_KEYS = ("validation", "summary", "tensors", "schema")
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
+
+# the distributions each model's driver imports beyond the coordinator's: (dist, extra)
+_REQUIRES: dict[str, tuple[tuple[str, str], ...]] = {
+    "gbt": (("xgboost", "train"),),
+    "minirocket": (("aeon", "minirocket"),),
+}
+_NETS_REQUIRE = (("torch", "train"),)
+
+
+def _train_args(spec, out_dir: str, data_paths: Mapping[str, str],
+                curves_dir: str | None) -> list[str]:
+    argv = [
+        "--model", spec.model, "--mode", spec.mode,
+        "--validation", data_paths["validation"], "--summary", data_paths["summary"],
+        "--tensors", data_paths["tensors"], "--schema", data_paths["schema"],
+        "--split-recipe", spec.split_recipe, "--seed", str(spec.seed),
+        *kinds.hyper_args(spec.hyper), "--out", out_dir,
+    ]
+    if spec.split_seed is not None:
+        argv += ["--split-seed", str(spec.split_seed)]
+    if spec.train_hosts:
+        argv += ["--train-hosts", ",".join(spec.train_hosts)]
+    if "schema_sha256" in spec.data:
+        argv += ["--expect-schema-sha256", spec.data["schema_sha256"]]
+    if "validation_sha256" in spec.data:
+        argv += ["--expect-validation-sha256", spec.data["validation_sha256"]]
+    if curves_dir is not None:
+        argv += ["--curves", curves_dir]
+    return argv
+
+
+def model_kind(name: str) -> kinds.JobKind:
+    """The job kind of model ``name``."""
+    return kinds.JobKind(
+        name=name, config=configs.CONFIGS[name], driver=DRIVER, build_args=_train_args,
+        modes=configs.MODES, data_keys=DATA_KEYS,
+        requires=_REQUIRES.get(name, _NETS_REQUIRE), estimates_memory=True,
+        pythonpath=(_PACKAGE_PARENT,))
+
+
+def register_all() -> None:
+    """Register every model's kind (again: a no-op)."""
+    for name in configs.CONFIGS:
+        kinds.register(model_kind(name))
+
+
+register_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``cis490-spool``: the coordinator's CLI with the model kinds and the ``demo`` verb."""
+    from cis490.fleet import cli
+
+    return cli.main(argv, extra_verbs=[_demo_verb])
+
+
+def _demo_verb(verb) -> None:
+    """Add ``cis490-spool demo`` (the whole pipeline on this machine) to the CLI."""
+    sp = verb("demo", _cmd_demo,
+              "the whole pipeline on this machine: data, two workers, evaluation (~10 min)")
+    sp.add_argument("--episodes-per-host", type=int, default=None, help="default 20 (cis490/demo.py)")
+    sp.add_argument("--min-duration-s", type=int, default=None, help="shortest episode (default 60)")
+    sp.add_argument("--max-duration-s", type=int, default=None, help="longest episode (default 240)")
+    sp.add_argument("--duration-s", type=int, default=None, help="every episode exactly S seconds")
+    sp.add_argument("--benign-frac", type=float, default=None, help="benign-only share (default 0.55)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--quiet", action="store_true", help="plain progress lines instead of the live view")
+
+
+def _cmd_demo(args) -> int:
+    from cis490.demo import run_demo
+
+    world = {k: getattr(args, k) for k in ("episodes_per_host", "min_duration_s", "max_duration_s",
+                                            "benign_frac") if getattr(args, k) is not None}
+    if args.duration_s is not None:  # every episode this long
+        world.update(min_duration_s=args.duration_s, max_duration_s=args.duration_s)
+    return run_demo(args.spool, world=world, seed=args.seed, quiet=args.quiet)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
