@@ -20,7 +20,9 @@ demo: $(STAMP)
 testbeds:
 	@scripts/testbed-packages
 
+# lint first ([tool.ruff] in pyproject.toml), so CI fails on a lint error; then the suite
 test: testbeds $(STAMP)
+	$(VENV)/bin/ruff check . bin/cis490-spool
 	$(VENV)/bin/python -m pytest -q tests
 
 clean-demo:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of the data stages (issue 3): builder throughput vs the decode floor, RSS.
+"""Benchmark of the data stages: builder throughput vs the decode floor, RSS.
 
     .venv/bin/python bench/bench_data.py                  # ~3-5 min on 2 idle cores
     .venv/bin/python bench/bench_data.py --episodes-per-host 30 --sizes 10,30   # quick
@@ -114,7 +114,8 @@ def throughput(d: Path, repeat: int) -> dict:
                 stamps: list[tuple[float, int]] = []  # (time, episodes done so far)
                 c0 = _cpu_s()
                 t = time.perf_counter()
-                fn(jobs, lambda k=1: stamps.append((time.perf_counter(), (stamps[-1][1] if stamps else 0) + k)))
+                fn(jobs, lambda k=1, stamps=stamps: stamps.append(
+                    (time.perf_counter(), (stamps[-1][1] if stamps else 0) + k)))
                 key = f"{name}_j{jobs}"
                 e2e[key] = max(e2e.get(key, 0.0), n / (time.perf_counter() - t))
                 cpu_ms[key] = min(cpu_ms.get(key, float("inf")), (_cpu_s() - c0) / n * 1e3)
@@ -168,7 +169,8 @@ def paired(d: Path, rounds: int, block: int = 4) -> dict:
         for _ in range(rounds):
             for name, (floor_tasks, fn, tasks) in stages.items():
                 for b in range(0, len(tasks), block):
-                    for side, f, ts in (("floor", _floor_chunk, floor_tasks[b:b + block]), ("build", fn, tasks[b:b + block])):
+                    pair = (("floor", _floor_chunk, floor_tasks[b:b + block]), ("build", fn, tasks[b:b + block]))
+                    for side, f, ts in pair:
                         t0 = time.perf_counter()
                         for task in ts:
                             f(task)
@@ -238,7 +240,8 @@ def main() -> int:
               "warm pool of 2 for jobs 2")
         for k, v in pr.items():
             print(f"   {k:<10}jobs 1 at {v['of_floor_j1']:.0%} of the floor;  jobs 2 / jobs 1 x{v['scaling']:.2f}"
-                  f"  (the floor's x{v['floor_scaling']:.2f} on the same episodes: {v['scaling'] / v['floor_scaling']:.0%})")
+                  f"  (the floor's x{v['floor_scaling']:.2f} on the same episodes: "
+                  f"{v['scaling'] / v['floor_scaling']:.0%})")
 
         sizes = [int(s) for s in a.sizes.split(",")]
         print("\n2. peak RSS (MiB) of one process: --jobs 1, and the largest process of --jobs 2")
@@ -247,7 +250,8 @@ def main() -> int:
             ds = make_data(base, s, a.duration_s)
             rss[s] = {f"{v}_j{j}": peak_rss_mib(v, ds, j) for v in ("features", "tensors") for j in (1, 2)}
             print(f"   {s:>5} episodes/host ({2 * s:>5} episodes): "
-                  + "   ".join(f"{v} {rss[s][f'{v}_j1']:6.1f} / {rss[s][f'{v}_j2']:6.1f}" for v in ("features", "tensors")))
+                  + "   ".join(f"{v} {rss[s][f'{v}_j1']:6.1f} / {rss[s][f'{v}_j2']:6.1f}"
+                               for v in ("features", "tensors")))
 
         per_ep = r["tensor_bytes_per_episode"]
         f2, t2 = (r["steady"].get(k, r["e2e"][k]) for k in ("features_j2", "tensors_j2"))

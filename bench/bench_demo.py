@@ -1,4 +1,4 @@
-"""Benchmark of the demo (issue 6): wall time by stage, and the coordinator's
+"""Benchmark of the demo: wall time by stage, and the coordinator's
 overhead per job against the training time.
 
     .venv/bin/python bench/bench_demo.py [--dir DIR] [--episodes-per-host N] [--duration-s S]

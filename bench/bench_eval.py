@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_eval.py [--naive-resamples 200] [--seed 0]
 
-Setting (issue 5): 12 models x 2000 resamples over 100 000 test windows from
+Setting: 12 models x 2000 resamples over 100 000 test windows from
 400 episodes (250 windows each), 4 classes, correlated per-episode skill.
 
 - ``cis490.evaluate``: one ``EpisodeBootstrap`` (weights drawn once), 12 models

@@ -1,4 +1,4 @@
-"""Benchmark: peak RSS of training jobs and of ``cis490 eval`` at two store sizes (issue 14).
+"""Benchmark: peak RSS of training jobs and of ``cis490 eval`` at two store sizes.
 
     .venv/bin/python bench/bench_memory.py [--sizes 250,2000] [--hosts 2]
         [--duration-s 120] [--jobs 2] [--no-train] [--no-eval]

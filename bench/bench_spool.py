@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of the spool coordinator (issue 2): throughput and claim latency.
+"""Benchmark of the spool coordinator: throughput and claim latency.
 
     .venv/bin/python bench/bench_spool.py            # full run (8-12 min on 2 shared cores)
     .venv/bin/python bench/bench_spool.py --quick    # smoke run (~1 min; latency at 100 and 500)
@@ -441,8 +441,9 @@ def bench_throughput(root: Path, systems: list[str], workers: list[int], jobs: d
         print("  " + f"{system:14s}" + "".join(f"{c:>24s}" for c in cells))
     print(f"\n  summary: CPU ms per job (user+sys of all workers / jobs), median of {rounds} round(s)")
     for system in systems:
-        cells = [f"{statistics.median(r['cpu_ms_per_job'] for r in rows if r['system'] == system and r['workers'] == n):8.2f}"
-                 for n in workers]
+        medians = [statistics.median(r['cpu_ms_per_job'] for r in rows
+                                     if r['system'] == system and r['workers'] == n) for n in workers]
+        cells = [f"{m:8.2f}" for m in medians]
         print("  " + f"{system:14s}" + "".join(f"{c:>24s}" for c in cells))
     return rows
 
@@ -559,13 +560,15 @@ def bench_latency(root: Path, sizes: list[int], warm_claims: int, cold_repeats: 
         }
         rows.append(row)
         print(f"  {n:>7} pending: cold first claim {row['cold_s']*1e3:8.1f} ms "
-              f"(runs: {', '.join(f'{c*1e3:.0f}' for c in colds)} ms; CPU {row['cold_cpu_s']*1e3:.0f} ms) | warm median "
+              f"(runs: {', '.join(f'{c*1e3:.0f}' for c in colds)} ms; CPU {row['cold_cpu_s']*1e3:.0f} ms) "
+              f"| warm median "
               f"{row['warm_median']*1e3:.2f} ms, p99 {row['warm_p99']*1e3:.2f} ms, mean "
               f"{row['warm_mean']*1e3:.2f} ms, max {row['warm_max']*1e3:.1f} ms | pick+rename median "
               f"{row['pick_median']*1e3:.3f} ms, p99 {row['pick_p99']*1e3:.3f} ms, mean "
               f"{row['pick_mean']*1e3:.3f} ms | attempt record median {row['record_median']*1e3:.2f} ms | "
               f"{row['rescans']} rescans in {row['claims']} claims ({row['loop_s']:.1f} s), one rescan "
-              f"{row['rescan_s']*1e3:.0f} ms (CPU {row['rescan_cpu_s']*1e3:.0f} ms) | setup {setup_s:.0f} s; disk {probe:.0f} rename+fsync/s, "
+              f"{row['rescan_s']*1e3:.0f} ms (CPU {row['rescan_cpu_s']*1e3:.0f} ms) | setup {setup_s:.0f} s; "
+              f"disk {probe:.0f} rename+fsync/s, "
               f"load {row['load']}", flush=True)
         shutil.rmtree(d, ignore_errors=True)
     return rows

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from cis490.common import UserError, os_error_line
+
 # Packages contributing verbs, in help order. A package whose cli module is
 # not there yet is simply absent from the help.
 VERB_MODULES = ("cis490.data.cli", "cis490.evaluate.cli", "cis490.replay")
@@ -90,10 +92,6 @@ def _register_kwargs(modname: str) -> dict:
     return {"open_spool": spool_artifacts} if modname == "cis490.evaluate.cli" else {}
 
 
-class CLIError(Exception):
-    """An operational error: printed as one line, exit status 1."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cis490",
@@ -124,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cis490: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, OSError) as exc:
+    except UserError as exc:  # bad input or a refusal: one line (anything else is a bug)
         print(f"cis490 {args.verb}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the environment's answer (no such file, permission, disk full)
+        print(f"cis490 {args.verb}: error: {os_error_line(exc)}", file=sys.stderr)
         return 1
 
 

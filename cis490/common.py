@@ -1,7 +1,8 @@
 """Low-level helpers every layer shares (it imports nothing of cis490): the
 project's one atomic-write helper, sha256 of bytes and files, the one hyper
 validator (config dataclasses from JSON values), the curve file names, and
-the base class of every error a user can cause (:class:`UserError`).
+the base class of every error a user can cause (:class:`UserError`) and its
+:class:`InputError`.
 
 Atomic writes. Invariant: a reader never sees a half-written file. Every file another process
 may read (spool state, attempt records, artifacts, parquet, reports) is written
@@ -146,6 +147,33 @@ def atomic_write(
 
 
 # --------------------------------------------------------------------------
+# Errors. Every error a user can cause and fix (a bad manifest, a hostile path, a
+# corrupt file, a refused evaluation, an unreachable spool entry) is a UserError:
+# each CLI prints it as one line on stderr and exits 1. Usage errors (argparse)
+# exit 2. An OSError is the environment's answer (no such file, permission, a full
+# disk) and is printed the same way. Anything else is a bug and shows its traceback.
+
+
+class UserError(Exception):
+    """An error the user can cause and fix: one line on stderr, exit status 1."""
+
+
+class InputError(UserError, ValueError):
+    """Bad input: a value, an argument or a file's content that cannot be used.
+
+    Also a ``ValueError``, so code that validates values keeps one except clause."""
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: its strerror and the file it names."""
+    names = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    return f"{exc.strerror or exc}: {names}" if names else str(exc.strerror or exc)
+
+
+__all__ += ["InputError", "UserError", "os_error_line"]
+
+
+# --------------------------------------------------------------------------
 # Names inside a training job's curves (``python -m cis490.train.run --curves DIR``,
 # written by cis490.train.curves; stored beside an artifact's bundle and read back
 # by cis490.fleet.store).
@@ -165,7 +193,7 @@ __all__ += ["METRICS", "TENSORBOARD"]
 # field a list of at most 64 items. Every error is a HyperError naming the key.
 
 
-class HyperError(ValueError):
+class HyperError(InputError):
     """A hyper key or value that the kind's config does not accept."""
 
 

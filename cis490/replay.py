@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cis490.common import atomic_write
+from cis490.common import InputError, atomic_write
 
 PHASE_STYLE = {"clean": "green", "armed": "yellow", "infecting": "magenta", "infected_running": "red"}
 
@@ -50,7 +50,7 @@ def _checkpoint(model: str, spool: Path, workdir: Path) -> Path:
 
     dirs = [d for mm, d in store.iter_artifacts(spool) if mm == model and (d / "record.json").is_file()]
     if not dirs:
-        raise ValueError(f"no stored model {model!r} in {spool}/models (see `cis490-spool models`)")
+        raise InputError(f"no stored model {model!r} in {spool}/models (see `cis490-spool models`)")
     newest = max(dirs, key=lambda d: (d / "record.json").stat().st_mtime)
     store.extract(newest, workdir / newest.name)
     return workdir / newest.name

@@ -1,5 +1,5 @@
 """Episode data: store format, decoder, synthetic generator, validator, windows,
-summary features, tensor shards, splits and loaders (DESIGN §2, §8; DATA.md).
+summary features, tensor shards, splits and loaders (docs/DATA_PIPELINE.md).
 
 Modules (one concept each; see docs/DATA_PIPELINE.md):
 

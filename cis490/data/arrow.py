@@ -10,6 +10,7 @@ they are wrapped as Arrow buffers directly (zero-copy for numbers).
 from __future__ import annotations
 
 import numpy as np
+from cis490.common import InputError
 
 __all__ = ["from_numpy", "strings", "repeat_strings"]
 
@@ -35,7 +36,7 @@ def strings(values: list[str]):
     offsets = np.zeros(len(enc) + 1, np.int64)
     np.cumsum([len(e) for e in enc], out=offsets[1:])
     if offsets[-1] >= 2**31:
-        raise ValueError("strings: more than 2 GiB of text in one array")
+        raise InputError("strings: more than 2 GiB of text in one array")
     return pa.Array.from_buffers(pa.string(), len(enc),
                                  [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(enc))])
 

@@ -17,6 +17,7 @@ numpy/pandas.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from cis490.common import InputError
 
 __all__ = [
     "PHASES",
@@ -133,12 +134,12 @@ class Registry:
     def __post_init__(self) -> None:
         names = [c.name for c in self.channels]
         if len(set(names)) != len(names):
-            raise ValueError("channel registry: duplicate channel names")
+            raise InputError("channel registry: duplicate channel names")
         for c in self.channels:
             if c.source not in SOURCES:
-                raise ValueError(f"channel {c.name}: unknown source {c.source!r}")
+                raise InputError(f"channel {c.name}: unknown source {c.source!r}")
             if c.kind not in KINDS:
-                raise ValueError(f"channel {c.name}: unknown kind {c.kind!r}")
+                raise InputError(f"channel {c.name}: unknown kind {c.kind!r}")
         for mode in self.modes:
             self.channels_for(mode)  # checks the prefix property
 
@@ -147,12 +148,12 @@ class Registry:
         try:
             sources = self.modes[mode]
         except KeyError:
-            raise ValueError(
+            raise InputError(
                 f"mode: unknown mode {mode!r} (expected one of {sorted(self.modes)})"
             ) from None
         chosen = tuple(c for c in self.channels if c.source in sources)
         if self.channels[: len(chosen)] != chosen:
-            raise ValueError(f"channel registry: mode {mode!r} is not a prefix of the channel order")
+            raise InputError(f"channel registry: mode {mode!r} is not a prefix of the channel order")
         return chosen
 
     def known_fields(self, source: str) -> frozenset[str]:
@@ -189,9 +190,9 @@ class WindowSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.length_s, int) or self.length_s < 2:
-            raise ValueError(f"window length_s must be an integer >= 2, got {self.length_s!r}")
+            raise InputError(f"window length_s must be an integer >= 2, got {self.length_s!r}")
         if not isinstance(self.stride_s, int) or self.stride_s < 1:
-            raise ValueError(f"window stride_s must be an integer >= 1, got {self.stride_s!r}")
+            raise InputError(f"window stride_s must be an integer >= 1, got {self.stride_s!r}")
 
     def n_windows(self, duration_s: int) -> int:
         if duration_s < self.length_s:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from cis490.common import InputError
 
 EXAMPLE_STORE = "demo-data/store"
 
@@ -32,7 +33,7 @@ def _spec(args):
 
 def _check_jobs(args) -> None:
     if args.jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        raise InputError(f"--jobs must be >= 1, got {args.jobs}")
 
 
 def _warn(args, msg: str) -> None:
@@ -129,7 +130,7 @@ def register(sub) -> None:
     d = SYNTH_DEFAULTS
     f = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("synth", help="write a synthetic episode store", formatter_class=f,
-                       description="Write a synthetic episode store (DATA.md) with its defects.\n\n"
+                       description="Write a synthetic episode store (docs/DATA_PIPELINE.md) with its defects.\n\n"
                        f"example: cis490 synth --out {EXAMPLE_STORE} --episodes-per-host 40 --seed 0")
     p.add_argument("--out", required=True, metavar="STORE")
     p.add_argument("--episodes-per-host", type=int, default=d["episodes_per_host"], metavar="N")

@@ -33,6 +33,7 @@ from typing import IO
 import zstandard
 
 from .channels import SOURCES
+from cis490.common import InputError
 
 __all__ = ["EpisodeError", "Limits", "Episode", "read_episode", "decode_bytes", "parse_jsonl"]
 
@@ -42,7 +43,7 @@ _RAW_CHUNK = 1 << 16
 _FEED = 512  # compressed bytes per decompress call: bounds one call's output
 
 
-class EpisodeError(ValueError):
+class EpisodeError(InputError):
     """An episode tarball that cannot be read safely or is malformed."""
 
 
@@ -59,7 +60,7 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("max_member_bytes", "max_total_bytes", "max_members", "max_line_bytes", "max_meta_bytes"):
             if int(getattr(self, name)) <= 0:
-                raise ValueError(f"Limits.{name} must be positive")
+                raise InputError(f"Limits.{name} must be positive")
 
 
 DEFAULT_LIMITS = Limits()

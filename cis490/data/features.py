@@ -43,6 +43,7 @@ from .channels import DEFAULT_WINDOW, REGISTRY, WindowSpec
 from .episode import read_episode
 from .schema import META_COLUMNS, SCHEMA_NAME, feature_names, schema_bytes
 from .windows import NS, episode_grid, grid_summary_stats_many, make_windows, window_ends
+from cis490.common import InputError
 
 __all__ = ["FEATURES_NAME", "MANIFEST_NAME", "PART_EPISODES", "EpisodeIndex", "EpisodeRef", "BuildSummary",
            "usable_episodes", "episode_windows",
@@ -107,7 +108,7 @@ class EpisodeIndex:
         names = pq.ParquetFile(validation_path).schema_arrow.names
         missing = [c for c in _INDEX_COLUMNS if c not in names]
         if missing:
-            raise ValueError(f"{validation_path}: not a validation_v1 table (missing {', '.join(missing)})")
+            raise InputError(f"{validation_path}: not a validation_v1 table (missing {', '.join(missing)})")
         self.counts = {"ok": 0, "degraded": 0, "invalid": 0}
         self.rows, self.sorted, last = 0, True, None
         for batch in self._batches(["episode_id", "status", "host_id", "path"]):
@@ -147,10 +148,10 @@ class EpisodeIndex:
 
 def _check_ref(episode_id, host_id, path) -> None:
     if not _SAFE_NAME.match(str(host_id)):
-        raise ValueError(f"validation: host_id {host_id!r} is not a safe directory name")
+        raise InputError(f"validation: host_id {host_id!r} is not a safe directory name")
     p = PurePosixPath(str(path))
     if p.is_absolute() or ".." in p.parts:
-        raise ValueError(f"validation: episode {episode_id} has an unsafe path {path!r}")
+        raise InputError(f"validation: episode {episode_id} has an unsafe path {path!r}")
 
 
 def usable_episodes(validation_path: str | os.PathLike) -> tuple[list[EpisodeRef], dict[str, int]]:
@@ -163,7 +164,7 @@ def episode_grid_checked(store: str, ref: EpisodeRef):
     """Decode one episode (refusing one changed since validation) onto its grid."""
     ep = read_episode(os.path.join(store, ref.path))
     if ep.sha256 != ref.sha256:
-        raise ValueError(
+        raise InputError(
             f"episode {ref.episode_id}: {ref.path} changed since validation (sha256 differs); "
             "re-run `cis490 validate`"
         )
@@ -263,7 +264,7 @@ def build_features(validation: str | os.PathLike, store: str | os.PathLike, out_
     from .parallel import batched, pmap
 
     if part_episodes < 1:
-        raise ValueError(f"part_episodes must be >= 1, got {part_episodes}")
+        raise InputError(f"part_episodes must be >= 1, got {part_episodes}")
     index, out, sbytes, summary = start_build(validation, out_dir, window)
     validation_sha = sha256_file(validation)
     parts_dir = out / FEATURES_NAME

@@ -32,8 +32,10 @@ import numpy as np
 
 from .channels import REGISTRY, Registry
 from .schema import META_COLUMNS, SCHEMA_NAME, read_schema
+from cis490.common import InputError
 
-__all__ = ["NpyRows", "RowArray", "SummaryData", "TensorData", "WindowArray", "load_summary", "load_tensors", "summary_parts"]
+__all__ = ["NpyRows", "RowArray", "SummaryData", "TensorData", "WindowArray", "load_summary", "load_tensors",
+           "summary_parts"]
 
 META_NAMES = [n for n, _ in META_COLUMNS]
 
@@ -69,16 +71,16 @@ class NpyRows:
             elif version == (2, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
             else:
-                raise ValueError(f"{self.path}: unsupported .npy version {version}")
+                raise InputError(f"{self.path}: unsupported .npy version {version}")
             self.offset = fh.tell()
             size = os.fstat(fh.fileno()).st_size
         if fortran or dtype.hasobject or len(shape) < 1:
-            raise ValueError(f"{self.path}: not a C-ordered numeric array")
+            raise InputError(f"{self.path}: not a C-ordered numeric array")
         self.shape, self.dtype = tuple(int(d) for d in shape), np.dtype(dtype)
         self.row_shape = self.shape[1:]
         self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
         if size < self.offset + self.shape[0] * self.row_bytes:
-            raise ValueError(f"{self.path}: truncated ({size} bytes for shape {self.shape})")
+            raise InputError(f"{self.path}: truncated ({size} bytes for shape {self.shape})")
         self._fd: int | None = None
 
     def __getstate__(self) -> dict:
@@ -99,7 +101,7 @@ class NpyRows:
         while got < nbytes:
             b = os.pread(self._fd, nbytes - got, offset + got)
             if not b:
-                raise ValueError(f"{self.path}: file shrank while reading (rebuilt under us?)")
+                raise InputError(f"{self.path}: file shrank while reading (rebuilt under us?)")
             chunks.append(b)
             got += len(b)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -252,16 +254,16 @@ def summary_parts(summary: str | os.PathLike) -> tuple[Path, list[dict], dict | 
     try:
         manifest = json.loads(mpath.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{root}: no {MANIFEST_NAME} (features not built, or the build did not finish); "
+        raise InputError(f"{root}: no {MANIFEST_NAME} (features not built, or the build did not finish); "
                          "run `cis490 features`") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{mpath}: not JSON ({e.msg}, line {e.lineno}); rebuild with `cis490 features`") from None
+        raise InputError(f"{mpath}: not JSON ({e.msg}, line {e.lineno}); rebuild with `cis490 features`") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "cis490.features" or manifest.get("version") != 1:
-        raise ValueError(f"{mpath}: not a cis490.features version 1 manifest")
+        raise InputError(f"{mpath}: not a cis490.features version 1 manifest")
     parts = []
     for p in manifest.get("parts", []):
         if not isinstance(p, dict) or not _PART.match(str(p.get("name", ""))):
-            raise ValueError(f"{mpath}: bad part entry {p!r}")
+            raise InputError(f"{mpath}: bad part entry {p!r}")
         parts.append({**p, "path": root / FEATURES_NAME / p["name"]})
     return root, parts, manifest
 
@@ -292,7 +294,7 @@ def load_summary(summary: str | os.PathLike, mode: str, episode_ids: Iterable[st
     registry.channels_for(mode)  # ValueError naming the modes for an unknown one
     names = list(sch["summary"]["modes"][mode])
     if manifest is not None and manifest.get("schema_sha256") != sha:
-        raise ValueError(f"{root}: built with schema {str(manifest.get('schema_sha256'))[:12] or '?'}, "
+        raise InputError(f"{root}: built with schema {str(manifest.get('schema_sha256'))[:12] or '?'}, "
                          f"but {schema_path} is {sha[:12]}")
     ids = _ids_filter(episode_ids)
     value_set = pa.array(ids, pa.string()) if ids is not None else None
@@ -308,11 +310,11 @@ def load_summary(summary: str | os.PathLike, mode: str, episode_ids: Iterable[st
         kv = pf.schema_arrow.metadata or {}
         recorded = kv.get(b"cis490.schema_sha256", b"").decode()
         if recorded != sha:
-            raise ValueError(f"{part['path']}: built with schema {recorded[:12] or '?'}, "
+            raise InputError(f"{part['path']}: built with schema {recorded[:12] or '?'}, "
                              f"but {schema_path} is {sha[:12]}")
         if manifest is not None and (kv.get(b"cis490.validation_sha256", b"").decode() != manifest["validation_sha256"]
                                      or pf.metadata.num_rows != part["windows"]):
-            raise ValueError(f"{part['path']}: not the part {root / FEATURES_MANIFEST} lists (a rebuild is running "
+            raise InputError(f"{part['path']}: not the part {root / FEATURES_MANIFEST} lists (a rebuild is running "
                              "or was interrupted); load again once `cis490 features` has finished")
         rows_in_part = pf.metadata.num_rows
         built_from = kv.get(b"cis490.validation_sha256", b"").decode()
@@ -350,7 +352,7 @@ def load_summary(summary: str | os.PathLike, mode: str, episode_ids: Iterable[st
                                                              b"cis490.validation_sha256"))
             if pf.metadata.num_rows != rows_in_part or again != recorded:
                 pf.close()
-                raise ValueError(f"{path}: changed while it was being read (a rebuild is "
+                raise InputError(f"{path}: changed while it was being read (a rebuild is "
                                  "running?); load again once `cis490 features` has finished")
             table = pf.read(columns=names)
             pf.close()
@@ -386,15 +388,15 @@ def load_tensors(tensors: str | os.PathLike, mode: str, episode_ids: Iterable[st
     _, sha = read_schema(root / SCHEMA_NAME, registry)
     manifest = json.loads((root / MANIFEST_NAME).read_text())
     if manifest.get("schema_sha256") != sha:
-        raise ValueError(f"{root}: manifest schema {manifest.get('schema_sha256', '?')[:12]} != {sha[:12]}")
+        raise InputError(f"{root}: manifest schema {manifest.get('schema_sha256', '?')[:12]} != {sha[:12]}")
     channels = [c.name for c in registry.channels_for(mode)]
     if manifest["channels"][: len(channels)] != channels:
-        raise ValueError(f"{root}: channel order differs from the registry; rebuild tensors")
+        raise InputError(f"{root}: channel order differs from the registry; rebuild tensors")
     ids = _ids_filter(episode_ids)
     shards: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     frames = []
-    for host, info in sorted(manifest["hosts"].items()):
+    for _host, info in sorted(manifest["hosts"].items()):
         hdir = root / info["dir"]
         base = len(shards)
         for s in info["shards"]:

@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing as mp
 import sys
 from typing import Callable, Iterable, Iterator, TypeVar
+from cis490.common import InputError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,7 +27,7 @@ def pmap(func: Callable[[T], R], items: Iterable[T], *, jobs: int = 1,
     front (a sized ``items`` of 0 or 1 runs in-process).
     """
     if jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+        raise InputError(f"--jobs must be >= 1, got {jobs}")
     sized = hasattr(items, "__len__")
     if jobs == 1 or (sized and len(items) <= 1):
         for it in items:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .channels import REGISTRY, Registry, WindowSpec
 from .windows import STATS
+from cis490.common import InputError
 
 __all__ = ["SCHEMA_NAME", "META_COLUMNS", "schema_bytes", "schema_sha256", "feature_names",
            "read_schema"]
@@ -76,10 +77,10 @@ def read_schema(path: str | Path, registry: Registry = REGISTRY) -> tuple[dict, 
         w = schema["window"]
         window = WindowSpec(int(w["length_s"]), int(w["stride_s"]))
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a feature schema ({exc})") from None
+        raise InputError(f"{path}: not a feature schema ({exc})") from None
     expected = schema_bytes(registry, window)
     if raw != expected:
-        raise ValueError(
+        raise InputError(
             f"{path}: feature schema (sha256 {hashlib.sha256(raw).hexdigest()[:12]}) does not match "
             f"this code's channel registry (sha256 {hashlib.sha256(expected).hexdigest()[:12]}); "
             "rebuild features and tensors"

@@ -38,6 +38,7 @@ import hashlib
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from cis490.common import InputError
 
 __all__ = ["LEAVE_ONE_HOST_OUT", "RECIPES", "Split", "leave_one_host_out", "make_split",
            "usable_hosts"]
@@ -117,11 +118,11 @@ def make_split(validation, recipe: str, train_hosts=None, seed: int = 0, *, val_
                test_frac: float = 0.3, min_samples: int = 2) -> Split:
     """Split the usable episodes of ``validation`` (path or DataFrame) by ``recipe``."""
     if recipe not in RECIPES:
-        raise ValueError(f"split recipe: unknown {recipe!r} (expected one of {', '.join(RECIPES)})")
+        raise InputError(f"split recipe: unknown {recipe!r} (expected one of {', '.join(RECIPES)})")
     if not 0.0 <= val_frac < 1.0:
-        raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
+        raise InputError(f"val_frac must be in [0, 1), got {val_frac}")
     if not 0.0 < test_frac < 1.0:
-        raise ValueError(f"test_frac must be in (0, 1), got {test_frac}")
+        raise InputError(f"test_frac must be in (0, 1), got {test_frac}")
     if isinstance(train_hosts, str):
         train_hosts = [h for h in train_hosts.split(",") if h]
     df = _load(validation)
@@ -131,9 +132,9 @@ def make_split(validation, recipe: str, train_hosts=None, seed: int = 0, *, val_
     train_hosts = tuple(sorted(set(train_hosts or ())))
     unknown = [h for h in train_hosts if h not in hosts]
     if unknown:
-        raise ValueError(f"train_hosts: {', '.join(unknown)} not in the data (hosts: {', '.join(hosts)})")
+        raise InputError(f"train_hosts: {', '.join(unknown)} not in the data (hosts: {', '.join(hosts)})")
     if recipe == "host" and not train_hosts:
-        raise ValueError("train_hosts: the host recipe needs at least one train host")
+        raise InputError("train_hosts: the host recipe needs at least one train host")
     pool = df[df["host_id"].isin(train_hosts)] if train_hosts else df
     excluded: dict[str, str] = {}
     held_out: tuple[str, ...] = ()
@@ -156,13 +157,13 @@ def make_split(validation, recipe: str, train_hosts=None, seed: int = 0, *, val_
     else:  # time
         ordered = pool.sort_values(["started_at_ns", "episode_id"], kind="mergesort")
         if len(ordered) < 2:
-            raise ValueError("time recipe: fewer than 2 usable episodes on the train hosts")
+            raise InputError("time recipe: fewer than 2 usable episodes on the train hosts")
         cut_i = min(len(ordered) - 1, max(1, math.ceil(len(ordered) * (1 - test_frac))))
         cut = int(ordered["started_at_ns"].iloc[cut_i])
         train_df, test_df = ordered[ordered["started_at_ns"] < cut], ordered[ordered["started_at_ns"] >= cut]
 
     if len(train_df) == 0 or len(test_df) == 0:
-        raise ValueError(f"{recipe} recipe: empty {'train' if len(train_df) == 0 else 'test'} part "
+        raise InputError(f"{recipe} recipe: empty {'train' if len(train_df) == 0 else 'test'} part "
                          f"(train_hosts={', '.join(train_hosts) or 'all'})")
     if recipe == "time":
         train, val = _carve_val_by_time(train_df, val_frac)
@@ -195,6 +196,6 @@ def leave_one_host_out(validation, seed: int = 0, **kwargs) -> dict[str, Split]:
     df = _load(validation)
     hosts = usable_hosts(df)
     if len(hosts) < 2:
-        raise ValueError(f"{LEAVE_ONE_HOST_OUT}: needs >= 2 hosts with usable episodes, "
+        raise InputError(f"{LEAVE_ONE_HOST_OUT}: needs >= 2 hosts with usable episodes, "
                          f"got {len(hosts)} ({', '.join(hosts) or 'none'})")
     return {h: make_split(df, "host", [o for o in hosts if o != h], seed, **kwargs) for h in hosts}

@@ -8,7 +8,7 @@ canonical (sorted members, fixed mtime, uid/gid 0, empty owner names, mode
 0644, ustar) and compressed at a fixed zstd level, and ``index.jsonl`` is
 written last, in start-time order.
 
-Defects are injected on purpose (DATA.md) and returned in ``SynthReport`` so
+Defects are injected on purpose (docs/DATA_PIPELINE.md) and returned in ``SynthReport`` so
 tests can check the validator finds exactly them:
 
 - one torn ``index.jsonl`` line: two records concatenated without a newline;
@@ -38,6 +38,7 @@ from ..common import atomic_write
 from .channels import HOST_COUNTERS, HOST_GAUGES, PHASES, PROC_COUNTERS, PROC_GAUGES
 from .world import (BENIGN_PROFILES, HOSTS, PROFILE_WEIGHTS, WORKLOADS, HostSpec, Signals, apply_sample,
                     apply_workload, benign_weights, clean_timeline, draw_timeline, is_benign, samples_of)
+from cis490.common import InputError
 
 __all__ = ["SynthConfig", "SynthReport", "EpisodePlan", "plan_store", "render_episode", "episode_phases",
            "pack_episode", "synthesize", "COLLECTOR_VERSION"]
@@ -81,24 +82,24 @@ class SynthConfig:
             object.__setattr__(self, "min_duration_s", self.duration_s)
             object.__setattr__(self, "max_duration_s", self.duration_s)
         if self.episodes_per_host < 1:
-            raise ValueError("episodes_per_host must be >= 1")
+            raise InputError("episodes_per_host must be >= 1")
         if self.defects and self.episodes_per_host < MIN_EPISODES_WITH_DEFECTS:
-            raise ValueError(
+            raise InputError(
                 f"episodes_per_host must be >= {MIN_EPISODES_WITH_DEFECTS} when defects are injected"
             )
         for name in ("min_duration_s", "max_duration_s"):
             v = getattr(self, name)
             if not isinstance(v, int) or not 60 <= v <= 86400:
                 label = "duration_s" if self.duration_s is not None else name
-                raise ValueError(f"{label} must be an integer within 60..86400, got {v!r}")
+                raise InputError(f"{label} must be an integer within 60..86400, got {v!r}")
         if self.min_duration_s > self.max_duration_s:
-            raise ValueError(f"min_duration_s ({self.min_duration_s}) > max_duration_s ({self.max_duration_s})")
+            raise InputError(f"min_duration_s ({self.min_duration_s}) > max_duration_s ({self.max_duration_s})")
         if not 0.0 <= self.benign_frac < 1.0:
-            raise ValueError(f"benign_frac must be in [0, 1), got {self.benign_frac}")
+            raise InputError(f"benign_frac must be in [0, 1), got {self.benign_frac}")
         if not 2 <= self.hosts <= len(HOSTS):
-            raise ValueError(f"hosts must be within 2..{len(HOSTS)}, got {self.hosts}")
+            raise InputError(f"hosts must be within 2..{len(HOSTS)}, got {self.hosts}")
         if not 1 <= self.weeks <= 520:
-            raise ValueError(f"weeks must be within 1..520, got {self.weeks}")
+            raise InputError(f"weeks must be within 1..520, got {self.weeks}")
 
     @property
     def host_ids(self) -> tuple[str, ...]:
@@ -428,7 +429,7 @@ def synthesize(out: str | Path, cfg: SynthConfig, *, jobs: int = 1, progress=Non
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "index.jsonl").exists():
-        raise ValueError(f"{out}: already holds a store (index.jsonl exists); choose an empty --out")
+        raise InputError(f"{out}: already holds a store (index.jsonl exists); choose an empty --out")
     plans = plan_store(cfg)
     records = list(pmap(_write_one, [(str(out), p, cfg.seed) for p in plans], jobs=jobs, progress=progress))
 

@@ -40,6 +40,7 @@ from .channels import DEFAULT_WINDOW, REGISTRY, WindowSpec
 from ..common import sha256_file
 from .features import BuildSummary, EpisodeRef, episode_windows, start_build, window_meta_columns
 from .schema import SCHEMA_NAME
+from cis490.common import InputError
 
 __all__ = ["MANIFEST_NAME", "SHARD_EPISODES", "build_tensors", "WINDOW_COLUMNS"]
 
@@ -79,12 +80,12 @@ class _NpyStream:
         d = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (self.dtype.str, (self.n,) + self.inner)
         body = d.ljust(self.HEADER - 10 - 1) + "\n"
         if len(body) != self.HEADER - 10:
-            raise ValueError("npy header does not fit")  # pragma: no cover - shapes are small
+            raise InputError("npy header does not fit")  # pragma: no cover - shapes are small
         return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
 
     def append(self, arr: np.ndarray) -> None:
         if arr.shape[1:] != self.inner:
-            raise ValueError(f"shard row shape {arr.shape[1:]} != {self.inner}")
+            raise InputError(f"shard row shape {arr.shape[1:]} != {self.inner}")
         self.fh.write(np.ascontiguousarray(arr, dtype=self.dtype).tobytes())
         self.n += len(arr)
 
@@ -192,7 +193,7 @@ def build_tensors(validation: str | os.PathLike, store: str | os.PathLike, out_d
     from .parallel import pmap
 
     if shard_episodes < 1:
-        raise ValueError(f"shard_episodes must be >= 1, got {shard_episodes}")
+        raise InputError(f"shard_episodes must be >= 1, got {shard_episodes}")
     index, out, sbytes, summary = start_build(validation, out_dir, window)
     n_shards = max(1, -(-len(index) // shard_episodes))  # at least; one more per host's remainder
     tasks = ((os.fspath(store), out / f"host={host}", f"shard-{k:05d}", refs, window)

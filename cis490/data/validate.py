@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 
 from .channels import BENIGN_PREFIX, REGISTRY, SOURCES
 from .episode import Episode, EpisodeError, Limits, read_episode
+from cis490.common import InputError
 
 __all__ = ["STATUSES", "ValidationResult", "read_index", "validate_episode", "validate_store",
            "write_validation", "read_validation"]
@@ -281,7 +282,7 @@ def validate_store(store: str | Path, *, jobs: int = 1, limits: Limits | None = 
 
     store = os.fspath(store)
     if not os.path.isfile(os.path.join(store, "index.jsonl")):
-        raise ValueError(f"{store}: no index.jsonl (is --store an episode store?)")
+        raise InputError(f"{store}: no index.jsonl (is --store an episode store?)")
     records, warnings = read_index(store)
     limits = limits or Limits()
     args = [(store, ln, rec, limits) for ln, rec in sorted(records, key=lambda x: x[1]["episode_id"])]
@@ -312,7 +313,7 @@ def read_validation(path: str | Path):
     table = pq.read_table(path)
     missing = [n for n, _ in COLUMNS if n not in table.column_names and n not in OPTIONAL_COLUMNS]
     if missing:
-        raise ValueError(f"{path}: not a validation_v1 table (missing {', '.join(missing)})")
+        raise InputError(f"{path}: not a validation_v1 table (missing {', '.join(missing)})")
     df = table.to_pandas()
     for n in OPTIONAL_COLUMNS:
         if n not in df.columns:

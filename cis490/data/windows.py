@@ -30,6 +30,7 @@ import numpy as np
 
 from .channels import PHASES, REGISTRY, SOURCES, Registry, WindowSpec
 from .episode import Episode, EpisodeError
+from cis490.common import InputError
 
 __all__ = ["Grid", "episode_grid", "counter_rate", "phase_per_second", "make_windows",
            "window_ends", "grid_summary_stats", "grid_summary_stats_many", "summary_stats", "STATS"]
@@ -150,7 +151,10 @@ def _netflow(values: np.ndarray, rows: list[dict], chans, t0: int, n: int) -> No
     t = _times(rows)  # never t_mono_ns: the capture box's uptime clock, which drifts
     b, ok = _bins(t, t0, n)
     b = b[ok]
-    names = sorted({c.field for _, c in chans if c.field} | ({"direction"} if any(c.direction for _, c in chans) else set()))
+    names = {c.field for _, c in chans if c.field}
+    if any(c.direction for _, c in chans):
+        names.add("direction")
+    names = sorted(names)
     cols = _fields(rows, names)
     for i, ch in chans:
         if ch.kind == "flow_count":
@@ -168,7 +172,7 @@ def _netflow(values: np.ndarray, rows: list[dict], chans, t0: int, n: int) -> No
             if pairs:
                 values[i] = np.bincount(np.fromiter((p[0] for p in pairs), np.int64, len(pairs)), minlength=n)[:n]
         else:  # pragma: no cover - Registry validates kinds
-            raise ValueError(f"channel {ch.name}: kind {ch.kind!r} not valid for netflow")
+            raise InputError(f"channel {ch.name}: kind {ch.kind!r} not valid for netflow")
 
 
 def episode_grid(ep: Episode, registry: Registry = REGISTRY) -> Grid:
@@ -221,7 +225,7 @@ def grid_summary_stats_many(values: list[np.ndarray], ends: list[np.ndarray], le
     Every statistic is computed **from the window's own values**, never as a
     difference of running sums: a running sum is exact only to ~eps x its
     size, which on bytes-scale channels turned a constant window beside a
-    burst into std 0.5 on a 1e9 scale (session 2). Moments are taken about a
+    burst into std 0.5 on a 1e9 scale. Moments are taken about a
     pivot inside the window (its first observed value: the "shifted data"
     algorithm), so a constant window has std and slope exactly 0 and a
     window far from the episode's level loses nothing to cancellation.

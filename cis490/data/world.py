@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .channels import BENIGN_PREFIX, HOST_COUNTERS, HOST_GAUGES, PROC_COUNTERS, PROC_GAUGES
+from cis490.common import InputError
 
 PROFILES = ("scan-and-dial", "cpu-saturate", "low-and-slow", "io-walk", "beacon", "fork-storm")
 BENIGN_PROFILES = ("benign-idle", "benign-compile", "benign-browsing", "benign-backup",
@@ -392,7 +393,7 @@ def apply_sample(sig: Signals, tl: Timeline, sample: Sample) -> None:
     try:
         signature = _SIGNATURES[sample.profile]
     except KeyError:  # pragma: no cover - PROFILES is closed
-        raise ValueError(f"unknown profile {sample.profile!r}") from None
+        raise InputError(f"unknown profile {sample.profile!r}") from None
     signature(sig, tl, sample, k, c2, act)
     p["rss"] += present * np.linspace(0, rng.uniform(1e6, 2e7), n)
 
@@ -408,9 +409,11 @@ def _scan_and_dial(sig: Signals, tl: Timeline, sample: Sample, k: float, c2: str
             ip = f"{rng.integers(1, 223)}.{rng.integers(0, 255)}.{rng.integers(0, 255)}.{rng.integers(1, 255)}"
             port = int(rng.choice([22, 23, 80, 2323, 8080, 5555, 7547, 37215])) if rng.random() < 0.7 \
                 else int(rng.integers(1, 65535))
-            sig.flow(sec + rng.random(), ip, port, "tcp", rng.uniform(54, 130), rng.integers(1, 3), rng.uniform(0, 5), "out")
+            sig.flow(sec + rng.random(), ip, port, "tcp", rng.uniform(54, 130), rng.integers(1, 3), rng.uniform(0, 5),
+                     "out")
         if dial[sec] > 0.5 and sec % int(sample.period_s) == 0:
-            sig.flow(sec + rng.random(), c2, 6667, "tcp", rng.uniform(200, 900), rng.integers(3, 9), rng.uniform(50, 300), "out")
+            sig.flow(sec + rng.random(), c2, 6667, "tcp", rng.uniform(200, 900), rng.integers(3, 9), rng.uniform(50,
+                     300), "out")
     h["tcp"] += scan * rate * 0.4 + dial * 1
     h["ctx"] += scan * rate * 40
     h["user"] += act * 0.15 * k
@@ -431,8 +434,10 @@ def _cpu_saturate(sig: Signals, tl: Timeline, sample: Sample, k: float, c2: str,
     p["rss"] += act * 2.2e9 * k
     for sec in range(n):
         if act[sec] > 0.5 and sec % int(sample.period_s) == 0:
-            sig.flow(sec + rng.random(), c2, 3333, "tcp", rng.uniform(300, 700), rng.integers(2, 6), rng.uniform(10, 80), "out")
-            sig.flow(sec + rng.random(), c2, 3333, "tcp", rng.uniform(200, 500), rng.integers(2, 5), rng.uniform(10, 80), "in")
+            sig.flow(sec + rng.random(), c2, 3333, "tcp", rng.uniform(300, 700), rng.integers(2, 6), rng.uniform(10,
+                     80), "out")
+            sig.flow(sec + rng.random(), c2, 3333, "tcp", rng.uniform(200, 500), rng.integers(2, 5), rng.uniform(10,
+                     80), "in")
 
 
 def _low_and_slow(sig: Signals, tl: Timeline, sample: Sample, k: float, c2: str, act: np.ndarray) -> None:
@@ -444,7 +449,8 @@ def _low_and_slow(sig: Signals, tl: Timeline, sample: Sample, k: float, c2: str,
     while t < n:
         if running[int(t)] > 0.5:
             sig.flow(t - 0.2, "9.9.9.9", 53, "udp", rng.uniform(70, 140), 2, rng.uniform(2, 30), "out")
-            sig.flow(t, c2, 443, "tcp", sample.extra * k * rng.uniform(0.6, 1.4), rng.integers(4, 12), rng.uniform(80, 600), "out")
+            sig.flow(t, c2, 443, "tcp", sample.extra * k * rng.uniform(0.6, 1.4), rng.integers(4, 12), rng.uniform(80,
+                     600), "out")
             p["conn"][int(t)] += 1
             p["dns"][int(t)] += 1
         t += period * rng.uniform(0.9, 1.1)
@@ -477,8 +483,10 @@ def _beacon(sig: Signals, tl: Timeline, sample: Sample, k: float, c2: str, act: 
     t = tl.behaviour[2] + rng.uniform(0, period)
     while t < n:
         if running[int(t)] > 0.5:
-            sig.flow(t, c2, 443, "tcp", sample.extra * rng.uniform(0.7, 1.3), rng.integers(3, 10), rng.uniform(40, 400), "out")
-            sig.flow(t + 0.05, c2, 443, "tcp", sample.extra * rng.uniform(0.5, 3.0), rng.integers(3, 12), rng.uniform(40, 400), "in")
+            sig.flow(t, c2, 443, "tcp", sample.extra * rng.uniform(0.7, 1.3), rng.integers(3, 10), rng.uniform(40,
+                     400), "out")
+            sig.flow(t + 0.05, c2, 443, "tcp", sample.extra * rng.uniform(0.5, 3.0), rng.integers(3, 12),
+                     rng.uniform(40, 400), "in")
             p["conn"][int(t)] += 1
             if rng.random() < 0.3:
                 p["dns"][int(t)] += 1
@@ -528,7 +536,7 @@ def apply_workload(sig: "Signals", work: Sample) -> None:
     try:
         fn = _WORKLOADS[work.profile]
     except KeyError:
-        raise ValueError(f"unknown benign profile {work.profile!r}") from None
+        raise InputError(f"unknown benign profile {work.profile!r}") from None
     fn(sig, work, work.intensity * sig.rng.uniform(0.75, 1.25))
 
 

@@ -2,8 +2,8 @@
 
 Invariant: a baseline is fitted at evaluation time on the TRAIN windows, any
 choice it makes (tree depth, C, Platt scaling) is made on VALIDATION only
-(macro F1; the clock-only detection tree on ROC AUC) (``point_metrics(...).macro_f1``, the project's one macro F1), and the
-test windows are only predicted. Same inputs give bitwise-same outputs
+(macro F1; the clock-only detection tree on ROC AUC) (``point_metrics(...).macro_f1``,
+the project's one macro F1), and the test windows are only predicted. Same inputs give bitwise-same outputs
 (fixed ``random_state``, BLAS held to one thread while sklearn runs).
 
 - ``majority``    constant train class frequencies; its malicious score is

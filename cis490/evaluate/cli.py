@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
+from cis490.common import InputError
 
 if TYPE_CHECKING:
     from .run import ArtifactSource
@@ -37,7 +38,7 @@ def cmd_eval(args, *, open_spool: Callable[[Path], ArtifactSource]) -> int:
 
     loho = args.split_recipe == LEAVE_ONE_HOST_OUT
     if loho and args.train_hosts:
-        raise ValueError(f"--train-hosts cannot be combined with --split-recipe "
+        raise InputError(f"--train-hosts cannot be combined with --split-recipe "
                          f"{LEAVE_ONE_HOST_OUT}: the folds are fixed by the data's hosts (each "
                          "trains on every host but the held-out one)")
     if args.n_resamples < 1000:

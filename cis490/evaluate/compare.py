@@ -311,7 +311,10 @@ def _model_eval(m: ModelStats, settings, ctx: Context, class_names) -> ModelEval
         auc_bin_bound=float(max(s.curves.get("auc_bin_bound", 0.0) for s in seeds)),
         ci_notes={name: (m.aut_reason if name == AUT and m.aut_reason else why)
                   for name, e in m.detection.items() if (why := e.why_no_ci())})
-    mean = (lambda xs: None if any(x is None for x in xs) else float(np.mean(xs)))
+
+    def mean(xs):
+        return None if any(x is None for x in xs) else float(np.mean(xs))
+
     calibration = Calibration(
         ece_val=float(np.mean([s.ece_val for s in seeds])), ece_test=ci["ece_test"],
         temperature=mean([s.temperature for s in seeds]),

@@ -190,7 +190,7 @@ def learning_plot(comp: Comparison, path) -> Path | None:
     for ax, m in zip(axes, models):
         twin = ax.twinx()
         has_val_loss = False
-        for seed, seed_rows in series[m.name].items():
+        for _seed, seed_rows in series[m.name].items():
             ax.plot(*_finite(seed_rows, "train_loss"), color="tab:blue", linewidth=1)
             ep, val_loss = _finite(seed_rows, "val_loss")
             if ep:

@@ -51,7 +51,7 @@ from typing import Mapping
 
 import numpy as np
 
-from cis490.common import atomic_writer
+from cis490.common import InputError, atomic_writer
 
 __all__ = ["FAMILIES", "FORMAT", "Predictions", "PredictionsWriter", "SharedColumns", "Windows",
            "read_predictions", "shared_strings", "write_predictions"]
@@ -82,14 +82,14 @@ class Windows:
                 object.__setattr__(self, what, np.full(n, -1, dtype=np.int64))
         for what in ("episode_id", "host_id", "profile", "t_end_ns", "onset_ns", "started_ns"):
             if np.shape(getattr(self, what)) != (n,):
-                raise ValueError(f"Windows.{what} must have one entry per window ({n})")
+                raise InputError(f"Windows.{what} must have one entry per window ({n})")
         if self.proba.ndim != 2 or self.proba.shape[0] != n:
-            raise ValueError(f"Windows.proba must be (n, K) with n = {n}, got {self.proba.shape}")
+            raise InputError(f"Windows.proba must be (n, K) with n = {n}, got {self.proba.shape}")
         if n > 1:
             e, t = self.episode_id, self.t_end_ns
             order_ok = (e[1:] > e[:-1]) | ((e[1:] == e[:-1]) & (t[1:] > t[:-1]))
             if not order_ok.all():
-                raise ValueError("Windows must be sorted by (episode_id, t_end_ns) without repeats")
+                raise InputError("Windows must be sorted by (episode_id, t_end_ns) without repeats")
 
     def __len__(self) -> int:
         return int(len(self.y_true))
@@ -132,9 +132,9 @@ class Predictions:
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+            raise InputError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
         if not self.test or set(self.val) != set(self.test):
-            raise ValueError(f"{self.name}: val and test must hold the same, non-empty set of seeds")
+            raise InputError(f"{self.name}: val and test must hold the same, non-empty set of seeds")
 
     @property
     def name(self) -> str:
@@ -168,7 +168,7 @@ def _rows(schema, split: str, seed: int, w: Windows, name: str):
     proba = np.asarray(w.proba, dtype=np.float32)
     names = [f.name for f in schema if f.name.startswith("p_")]
     if proba.shape[1] != len(names):
-        raise ValueError(f"{name}: {proba.shape[1]} probability columns for {len(names)} classes")
+        raise InputError(f"{name}: {proba.shape[1]} probability columns for {len(names)} classes")
     cols = {"episode_id": np.asarray(w.episode_id, dtype=str), "host_id": np.asarray(w.host_id, dtype=str),
             "profile": np.asarray(w.profile, dtype=str), "split": np.full(n, split),
             "seed": np.full(n, int(seed), dtype=np.int64),
@@ -200,7 +200,7 @@ class PredictionsWriter:
     def __init__(self, path: str | os.PathLike, *, model: str, mode: str, family: str,
                  class_names, meta: Mapping | None = None) -> None:
         if family not in FAMILIES:
-            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+            raise InputError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
         self.path = Path(path)
         self.name = model if family == "baseline" else f"{model}_{mode}"
         self.schema = _schema(class_names, {"format": FORMAT, "model": model, "mode": mode,
@@ -228,13 +228,13 @@ class PredictionsWriter:
         if self._writer is None:
             raise RuntimeError("PredictionsWriter.append outside its `with` block")
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+            raise InputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         self._seeds[split].add(int(seed))
         if len(windows) == 0:
             return
         first = (SPLITS.index(split), int(seed), str(windows.episode_id[0]), int(windows.t_end_ns[0]))
         if self._last is not None and first <= self._last:
-            raise ValueError(f"{self.name}: rows must come sorted by (split, seed, episode_id, "
+            raise InputError(f"{self.name}: rows must come sorted by (split, seed, episode_id, "
                              f"t_end_ns): {first[:2]} {first[2]}@{first[3]} after "
                              f"{self._last[:2]} {self._last[2]}@{self._last[3]}")
         self._writer.write_table(_rows(self.schema, split, seed, windows, self.name),
@@ -253,7 +253,7 @@ class PredictionsWriter:
         with stack:                           # published unless closing or the check raises
             writer.close()
             if not self._seeds["test"] or self._seeds["val"] != self._seeds["test"]:
-                raise ValueError(f"{self.name}: val and test must hold the same, non-empty set "
+                raise InputError(f"{self.name}: val and test must hold the same, non-empty set "
                                  f"of seeds (val {sorted(self._seeds['val'])}, test "
                                  f"{sorted(self._seeds['test'])})")
 
@@ -331,14 +331,14 @@ def read_predictions(path: str | os.PathLike, *, shared: SharedColumns | None = 
     try:
         table = pq.read_table(path)
     except (OSError, ValueError) as exc:     # pyarrow raises ArrowInvalid (a ValueError)
-        raise ValueError(f"{path}: not a readable predictions file ({exc})") from None
+        raise InputError(f"{path}: not a readable predictions file ({exc})") from None
     raw = (table.schema.metadata or {}).get(META_KEY)
     try:
         meta = json.loads(raw) if raw else None
     except json.JSONDecodeError:
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: no cis490 predictions metadata (format {FORMAT})")
+        raise InputError(f"{path}: no cis490 predictions metadata (format {FORMAT})")
     classes = tuple(meta.pop("classes"))
     model, mode, family = meta.pop("model"), meta.pop("mode"), meta.pop("family")
     meta.pop("format")
@@ -346,7 +346,7 @@ def read_predictions(path: str | os.PathLike, *, shared: SharedColumns | None = 
     missing = [c for c in ("episode_id", "host_id", "profile", "split", "seed", "t_end_ns",
                            "y_true", *names) if c not in table.column_names]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
     text = ("episode_id", "host_id", "profile", "split")
     col = {c: shared_strings(table[c]) if c in text else table[c].to_numpy(zero_copy_only=False)
            for c in table.column_names if c != "score"}

@@ -60,6 +60,7 @@ from .importance import SAMPLE_ORDER, permutation_importance
 from .predictions import (Predictions, PredictionsWriter, SharedColumns, Windows, read_predictions,
                           shared_strings, write_predictions)
 from .scoring import Context
+from cis490.common import InputError
 
 __all__ = ["BATCH_GROUP_WINDOWS", "LEAVE_ONE_HOST_OUT", "ArtifactSource", "ArtifactUnusable",
            "Candidate", "EvalRefused", "EvalSettings", "LohoFold", "LohoResult", "SchemaRefused",
@@ -84,7 +85,7 @@ BATCH_GROUP_WINDOWS = 65_536
 ProgressFn = Callable[[str, int, str], ContextManager[Callable[[int], None]]]
 
 
-class EvalRefused(ValueError):
+class EvalRefused(InputError):
     """A checkpoint cannot be scored honestly on this split (one line says why)."""
 
 
@@ -162,18 +163,18 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if isinstance(self.consecutive, bool) or not isinstance(self.consecutive, int) \
                 or not 1 <= self.consecutive <= 1000:
-            raise ValueError(f"--consecutive must be an integer in 1..1000, got {self.consecutive!r}")
+            raise InputError(f"--consecutive must be an integer in 1..1000, got {self.consecutive!r}")
         if not (isinstance(self.false_alarm_budget, (int, float))
                 and 0 <= self.false_alarm_budget < float("inf")):
-            raise ValueError(f"--false-alarm-budget must be a finite number >= 0, got "
+            raise InputError(f"--false-alarm-budget must be a finite number >= 0, got "
                              f"{self.false_alarm_budget!r}")
         if isinstance(self.importance_max_episodes, bool) \
                 or not isinstance(self.importance_max_episodes, int) or self.importance_max_episodes < 0:
-            raise ValueError(f"--importance-episodes must be an integer >= 0 (0 = all), got "
+            raise InputError(f"--importance-episodes must be an integer >= 0 (0 = all), got "
                              f"{self.importance_max_episodes!r}")
         unknown = sorted(set(self.baselines) - set(BASELINE_NAMES))
         if unknown:
-            raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: "
+            raise InputError(f"unknown baseline(s) {', '.join(unknown)}; known: "
                              f"{', '.join(BASELINE_NAMES)}")
 
 
@@ -245,7 +246,7 @@ def find_candidates(*, spool: ArtifactSource | None = None, artifacts: Path | No
             try:
                 art.extract(dest)             # re-hashes the bundle against its name
             except ArtifactUnusable as exc:   # not a ValueError: say it in cis490's terms
-                raise ValueError(f"artifact {model_mode}/{art.digest[:12]} is unusable "
+                raise InputError(f"artifact {model_mode}/{art.digest[:12]} is unusable "
                                  f"({exc}); run `cis490-spool fsck`") from None
             ckpt = find_checkpoint(dest)
             meta = _read_meta(ckpt)
@@ -370,11 +371,11 @@ def _per_window(eid: np.ndarray, per_episode: dict) -> np.ndarray:
 def _check_validation(y_val: np.ndarray) -> None:
     """A threshold is fixed on validation: it needs benign and malicious windows there."""
     if not (y_val == 0).any():
-        raise ValueError("the validation split has no benign (clean) window, so no threshold can be "
+        raise InputError("the validation split has no benign (clean) window, so no threshold can be "
                          "fixed for a false-alarm budget: every window ends after its episode's "
                          "onset (episodes too short for the window length?)")
     if not (y_val != 0).any():
-        raise ValueError("the validation split has no malicious window, so no threshold can be "
+        raise InputError("the validation split has no malicious window, so no threshold can be "
                          "chosen for detection (every validation episode is benign-only?)")
 
 
@@ -382,7 +383,7 @@ def _stride_s(schema: Path) -> float:
     doc = json.loads(Path(schema).read_bytes())
     stride = (doc.get("window") or {}).get("stride_s")
     if not isinstance(stride, (int, float)) or stride <= 0:
-        raise ValueError(f"{schema}: no positive window.stride_s (is this a feature schema?)")
+        raise InputError(f"{schema}: no positive window.stride_s (is this a feature schema?)")
     return float(stride)
 
 
@@ -507,7 +508,7 @@ def _predict_group(settings: EvalSettings, kind_cands: list[Candidate], split, *
             except SchemaMismatch as exc:
                 raise SchemaRefused(str(exc)) from None
             if len(y) == 0:
-                raise ValueError(f"no {part} windows for {c0.mode} {c0.model} (split "
+                raise InputError(f"no {part} windows for {c0.mode} {c0.model} (split "
                                  f"{settings.recipe}: {len(ids)} {part} episodes)")
             parts[part] = _part(X, y, meta, facts)
             del meta
@@ -654,7 +655,7 @@ def evaluate(settings: EvalSettings, chosen: Sequence[Candidate], *, schema_sha2
     from cis490.models.configs import SUMMARY_MODELS
 
     if not chosen:
-        raise ValueError("no checkpoint to evaluate for this split")
+        raise InputError("no checkpoint to evaluate for this split")
     validation = read_validation(settings.validation)          # read once, for both
     split = make_split(validation, settings.recipe, settings.train_hosts, settings.seed)
     check_against_split(chosen, split)
@@ -754,12 +755,12 @@ def run_eval(settings: EvalSettings, *, spool: ArtifactSource | None, artifacts:
     with tempfile.TemporaryDirectory(prefix="cis490-eval-") as tmp:
         cands = find_candidates(spool=spool, artifacts=artifacts, workdir=Path(tmp))
         if not cands:
-            raise ValueError(f"no checkpoints found in {where}")
+            raise InputError(f"no checkpoints found in {where}")
         if settings.train_hosts is None:
             seen = {tuple(sorted(c.split.get("train_hosts") or ())) for c in cands
                     if c.split.get("recipe") == settings.recipe}
             if len(seen) > 1:
-                raise ValueError("checkpoints were trained on different train hosts "
+                raise InputError("checkpoints were trained on different train hosts "
                                  f"({'; '.join(','.join(s) for s in sorted(seen))}); "
                                  "choose one set with --train-hosts")
             hosts = seen.pop() if seen else None
@@ -768,7 +769,7 @@ def run_eval(settings: EvalSettings, *, spool: ArtifactSource | None, artifacts:
                         train_hosts=settings.train_hosts, seed=settings.seed,
                         models=settings.models, modes=settings.modes, note=note)
         if not chosen:
-            raise ValueError(f"no checkpoint trained on split {settings.recipe} "
+            raise InputError(f"no checkpoint trained on split {settings.recipe} "
                              f"(train hosts {','.join(settings.train_hosts or ()) or '?'}, "
                              f"split seed {settings.seed}) in {where}")
         return evaluate(settings, chosen, schema_sha256=schema_sha, data_digests=digests,
@@ -824,7 +825,7 @@ def loho_folds(validation) -> list[tuple[str, tuple[str, ...], int]]:
     hosts = usable_hosts(validation)
     counts = validation[validation["status"] != "invalid"].groupby("host_id").size()
     if len(hosts) < 2:
-        raise ValueError(f"{LEAVE_ONE_HOST_OUT}: needs >= 2 hosts with usable episodes in the "
+        raise InputError(f"{LEAVE_ONE_HOST_OUT}: needs >= 2 hosts with usable episodes in the "
                          f"validation table, found {len(hosts)} ({', '.join(hosts) or 'none'})")
     return [(h, tuple(o for o in hosts if o != h), int(counts[h])) for h in hosts]
 
@@ -843,7 +844,7 @@ def run_loho(settings: EvalSettings, *, spool: ArtifactSource | None, artifacts:
     from cis490.data.validate import read_validation
 
     if settings.train_hosts:
-        raise ValueError(f"--train-hosts cannot be combined with --split-recipe "
+        raise InputError(f"--train-hosts cannot be combined with --split-recipe "
                          f"{LEAVE_ONE_HOST_OUT}: the folds are fixed by the data's hosts (each "
                          "trains on every host but the held-out one)")
     folds = loho_folds(read_validation(settings.validation))
@@ -853,14 +854,14 @@ def run_loho(settings: EvalSettings, *, spool: ArtifactSource | None, artifacts:
     with tempfile.TemporaryDirectory(prefix="cis490-eval-") as tmp:
         cands = find_candidates(spool=spool, artifacts=artifacts, workdir=Path(tmp))
         if not cands:
-            raise ValueError(f"no checkpoints found in {where}")
+            raise InputError(f"no checkpoints found in {where}")
         chosen = {h: select(cands, schema_sha256=digests["schema"], recipe="host",
                             train_hosts=train, seed=settings.seed, models=settings.models,
                             modes=settings.modes, note=note)
                   for h, train, _ in folds}
         if not any(chosen.values()):
             looked = "; ".join(f"{h} held out: {','.join(train)}" for h, train, _ in folds)
-            raise ValueError(f"no checkpoint trained for any {LEAVE_ONE_HOST_OUT} fold in {where}: "
+            raise InputError(f"no checkpoint trained for any {LEAVE_ONE_HOST_OUT} fold in {where}: "
                              f"looked for recipe host, split seed {settings.seed}, train hosts = "
                              f"every host but the held-out one ({looked})")
         out = []

@@ -53,6 +53,7 @@ from . import detection as det
 from . import ranking as rank
 from .bootstrap import BootstrapCI, EpisodeBootstrap, episode_codes, percentile_interval
 from .predictions import Predictions, Windows
+from cis490.common import InputError
 
 __all__ = ["BASE_RATES", "MAX_UNDEFINED", "MIN_CI_EPISODES", "WEEK_NS", "Context", "Estimate",
            "ModelStats", "Weeks", "aut", "episode_weeks", "score_all", "seed_draw"]
@@ -89,7 +90,7 @@ class Context:
         each window's ``onset_ns`` column and the ``stride_s`` of their metadata."""
         strides = {float(p.meta["stride_s"]) for p in preds if p.meta.get("stride_s")}
         if len(strides) != 1 or len(preds) != sum(1 for p in preds if p.meta.get("stride_s")):
-            raise ValueError("the predictions files disagree on (or lack) the window stride "
+            raise InputError("the predictions files disagree on (or lack) the window stride "
                              f"stride_s ({sorted(strides) or 'none'}); re-run `cis490 eval`")
         onsets: dict[str, int] = {}
         for p in preds:
@@ -278,7 +279,7 @@ def episode_weeks(universe: np.ndarray, windows: Sequence[Windows],
     known = hi >= 0
     clash = np.nonzero(known & (lo != hi))[0]
     if clash.size:
-        raise ValueError(f"the predictions disagree on the start of test episode "
+        raise InputError(f"the predictions disagree on the start of test episode "
                          f"{universe[clash[0]]} ({lo[clash[0]]} vs {hi[clash[0]]} ns)")
     n_unknown = int(np.count_nonzero(~known))
     if not known.any():
@@ -298,7 +299,7 @@ def aut(f) -> float | np.ndarray:
     f = np.asarray(f, dtype=np.float64)
     n = f.shape[-1]
     if n < 2:
-        raise ValueError(f"AUT needs >= 2 time points, got {n}")
+        raise InputError(f"AUT needs >= 2 time points, got {n}")
     out = (f[..., :-1] + f[..., 1:]).sum(axis=-1) / (2.0 * (n - 1))
     return float(out) if out.ndim == 0 else out
 
@@ -530,7 +531,7 @@ def score_all(preds: Sequence[Predictions], ctx: Context, *, n_resamples: int = 
               confidence: float = 0.95, seed: int = 0) -> tuple[list[ModelStats], EpisodeBootstrap]:
     """Score every model (all seeds) on shared resamples of the test episodes."""
     if not preds:
-        raise ValueError("nothing to score: no predictions")
+        raise InputError("nothing to score: no predictions")
     k = len(preds[0].class_names)
     cols = [(p, s, p.test[s]) for p in preds for s in p.seeds]
     universe = np.unique(np.concatenate([np.unique(a) for a in distinct(w.episode_id for _, _, w in cols)]))

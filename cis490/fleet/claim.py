@@ -174,7 +174,8 @@ class Claimer:
         peers = []
         for rec in live_workers(self.spool, now):
             cap_raw = rec.get("capability")
-            if rec.get("live") and isinstance(cap_raw, dict) and cap_raw.get("cuda") and rec.get("worker") != self.worker.id:
+            other = rec.get("worker") != self.worker.id
+            if rec.get("live") and isinstance(cap_raw, dict) and cap_raw.get("cuda") and other:
                 try:
                     cap = Capability.from_dict(cap_raw)
                 except (TypeError, ValueError):

@@ -24,6 +24,7 @@ import sys
 from typing import Callable, Sequence
 from pathlib import Path
 
+from cis490.common import UserError, os_error_line
 from cis490.fleet.layout import Consistency, JobState, SpoolError
 
 OPERATOR_ENV = "CIS490_OPERATOR_TOKEN"
@@ -84,7 +85,8 @@ def cmd_init(args) -> int:
             keys.append(public_of(load_private(args.key)))
         settings.update(require_signatures=True, operator_public_keys=tuple(keys))
     spool = Spool.init(args.spool, **settings)
-    guard = "operator token recorded" if token else f"no operator token (set ${OPERATOR_ENV} at init to guard cancel/requeue/reload)"
+    guard = ("operator token recorded" if token
+             else f"no operator token (set ${OPERATOR_ENV} at init to guard cancel/requeue/reload)")
     print(f"spool ready at {spool.root} ({spool.settings.consistency}; heartbeat {spool.settings.heartbeat_s:g}s, "
           f"stale after {spool.settings.stale_after_s:g}s, {spool.settings.max_attempts} attempts; {guard})")
     return 0
@@ -168,7 +170,8 @@ def cmd_cancel(args) -> int:
     check_operator(spool)
     name = spool.resolve(args.job)
     was = spool.cancel(name)
-    print(f"cancelled {name} (was {was.value}" + ("; its worker stops it at the next heartbeat)" if was is JobState.CLAIMED else ")"))
+    tail = "; its worker stops it at the next heartbeat)" if was is JobState.CLAIMED else ")"
+    print(f"cancelled {name} (was {was.value}" + tail)
     return 0
 
 
@@ -300,7 +303,8 @@ def cmd_work(args) -> int:
             print(f"self-test: {p}", file=sys.stderr)
         if not problems:
             print(f"self-test ok: {info.capability.host_id} can work on {spool.root} "
-                  f"(cores {info.capability.cores}, RAM {info.capability.ram_gib} GiB, CUDA {'yes' if info.capability.cuda else 'no'})")
+                  f"(cores {info.capability.cores}, RAM {info.capability.ram_gib} GiB, "
+                  f"CUDA {'yes' if info.capability.cuda else 'no'})")
         return 1 if problems else 0
     mode = (WorkerMode.ONCE if args.once else WorkerMode.DRAIN if args.drain else WorkerMode.DAEMON).value
     opts = WorkerOptions(mode=mode, slots=args.slots, poll_s=args.poll_s, max_jobs=args.max_jobs,
@@ -343,12 +347,18 @@ def build_parser(extra_verbs: Sequence[Callable] = ()) -> argparse.ArgumentParse
     sp.add_argument("--stale-after-s", type=float, default=600.0)
     sp.add_argument("--max-attempts", type=int, default=3)
     sp.add_argument("--consistency", choices=[c.value for c in Consistency], default=Consistency.ATOMIC.value)
-    sp.add_argument("--settle-s", type=float, default=None, help="eventual mode: wait after a claim before training (default min(30, stale-after/4))")
-    sp.add_argument("--operator-group", default=None, help="only this group may write cancelled/, manifest.toml, spool.toml")
-    sp.add_argument("--require-signatures", action="store_true", help="workers run only specs signed by the operator key")
-    sp.add_argument("--public-key", action="append", help="operator public key (base64; repeatable); default: from --key")
-    sp.add_argument("--key", default=None, help="operator private key (default $CIS490_OPERATOR_KEY, ~/.config/cis490/operator.key)")
-    sp = verb("reload", cmd_reload, "enqueue a manifest's new jobs (e.g. `reload etc/training_manifest.toml.example`)", True)
+    sp.add_argument("--settle-s", type=float, default=None,
+                    help="eventual mode: wait after a claim before training (default min(30, stale-after/4))")
+    sp.add_argument("--operator-group", default=None,
+                    help="only this group may write cancelled/, manifest.toml, spool.toml")
+    sp.add_argument("--require-signatures", action="store_true",
+                    help="workers run only specs signed by the operator key")
+    sp.add_argument("--public-key", action="append",
+                    help="operator public key (base64; repeatable); default: from --key")
+    sp.add_argument("--key", default=None,
+                    help="operator private key (default $CIS490_OPERATOR_KEY, ~/.config/cis490/operator.key)")
+    sp = verb("reload", cmd_reload,
+              "enqueue a manifest's new jobs (e.g. `reload etc/training_manifest.toml.example`)", True)
     sp.add_argument("manifest")
     sp.add_argument("--key", default=None, help="operator private key, when the spool requires signatures")
     sp = verb("keygen", cmd_keygen, "create the operator's Ed25519 key (outside the spool)")
@@ -387,13 +397,14 @@ def build_parser(extra_verbs: Sequence[Callable] = ()) -> argparse.ArgumentParse
     g.add_argument("--once", action="store_true", help="claim up to --slots jobs, finish them, exit (cron)")
     g.add_argument("--drain", action="store_true", help="work until no eligible job is left")
     g.add_argument("--self-test", action="store_true", help="check this host can work on the spool, then exit")
-    sp.add_argument("--slots", type=int, default=None, help="parallel jobs (default: manifest's hosts.NAME.slots, else 1)")
+    sp.add_argument("--slots", type=int, default=None,
+                    help="parallel jobs (default: manifest's hosts.NAME.slots, else 1)")
     sp.add_argument("--host-id", default=None, help="host id used for policy (default: hostname)")
     sp.add_argument("--poll-s", type=float, default=5.0, help="polling fallback interval")
     sp.add_argument("--max-jobs", type=int, default=None)
     sp.add_argument("--work-dir", default=None, help="local scratch directory for job outputs")
     sp.add_argument("--quiet", action="store_true")
-    for add in extra_verbs:  # verbs of the layers above the coordinator (cis490.kinds: demo)
+    for add in extra_verbs:  # verbs of the layers above the coordinator (cis490.spool_cli: demo)
         add(verb)
     return p
 
@@ -405,11 +416,11 @@ def main(argv: list[str] | None = None, extra_verbs: Sequence[Callable] = ()) ->
     except KeyboardInterrupt:
         print("cis490-spool: interrupted", file=sys.stderr)
         return 130
-    except SpoolError as exc:
+    except UserError as exc:  # SpoolError and every other user error: one line
         print(f"cis490-spool {args.verb}: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"cis490-spool {args.verb}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+    except OSError as exc:  # the environment's answer (no such file, permission, disk full)
+        print(f"cis490-spool {args.verb}: {os_error_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -185,7 +185,8 @@ def fsck(spool: Spool, *, older_than_s: float = store.STALE_WRITE_S,
                                 "what is left of a removed incomplete store entry; `fsck --repair` deletes it"))
     quarantined = [e.name for e in os.scandir(spool.root / "quarantine") if e.name.endswith(".reason.json")]
     if quarantined:
-        findings.append(Finding("warning", "quarantine/", f"{len(quarantined)} file(s) set aside; see their .reason.json"))
+        findings.append(Finding("warning", "quarantine/",
+                        f"{len(quarantined)} file(s) set aside; see their .reason.json"))
     stats["quarantined"] = len(quarantined)
     return findings, stats
 
@@ -247,7 +248,7 @@ def repair(spool: Spool, *, older_than_s: float = store.STALE_WRITE_S,
         if store.remove_entry(spool.root, d):
             out.append(Repair(where, f"removed the {INCOMPLETE} entry ({state.what}; no done job "
                                      f"names it, so its job stores it again when it runs)", True))
-    for path, age in store.stale_temp_files(spool.tmp, older_than_s, now):
+    for path, _age in store.stale_temp_files(spool.tmp, older_than_s, now):
         out += _remove_stray(f"tmp/{path.name}", path, now, older_than_s)
     import shutil
 
@@ -295,7 +296,7 @@ def _repair_claims(spool: Spool, now: float) -> list[Repair]:
             continue
         target = spool.take_stale_claim(  # not ours to fix if moved or alive meanwhile
             loc.path, name, now, fresh_s=grace,
-            alive=lambda: any(a.worker == loc.worker
+            alive=lambda loc=loc, name=name: any(a.worker == loc.worker
                               for a in att.list_attempts(spool.attempts_dir(name))[0]))
         if target is None:
             continue

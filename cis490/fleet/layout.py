@@ -22,6 +22,7 @@ import stat
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from cis490.common import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,7 +36,7 @@ MAX_TOML_BYTES = 1 << 20  # manifests and settings are small; a bigger one is re
 MAX_JSON_BYTES = 1 << 16  # job specs, attempt and worker records
 
 
-class SpoolError(Exception):
+class SpoolError(UserError):
     """An operational error about a spool: the message says what to do."""
 
 
@@ -220,9 +221,6 @@ class Layout:
     def progress_record(self, name: str, number: int, worker: str) -> Path:
         return self.attempts_dir(name) / f"{number}@{worker}.progress.json"
 
-    def requeue_marker(self, name: str, number: int) -> Path:
-        return self.attempts_dir(name) / f"{number}.requeue.json"
-
     def attempt_log(self, name: str, number: int, worker: str) -> Path:
         return self.logs_dir(name) / f"{number}@{worker}.log"
 
@@ -231,8 +229,6 @@ class Layout:
 
     def quarantine_path(self, state: str, filename: str, nonce: str) -> Path:
         return self.quarantine_dir / f"{state}--{filename}--{nonce}"
-
-    name_of_file = staticmethod(job_of)
 
 
 def is_ignored(filename: str) -> bool:

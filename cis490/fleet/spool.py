@@ -1,4 +1,4 @@
-"""The spool: every job transition of DESIGN §3 as one rename.
+"""The spool: every job transition (docs/SPOOL.md) as one rename.
 
 Invariant (``atomic`` mode): a job name is in exactly one state directory;
 a ``claimed/NAME@W.json`` file is owned by worker W alone, which proves it is
@@ -27,8 +27,8 @@ from cis490.fleet import attempts as att
 from cis490.common import atomic_write
 from cis490.fleet.layout import (
     DIRS, LATER_DIRS, MANIFEST_COPY, MAX_JSON_BYTES, MAX_TOML_BYTES, PRECEDENCE, SETTINGS_FILE, BadEntry,
-    Consistency, JobState, Layout, Settings, SpoolError, entry_problem, is_ambiguous_eperm, is_ignored, is_spool_unavailable,
-    job_of, parse_name, read_bounded, split_claimed,
+    Consistency, JobState, Layout, Settings, SpoolError, entry_problem, is_ambiguous_eperm, is_ignored,
+    is_spool_unavailable, job_of, parse_name, read_bounded, split_claimed,
 )
 from cis490.fleet.manifest import HostPolicy, Manifest, load_manifest, parse_manifest, pin_data_digests
 from cis490.fleet.spec import JobSpec, SpecError, SpecTooNew, parse_spec
@@ -492,7 +492,8 @@ class Spool(Layout):
         if full:  # temp files of writers that crashed mid-write, a day ago or more
             for entry in os.scandir(self.tmp):
                 try:
-                    if now - entry.stat(follow_symlinks=False).st_mtime > 86400 and entry.is_file(follow_symlinks=False):
+                    old = now - entry.stat(follow_symlinks=False).st_mtime > 86400
+                    if old and entry.is_file(follow_symlinks=False):
                         os.unlink(entry.path)
                 except FileNotFoundError:
                     continue
@@ -588,7 +589,7 @@ class Spool(Layout):
             for loc in self.scan(state):
                 seen.setdefault(self.name_of(loc), []).append(loc)
         removed = []
-        for name, locs in seen.items():
+        for _name, locs in seen.items():
             if len(locs) < 2:
                 continue
             top = min(PRECEDENCE.index(l.state) for l in locs)

@@ -1,4 +1,4 @@
-"""The content-addressed artifact store (DESIGN §6).
+"""The content-addressed artifact store (docs/SPOOL.md).
 
     models/MODEL_MODE/DIGEST/bundle.tar.zst   zstd of the canonical tar
     models/MODEL_MODE/DIGEST/curves.tar.zst   the job's training curves (optional)

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 from cis490.models import configs
 from cis490.models.base import EpochRecord, FitReport, Model
 from cis490.models.configs import CONFIGS, MODES, SEQUENCE_MODELS, SUMMARY_MODELS
+from cis490.common import InputError
 
 __all__ = [
     "CONFIGS",
@@ -47,7 +48,7 @@ __all__ = [
 def model_class(name: str) -> type:
     """The implementation class of model ``name`` (imports its library)."""
     if name not in CONFIGS:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(CONFIGS)}")
+        raise InputError(f"unknown model {name!r}; expected one of {', '.join(CONFIGS)}")
     return importlib.import_module(f"cis490.models.{name}").MODEL_CLASS
 
 
@@ -73,14 +74,14 @@ def create(
     config = configs.validate_hyper(name, hyper)
     if name in SUMMARY_MODELS:
         if n_features is None or n_channels is not None or n_steps is not None:
-            raise ValueError(f"{name} is a summary model: give n_features (only)")
+            raise InputError(f"{name} is a summary model: give n_features (only)")
         shape = {"n_features": int(n_features)}
     else:
         if n_channels is None or n_steps is None or n_features is not None:
-            raise ValueError(f"{name} is a sequence model: give n_channels and n_steps (only)")
+            raise InputError(f"{name} is a sequence model: give n_channels and n_steps (only)")
         shape = {"n_channels": int(n_channels), "n_steps": int(n_steps)}
     if any(v < 1 for v in shape.values()):
-        raise ValueError(f"input shape must be positive, got {shape}")
+        raise InputError(f"input shape must be positive, got {shape}")
     return model_class(name)(config=config, n_classes=n_classes, input_shape=shape, mode=mode,
                              classes=classes, schema_sha256=schema_sha256)
 

@@ -41,6 +41,7 @@ import xgboost as xgb
 from cis490.models import rules
 from cis490.models.base import EpochRecord, FitReport, ProgressFn
 from cis490.models.configs import GBTConfig
+from cis490.common import InputError
 
 __all__ = ["ITER_ROWS", "RowBatches", "fit_xgb", "memory_budget_bytes", "quantile_matrix",
            "xgb_params"]
@@ -58,7 +59,7 @@ def memory_budget_bytes() -> int:
     try:
         gib = float(raw)
     except ValueError:
-        raise ValueError(f"CIS490_XGB_MEMORY_GIB={raw!r}: use a number of GiB") from None
+        raise InputError(f"CIS490_XGB_MEMORY_GIB={raw!r}: use a number of GiB") from None
     return int(gib * (1 << 30))
 
 

@@ -14,7 +14,7 @@ JSON sees a complete checkpoint):
   ``<model>_<mode>.xgb.json`` (XGBoost's own JSON model).
 
 Nothing time-, host- or path-dependent is written, so the same spec on the
-same data gives byte-identical files (DESIGN §6: the store deduplicates).
+same data gives byte-identical files (the artifact store deduplicates: docs/SPOOL.md).
 Loading against a different feature schema raises ``ValueError`` naming both
 hashes (:func:`check_schema`).
 """
@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cis490.common import atomic_write, sha256_bytes, sha256_file
+from cis490.common import InputError, atomic_write, sha256_bytes, sha256_file
 
 __all__ = [
     "FORMAT",
@@ -82,7 +82,7 @@ def check_schema(meta: dict[str, Any], expect_schema_sha256: str | None) -> None
     """Refuse a checkpoint trained on another feature schema than the data's."""
     have = meta.get("schema_sha256")
     if expect_schema_sha256 is not None and have != expect_schema_sha256:
-        raise ValueError(
+        raise InputError(
             f"schema mismatch: checkpoint {meta.get('model')}_{meta.get('mode')} was "
             f"trained on schema {have} but the data has schema {expect_schema_sha256}; "
             f"retrain it on the current features"
@@ -116,7 +116,7 @@ def find_checkpoint(path: str | Path) -> Path:
             )
         return found[0]
     if not path.name.endswith(SUFFIX):
-        raise ValueError(f"{path} is not a checkpoint (*{SUFFIX})")
+        raise InputError(f"{path} is not a checkpoint (*{SUFFIX})")
     return path
 
 
@@ -127,14 +127,14 @@ def read_checkpoint(
     path = find_checkpoint(path)
     meta = json.loads(path.read_bytes())
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path.name}: not a {FORMAT} checkpoint")
+        raise InputError(f"{path.name}: not a {FORMAT} checkpoint")
     check_schema(meta, expect_schema_sha256)
     side = meta["sidecar"]
     if Path(side["file"]).name != side["file"]:
-        raise ValueError(f"{path.name}: sidecar name {side['file']!r} is not a plain file name")
+        raise InputError(f"{path.name}: sidecar name {side['file']!r} is not a plain file name")
     data = (path.parent / side["file"]).read_bytes()
     if sha256_bytes(data) != side["sha256"]:
-        raise ValueError(
+        raise InputError(
             f"{path.name}: sidecar {side['file']} has sha256 {sha256_bytes(data)}, "
             f"expected {side['sha256']} (corrupt or mixed checkpoint)"
         )

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cis490.models._torchbase import TorchModel
+from cis490.common import InputError
 
 
 class ConvBN(nn.Module):
@@ -75,7 +76,7 @@ class CNNNet(nn.Module):
                 blocks.append(ResBlock(d, f, kernels))
                 d = f
         else:  # pragma: no cover - the config refuses it
-            raise ValueError(f"unknown cnn arch {arch!r}")
+            raise InputError(f"unknown cnn arch {arch!r}")
         self.blocks = nn.Sequential(*blocks)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(d, n_classes)

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cis490.common import InputError
 from cis490.models import rules
 from cis490.models.base import EpochRecord, FitReport, ProgressFn
 from cis490.models.configs import TorchConfig
@@ -65,9 +66,9 @@ def device() -> torch.device:
     """Where the nets train and predict: ``CIS490_DEVICE`` (cpu/cuda), else CUDA if present."""
     want = os.environ.get("CIS490_DEVICE", "").strip().lower()
     if want not in ("", "auto", "cpu", "cuda"):
-        raise ValueError(f"CIS490_DEVICE={want!r}: use cpu, cuda or auto")
+        raise InputError(f"CIS490_DEVICE={want!r}: use cpu, cuda or auto")
     if want == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CIS490_DEVICE=cuda but torch sees no CUDA device")
+        raise InputError("CIS490_DEVICE=cuda but torch sees no CUDA device")
     if want in ("", "auto"):
         want = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(want)
@@ -80,7 +81,7 @@ def loader_workers(dev: torch.device) -> int:
     raw = os.environ.get("CIS490_LOADER_WORKERS", "").strip()
     if raw:
         if not raw.isdigit():
-            raise ValueError(f"CIS490_LOADER_WORKERS={raw!r}: use a whole number >= 0")
+            raise InputError(f"CIS490_LOADER_WORKERS={raw!r}: use a whole number >= 0")
         return int(raw)
     return min(4, max(0, (os.cpu_count() or 1) - 1)) if dev.type == "cuda" else 0
 

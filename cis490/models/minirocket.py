@@ -63,6 +63,7 @@ import sys
 import warnings
 
 import numpy as np
+from cis490.common import InputError
 
 
 
@@ -110,9 +111,9 @@ import safetensors.numpy  # noqa: E402 - after the one-line refusal above
 from scipy.linalg import blas, lapack  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from cis490.models import rules
-from cis490.models._array import ArrayModel, chunks, fit_normalisation, standardise
-from cis490.models.base import EpochRecord, FitReport
+from cis490.models import rules  # noqa: E402
+from cis490.models._array import ArrayModel, chunks, fit_normalisation, standardise  # noqa: E402
+from cis490.models.base import EpochRecord, FitReport  # noqa: E402
 
 __all__ = ["CHUNK_ROWS", "MiniRocketModel", "MIN_STEPS", "ridge_alphas"]
 
@@ -182,7 +183,7 @@ class MiniRocketModel(ArrayModel):
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         if self.input_shape["n_steps"] < MIN_STEPS:
-            raise ValueError(f"minirocket needs n_steps >= {MIN_STEPS} (its kernels have length "
+            raise InputError(f"minirocket needs n_steps >= {MIN_STEPS} (its kernels have length "
                              f"{MIN_STEPS}), got {self.input_shape['n_steps']}")
         self.mask_index = np.zeros(0, dtype=np.int32)  # channels whose mask is an input channel
         self.feature_mean: np.ndarray | None = None  # float32 (p,)

@@ -1,6 +1,6 @@
 """Train/val arrays for one (model, mode) from the data stages' files.
 
-The only place ``cis490.train`` touches issue 3's loaders
+The only place ``cis490.train`` touches the data loaders (``cis490.data.load``)
 (``cis490.data.splits.make_split``, ``cis490.data.load.load_summary`` /
 ``load_tensors``). Invariants:
 
@@ -35,11 +35,12 @@ from typing import Iterable
 import numpy as np
 
 from cis490.models.configs import SUMMARY_MODELS
+from cis490.common import InputError
 
 __all__ = ["SchemaMismatch", "TrainValData", "episodes_digest", "load_arrays", "load_train_val"]
 
 
-class SchemaMismatch(ValueError):
+class SchemaMismatch(InputError):
     """The data on disk was built with another feature schema than the job's."""
 
 
@@ -102,14 +103,14 @@ def load_train_val(*, model: str, mode: str, validation: str, summary: str, tens
     split = splits.make_split(validation, recipe, train_hosts, seed)
     train_ids, val_ids = tuple(sorted(split.train)), tuple(sorted(split.val))
     if not train_ids or not val_ids:
-        raise ValueError(
+        raise InputError(
             f"split {recipe!r} has {len(train_ids)} train and {len(val_ids)} val episodes")
     X, y, meta = load_arrays(model, mode, summary=summary, tensors=tensors, schema=schema,
                              episode_ids=train_ids + val_ids, schema_sha256=schema_sha256,
                              spill_dir=spill_dir)
     is_val = meta["episode_id"].isin(frozenset(val_ids)).to_numpy(bool)
     if not is_val.any() or is_val.all():
-        raise ValueError(f"no {'val' if not is_val.any() else 'train'} windows in the data "
+        raise InputError(f"no {'val' if not is_val.any() else 'train'} windows in the data "
                          f"for split {recipe!r} (episodes shorter than one window?)")
     excluded = split.excluded_profiles
     return TrainValData(

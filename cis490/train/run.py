@@ -33,18 +33,18 @@ import shutil
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 from cis490.models import configs
+from cis490.common import UserError, os_error_line
 
 __all__ = ["main"]
 
 PROG = "cis490.train.run"
 
 
-class DriverError(Exception):
+class DriverError(UserError):
     """An operational refusal: one line for stderr, exit 1."""
 
 
@@ -373,16 +373,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _scratch(args):
             path = train(args, cfg)
-    except DriverError as exc:
+    except UserError as exc:  # DriverError, bad data, a refused schema: one line
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except ImportError as exc:  # an optional extra missing here (minirocket: aeon): one line
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:
-        traceback.print_exc(file=sys.stderr)
-        print(f"{PROG}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except OSError as exc:  # the environment's answer (no such file, disk full): one line
+        print(f"{PROG}: error: {os_error_line(exc)}", file=sys.stderr)
         return 1
+    # anything else is a bug: Python prints its traceback and exits 1
     _log(f"wrote {path.name}")
     return 0
 

@@ -24,7 +24,7 @@ sshd listens on a free 127.0.0.1 port picked at run time, with
 ``AuthorizedKeysFile`` inside DIR. ``/run/sshd`` (sshd's privilege-separation
 directory) is created if missing.
 
-Mount profiles (issue 7, "Facts measured"):
+Mount profiles (measured on loopback; docs/TESTBEDS.md):
   nocache  -o dir_cache=no,attr_timeout=0,entry_timeout=0,negative_timeout=0
   nfslike  -o dcache_timeout=3,attr_timeout=3,entry_timeout=3  (like NFS's attribute cache)
   default  sshfs's own defaults (~20 s listing/attribute cache)
@@ -140,7 +140,7 @@ def _start_sshd(root: Path, user: str) -> tuple[int, int]:
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
-            wait_until(lambda: _port_open(port) or proc.poll() is not None, 10, "sshd to listen")
+            wait_until(lambda port=port, proc=proc: _port_open(port) or proc.poll() is not None, 10, "sshd to listen")
         except BedError:
             pass
         if proc.poll() is None and _port_open(port):

@@ -91,8 +91,8 @@ def folder_status(state: dict, side: str) -> dict:
 
 def idle(state: dict) -> bool:
     try:
-        return all(folder_status(state, s).get("state") == "idle" and folder_status(state, s).get("needTotalItems", 0) == 0
-                   for s in SIDES)
+        statuses = [folder_status(state, s) for s in SIDES]
+        return all(st.get("state") == "idle" and st.get("needTotalItems", 0) == 0 for st in statuses)
     except (OSError, urllib.error.URLError, ValueError):
         return False
 

@@ -7,7 +7,7 @@ of the spool (the same local directory; two sshfs mounts; two Syncthing
 copies), SIGKILL a random worker every few seconds and start a fresh one in
 its place, stop everything (SIGTERM) once every job is terminal, then audit.
 
-What "live" means in the audit (DESIGN §3: "a job is never claimed by two
+What "live" means in the audit (docs/SPOOL.md: "a job is never claimed by two
 live workers at once"): a worker is live while its process runs AND its
 claim is still its own. An attempt's live interval is therefore
 [claimed_at, end] where end is
@@ -31,7 +31,7 @@ interval at all; it is reclaimed like any other stale claim.
 
 ``done_twice`` counts jobs with two attempt records saying ``done``. The
 worker writes its record (outcome ``done``, ``ended_at``) *before* the rename
-``claimed → done`` (DESIGN §3: the record is durable first), so a SIGKILL
+``claimed → done`` (docs/SPOOL.md: the record is durable first), so a SIGKILL
 between the two leaves a record saying done beside a claim that is later
 reclaimed and run again. Its interval ended before the next claim, so it is
 not a duplicated run; it is reported, not failed.
@@ -377,7 +377,7 @@ class Chaos:
             fig.withdrawn += sum(1 for r in recs if r.get("outcome") == "withdrawn")
             dup = concurrent = False
             for i, (a0, a1, ra) in enumerate(spans):
-                for j, (b0, b1, rb) in enumerate(spans[i + 1:], start=i + 1):
+                for j, (b0, _b1, rb) in enumerate(spans[i + 1:], start=i + 1):
                     if b0 < a1 and trained[i] and trained[j]:
                         concurrent = True
                     if b0 < a1:

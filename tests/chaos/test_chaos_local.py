@@ -1,4 +1,4 @@
-"""Chaos on local disk: 8 workers, 500 smoke jobs, a SIGKILL every 2-4 s (issue 7)."""
+"""Chaos on local disk: 8 workers, 500 smoke jobs, a SIGKILL every 2-4 s."""
 
 from __future__ import annotations
 

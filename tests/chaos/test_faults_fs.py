@@ -1,4 +1,4 @@
-"""Real filesystem faults under running workers: a full spool and a read-only remount (issue 15).
+"""Real filesystem faults under running workers: a full spool and a read-only remount.
 
 The spool lives on its own small tmpfs (a real filesystem with a real size
 limit, mounted by the test; root needed, as CI runs). Two worker processes

@@ -167,7 +167,8 @@ def test_loaders_refuse_a_schema_from_another_registry(tiny_features, tiny_tenso
             load(dst, "oracle")
 
 
-def test_tensors_split_into_several_shards_load_the_same(tiny_store, tiny_validation, tiny_tensors, tmp_path, monkeypatch):
+def test_tensors_split_into_several_shards_load_the_same(tiny_store, tiny_validation, tiny_tensors, tmp_path,
+                                                         monkeypatch):
     build_tensors(tiny_validation[0], tiny_store[0], tmp_path / "t", window=WINDOW, shard_episodes=2)
     manifest = json.loads((tmp_path / "t" / MANIFEST_NAME).read_text())
     for h in manifest["hosts"].values():

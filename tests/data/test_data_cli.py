@@ -44,10 +44,12 @@ def test_cli_verbs_end_to_end(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,msg", [
     (["validate", "--store", "{tmp}", "--out", "{tmp}/v.parquet"], "no index.jsonl"),
-    (["features", "--validation", "{tmp}/missing.parquet", "--store", "{tmp}", "--out-dir", "{tmp}/f"], "missing.parquet"),
+    (["features", "--validation", "{tmp}/missing.parquet", "--store", "{tmp}", "--out-dir", "{tmp}/f"],
+     "missing.parquet"),
     (["synth", "--out", "{tmp}/s", "--episodes-per-host", "2"], "episodes_per_host"),
     (["synth", "--out", "{tmp}/s", "--jobs", "0"], "--jobs must be >= 1"),
-    (["features", "--validation", "{tmp}/v", "--store", "{tmp}", "--out-dir", "{tmp}/f", "--window-s", "1"], "length_s"),
+    (["features", "--validation", "{tmp}/v", "--store", "{tmp}", "--out-dir", "{tmp}/f", "--window-s", "1"],
+     "length_s"),
 ])
 def test_cli_errors_are_one_line_and_exit_1(tmp_path, capsys, argv, msg):
     rc, out, err = _run(capsys, *[a.format(tmp=tmp_path) for a in argv])

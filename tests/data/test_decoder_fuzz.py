@@ -25,7 +25,8 @@ payloads = st.one_of(
     st.binary(max_size=300),
     st.lists(st.dictionaries(st.sampled_from(["t_wall_ns", "t_mono_ns", "load1", "bytes"]),
                              st.one_of(st.integers(-10**20, 10**20), st.floats(allow_nan=True), st.text(max_size=5)),
-                             max_size=4), max_size=5).map(lambda rows: "".join(json.dumps(r) + "\n" for r in rows).encode()),
+                             max_size=4),
+             max_size=5).map(lambda rows: "".join(json.dumps(r) + "\n" for r in rows).encode()),
 )
 
 

@@ -177,7 +177,8 @@ def test_the_episode_index_streams_in_batches_and_sorts_an_unsorted_table(tiny_v
 @pytest.mark.parametrize("column,value,match", [("host_id", "../etc", "not a safe directory name"),
                                                 ("path", "/etc/passwd", "unsafe path"),
                                                 ("path", "a/../../b.tar.zst", "unsafe path")])
-def test_a_hostile_validation_row_is_refused_before_any_work(tiny_store, tiny_validation, tmp_path, column, value, match):
+def test_a_hostile_validation_row_is_refused_before_any_work(tiny_store, tiny_validation, tmp_path, column, value,
+                                                             match):
     def poison(t):
         i = t.column_names.index(column)
         vals = t.column(column).to_pylist()

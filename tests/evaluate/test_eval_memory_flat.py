@@ -1,4 +1,4 @@
-"""Peak RSS of ``cis490 eval`` does not grow with the store (issue 14).
+"""Peak RSS of ``cis490 eval`` does not grow with the store.
 
 The same two stores as ``tests/train/test_memory_flat.py`` (``SMALL`` and
 ``BIG`` episodes per host, 2 hosts, 120-s episodes), a one-epoch cnn and a
@@ -64,7 +64,7 @@ def _train(root: Path) -> subprocess.Popen:
 def stores(tmp_path_factory) -> dict[int, Store]:
     built = built_stores(tmp_path_factory)
     procs = {n: _train(s.root) for n, s in built.items()}
-    for n, p in procs.items():
+    for _n, p in procs.items():
         err = p.communicate()[1]
         assert p.returncode == 0, err[-3000:]
     return built

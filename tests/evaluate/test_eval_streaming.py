@@ -1,4 +1,4 @@
-"""``cis490 eval`` streams (issue 14): predictions written batch group by batch group, the
+"""``cis490 eval`` streams: predictions written batch group by batch group, the
 importance sample bounded and stated, progress lines without a terminal, same numbers."""
 
 from __future__ import annotations

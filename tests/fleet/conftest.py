@@ -26,7 +26,8 @@ def spool(tmp_path) -> Spool:
 def smoke_manifest(path: Path, n: int, *, seconds: float = 0.0, extra: str = "", prefix: str = "j") -> Path:
     """A manifest of ``n`` distinct smoke jobs (distinct payloads)."""
     jobs = "".join(
-        f'\n[[jobs]]\nmodel = "smoke"\nmode = "check"\nhyper = {{ seconds = {seconds}, payload = "{prefix}{i}", epochs = 1 }}\n'
+        f'\n[[jobs]]\nmodel = "smoke"\nmode = "check"\n'
+        f'hyper = {{ seconds = {seconds}, payload = "{prefix}{i}", epochs = 1 }}\n'
         for i in range(n)
     )
     path.write_text(textwrap.dedent(extra) + jobs)

@@ -1,4 +1,4 @@
-"""A bad entry never blocks the queue (issue 15).
+"""A bad entry never blocks the queue.
 
 Every file in ``pending/`` that cannot be read or parsed is quarantined with a
 reason naming its kind, the scan goes on with the rest, and ``--drain`` runs

@@ -19,7 +19,7 @@ from cis490.fleet.spec import SpecError, build_spec, driver_argv, validate_hyper
 
 REPO = Path(__file__).resolve().parents[2]
 ML_PACKAGES = ("cis490.models", "cis490.train", "cis490.data", "cis490.evaluate", "cis490.demo",
-               "cis490.replay", "cis490.kinds")
+               "cis490.replay", "cis490.kinds", "cis490.spool_cli")
 
 
 def _fresh(code: str) -> dict:

@@ -65,7 +65,7 @@ def _race(tmp_path, spool: Spool, n_workers: int, n_jobs: int) -> None:
     assert len(workers_used) == n_workers, "every worker should have won some claims"
     for name, spans in intervals.items():
         spans.sort()
-        for (a0, a1, wa), (b0, b1, wb) in zip(spans, spans[1:]):
+        for (_a0, a1, wa), (b0, _b1, wb) in zip(spans, spans[1:]):
             assert b0 >= a1, f"{name} held by {wa} and {wb} at once"
     # every done job has exactly one artifact record naming it
     names_in_store = Counter(json.loads(p.read_text())["job"] for p in (spool.root / "models").glob("*/*/record.json"))

@@ -1,4 +1,4 @@
-"""An unavailable or full spool is waited out, never charged to a job (issue 15).
+"""An unavailable or full spool is waited out, never charged to a job.
 
 The faults are injected at the spool boundary the worker calls (the claimer, a
 claim's heartbeat, the artifact store, the self-test) with the errnos a dropped
@@ -137,7 +137,7 @@ def test_a_claim_is_not_taken_for_lost_while_the_spool_cannot_say(spool, tmp_pat
     assert c.alive
     monkeypatch.setattr(claim_mod.os, "lstat", Flaky(os.lstat, errno.EIO, lambda: True))
     with pytest.raises(OSError) as info:              # os.path.lexists would have said False
-        c.alive
+        _ = c.alive
     assert info.value.errno == errno.EIO
 
 

@@ -1,4 +1,4 @@
-"""The store heals itself (issue 15): an entry a dead writer left incomplete is
+"""The store heals itself: an entry a dead writer left incomplete is
 completed by the next writer of its digest or by ``fsck --repair``; stray temp files
 go; a claim without an attempt record is requeued; corruption stays an error."""
 

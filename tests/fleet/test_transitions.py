@@ -1,4 +1,4 @@
-"""Every transition of DESIGN §3, driven through the public Python API."""
+"""Every transition of the spool (docs/SPOOL.md), driven through the public Python API."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""minirocket (issue 16): MiniRocket features from aeon + a class-weighted ridge.
+"""minirocket: MiniRocket features from aeon + a class-weighted ridge.
 
 The shared suite (test_models_suite.py) covers the interface; here: same seed same bytes
 (threads included), a loaded checkpoint rebuilds the same transform, the ridge is

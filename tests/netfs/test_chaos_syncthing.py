@@ -32,7 +32,8 @@ def _not_synced(rel: str) -> bool:
 
 def test_syncthing_eventual_chaos_both_sides_100_jobs(syncthing_pair, tmp_path):
     pair = syncthing_pair
-    name = "syncthing_eventual" if "CIS490_CHAOS_SETTLE_S" not in os.environ else f"syncthing_eventual_settle{SETTLE_S:g}"
+    name = ("syncthing_eventual" if "CIS490_CHAOS_SETTLE_S" not in os.environ
+            else f"syncthing_eventual_settle{SETTLE_S:g}")
     cfg = ChaosConfig(name=name, views=[pair.a / "spool", pair.b / "spool"],
                       audit_views=[pair.a / "spool", pair.b / "spool"], workers_per_view=4, jobs=100,
                       seconds=(0.05, 0.3), heartbeat_s=HEARTBEAT_S, stale_after_s=STALE_AFTER_S, settle_s=SETTLE_S,

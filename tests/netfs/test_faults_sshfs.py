@@ -1,4 +1,4 @@
-"""Dropped and hung sshfs connections under running workers (issue 15).
+"""Dropped and hung sshfs connections under running workers.
 
 The bed's mounts run with ``-o reconnect`` and an ``ssh_command`` wrapper that
 records the ssh client's pid (``scripts/testbed/sshfs.py``, ``ssh_pid``). 2 + 2

@@ -1,4 +1,4 @@
-"""Re-measure the sshfs facts the atomic mode relies on (issue 7, "Facts measured").
+"""Re-measure the sshfs facts the atomic mode relies on (docs/TESTBEDS.md).
 
 Each test records its figures in bench/out/netfs_facts.json.
 """
@@ -84,7 +84,7 @@ def test_exclusive_create_and_link_races_have_one_winner(sshfs_nocache):
     record_fact("sshfs_nocache_excl_race", excl)
     record_fact("sshfs_nocache_link_race", link)
     assert excl["one_winner"] == 20 and link["one_winner"] == 20, (excl, link)
-    # the loser's errno is NOT reliably EEXIST on sshfs (issue 7 saw EPERM)
+    # the loser's errno is NOT reliably EEXIST on sshfs (EPERM was seen)
     assert set(excl["loser_errno"]) <= {"EEXIST", "EPERM"} and set(link["loser_errno"]) <= {"EEXIST", "EPERM"}
 
 
@@ -101,9 +101,9 @@ def test_listing_and_attribute_staleness_per_profile(sshfs_pair):
         assert "x.json" in os.listdir(b / d)            # b's listing (and entry) is now cached
         old = os.stat(b / d / "x.json").st_mtime
         os.rename(a / d / "x.json", a / d / "y.json")
-        listing.append(seconds_until(lambda: "x.json" not in os.listdir(b / d), 30))
+        listing.append(seconds_until(lambda d=d: "x.json" not in os.listdir(b / d), 30))
 
-        def open_fails():
+        def open_fails(d=d):
             try:
                 open(b / d / "x.json").close()
                 return False
@@ -115,7 +115,8 @@ def test_listing_and_attribute_staleness_per_profile(sshfs_pair):
         os.stat(b / d / "z.json")                        # cache z's attributes on b
         target = old - 1000
         os.utime(a / d / "z.json", (target, target))
-        attrs.append(seconds_until(lambda: abs(os.stat(b / d / "z.json").st_mtime - target) < 1, 30))
+        attrs.append(seconds_until(lambda d=d, target=target: abs(os.stat(b / d / "z.json").st_mtime - target) < 1,
+                                   30))
     fig = {"profile": sshfs_pair.profile, "options": sshfs_pair.options,
            "renamed_file_still_listed_s": [round(x, 2) if x is not None else None for x in listing],
            "open_enoent_after_s": [round(x, 2) if x is not None else None for x in open_enoent],
@@ -136,7 +137,7 @@ def test_per_operation_latency_without_cache(sshfs_nocache):
         os.stat(a / "f")
     stat_ms = (time.perf_counter() - t0) / n * 1000
     t0 = time.perf_counter()
-    for i in range(n // 2):
+    for _i in range(n // 2):
         os.rename(a / "f", a / "g")
         os.rename(a / "g", a / "f")
     rename_ms = (time.perf_counter() - t0) / n * 1000

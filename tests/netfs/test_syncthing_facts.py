@@ -1,4 +1,4 @@
-"""Re-measure the Syncthing facts the eventual mode relies on (issue 7)."""
+"""Re-measure the Syncthing facts the eventual mode relies on."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def test_new_file_mtime_change_and_rename_propagate(syncthing_pair):
     new_file = []
     for i, (src, dst) in enumerate([(a, b), (b, a), (a, b), (b, a)]):
         (src / f"n{i}.json").write_text(f"file {i}")
-        new_file.append(seconds_until(lambda: (dst / f"n{i}.json").exists()))
+        new_file.append(seconds_until(lambda dst=dst, i=i: (dst / f"n{i}.json").exists()))
     # mtime-only change (a heartbeat)
     syncthing_pair.wait_sync(30)
     target = int(time.time()) + 100

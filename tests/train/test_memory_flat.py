@@ -1,4 +1,4 @@
-"""Peak RSS of a training job does not grow with the store (issue 14).
+"""Peak RSS of a training job does not grow with the store.
 
 Two small stores (``SMALL`` and ``BIG`` episodes per host, 2 hosts, 120-s
 episodes) are built once; ``python -m cis490.train.run`` trains on each in a
