@@ -1,6 +1,7 @@
 """Low-level helpers every layer shares (it imports nothing of cis490): the
 project's one atomic-write helper, sha256 of bytes and files, the one hyper
-validator (config dataclasses from JSON values), the curve file names, and
+validator (config dataclasses from JSON values), safe small-file reads
+(:func:`read_small`), the curve file names, and
 the base class of every error a user can cause (:class:`UserError`) and its
 :class:`InputError`.
 
@@ -35,6 +36,7 @@ import hashlib
 import json
 import os
 import secrets
+import stat
 import typing
 from pathlib import Path
 from typing import IO, Any, Iterator, Mapping
@@ -171,6 +173,66 @@ def os_error_line(exc: OSError) -> str:
 
 
 __all__ += ["InputError", "UserError", "os_error_line"]
+
+
+# --------------------------------------------------------------------------
+# Safe small-file reads. Metadata another process wrote (job specs, records,
+# manifests, schemas, checkpoint metadata) is read with ``read_small``: a symlink
+# is never followed, a FIFO or device is never read (opened non-blocking, judged
+# with fstat before any read, so it cannot hang the reader), and a file over the
+# limit is refused after reading at most limit + 1 bytes.
+
+MAX_METADATA_BYTES = 16 << 20  # schemas, feature/tensor manifests, checkpoint metadata
+
+
+def mode_problem(mode: int) -> str | None:
+    """Why a file of this (lstat) mode cannot be read as a small file, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symlink (never followed)"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (never opened)"
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "of an unknown type")
+    return f"not a regular file ({kind})"
+
+
+class SmallFileError(InputError):
+    """A file that cannot be read as a small regular file. ``reason``: the kind first
+    (``oversized (larger than N bytes)``, ``a FIFO (never opened)``, ...)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_small(path: str | os.PathLike, limit: int = MAX_METADATA_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; else SmallFileError.
+
+    A symlink is never followed (``O_NOFOLLOW``: the OSError ELOOP); OSErrors of the
+    host (no such file, permission) propagate as they are."""
+    path = Path(path)
+    flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+             | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, flags)
+    try:
+        problem = mode_problem(os.fstat(fd).st_mode)
+        if problem:
+            raise SmallFileError(f"{path.name} is {problem}", problem)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise SmallFileError(f"{path.name} is larger than {limit} bytes",
+                             f"oversized (larger than {limit} bytes)")
+    return data
+
+
+__all__ += ["MAX_METADATA_BYTES", "SmallFileError", "mode_problem", "read_small"]
 
 
 # --------------------------------------------------------------------------

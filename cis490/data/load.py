@@ -32,7 +32,7 @@ import numpy as np
 
 from .channels import REGISTRY, Registry
 from .schema import META_COLUMNS, SCHEMA_NAME, read_schema
-from cis490.common import InputError
+from cis490.common import InputError, read_small
 
 __all__ = ["NpyRows", "RowArray", "SummaryData", "TensorData", "WindowArray", "load_summary", "load_tensors",
            "summary_parts"]
@@ -252,7 +252,7 @@ def summary_parts(summary: str | os.PathLike) -> tuple[Path, list[dict], dict | 
     root = path.parent if path.name == FEATURES_NAME else path
     mpath = root / MANIFEST_NAME
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads(read_small(mpath))
     except FileNotFoundError:
         raise InputError(f"{root}: no {MANIFEST_NAME} (features not built, or the build did not finish); "
                          "run `cis490 features`") from None
@@ -386,7 +386,10 @@ def load_tensors(tensors: str | os.PathLike, mode: str, episode_ids: Iterable[st
 
     root = Path(tensors)
     _, sha = read_schema(root / SCHEMA_NAME, registry)
-    manifest = json.loads((root / MANIFEST_NAME).read_text())
+    try:
+        manifest = json.loads(read_small(root / MANIFEST_NAME))
+    except ValueError as exc:
+        raise InputError(f"{root / MANIFEST_NAME}: not a tensors manifest ({exc}); rebuild tensors") from None
     if manifest.get("schema_sha256") != sha:
         raise InputError(f"{root}: manifest schema {manifest.get('schema_sha256', '?')[:12]} != {sha[:12]}")
     channels = [c.name for c in registry.channels_for(mode)]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .channels import REGISTRY, Registry, WindowSpec
 from .windows import STATS
-from cis490.common import InputError
+from cis490.common import InputError, read_small
 
 __all__ = ["SCHEMA_NAME", "META_COLUMNS", "schema_bytes", "schema_sha256", "feature_names",
            "read_schema"]
@@ -71,7 +71,7 @@ def read_schema(path: str | Path, registry: Registry = REGISTRY) -> tuple[dict, 
 
     Returns ``(schema, sha256 of its bytes)``.
     """
-    raw = Path(path).read_bytes()
+    raw = read_small(path)
     try:
         schema = json.loads(raw)
         w = schema["window"]

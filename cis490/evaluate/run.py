@@ -60,7 +60,7 @@ from .importance import SAMPLE_ORDER, permutation_importance
 from .predictions import (Predictions, PredictionsWriter, SharedColumns, Windows, read_predictions,
                           shared_strings, write_predictions)
 from .scoring import Context
-from cis490.common import InputError
+from cis490.common import InputError, read_small
 
 __all__ = ["BATCH_GROUP_WINDOWS", "LEAVE_ONE_HOST_OUT", "ArtifactSource", "ArtifactUnusable",
            "Candidate", "EvalRefused", "EvalSettings", "LohoFold", "LohoResult", "SchemaRefused",
@@ -380,7 +380,10 @@ def _check_validation(y_val: np.ndarray) -> None:
 
 
 def _stride_s(schema: Path) -> float:
-    doc = json.loads(Path(schema).read_bytes())
+    try:
+        doc = json.loads(read_small(schema))
+    except ValueError as exc:
+        raise InputError(f"{schema}: not a feature schema ({exc})") from None
     stride = (doc.get("window") or {}).get("stride_s")
     if not isinstance(stride, (int, float)) or stride <= 0:
         raise InputError(f"{schema}: no positive window.stride_s (is this a feature schema?)")

@@ -18,11 +18,12 @@ import enum
 import errno
 import os
 import re
-import stat
 import sys
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from cis490.common import UserError
+
+from cis490.common import SmallFileError, UserError, mode_problem, read_small
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -241,19 +242,6 @@ def is_sync_conflict(filename: str) -> bool:
     return ".sync-conflict-" in filename
 
 
-def mode_problem(mode: int) -> str | None:
-    """Why a file of this (lstat) mode is no job file, or None for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "a symlink (never followed)"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (never opened)"
-    kind = ("a directory" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "of an unknown type")
-    return f"not a regular file ({kind})"
-
-
 def entry_problem(entry: os.DirEntry, state: JobState) -> str | None:
     """Why an entry of a state directory can never be a job file, or None.
 
@@ -361,37 +349,21 @@ class Settings:
 
 
 def read_bounded(path: Path, limit: int) -> bytes:
-    """Read a small regular file without following a symlink, refusing one over ``limit``.
+    """Read a small spool file with ``cis490.common.read_small`` (no symlink followed,
+    a FIFO or device never read, nothing over ``limit``), refusing a bad one with
+    ``BadEntry`` (its reason is the quarantine reason).
 
-    Opened non-blocking and checked with fstat before any read, so a FIFO (or
-    a device) swapped in under a valid name can never hang the reader: it is
-    refused with ``BadEntry``, like a file over ``limit``.
+    sshfs answers EPERM (SSH_FX_FAILURE) for an open while it reconnects: a file
+    that is there is tried again, briefly; a real permission error still raises
+    after the last try.
     """
-    flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-             | getattr(os, "O_BINARY", 0))
     for tries_left in range(2, -1, -1):
         try:
-            fd = os.open(path, flags)
-            break
+            return read_small(path, limit)
+        except SmallFileError as exc:
+            raise BadEntry(str(exc), exc.reason) from None
         except PermissionError:
-            # sshfs answers EPERM (SSH_FX_FAILURE) for an open while it reconnects: a
-            # file that is there is tried again, briefly; a real permission error still
-            # raises after the last try
             if not tries_left or not os.path.lexists(path):
                 raise
-            import time
-
             time.sleep(0.2)
-    try:
-        problem = mode_problem(os.fstat(fd).st_mode)
-        if problem:
-            raise BadEntry(f"{path.name} is {problem}", problem)
-        fh = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise BadEntry(f"{path.name} is larger than {limit} bytes", f"oversized (larger than {limit} bytes)")
-    return data
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

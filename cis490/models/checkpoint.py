@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cis490.common import InputError, atomic_write, sha256_bytes, sha256_file
+from cis490.common import InputError, atomic_write, read_small, sha256_bytes, sha256_file
 
 __all__ = [
     "FORMAT",
@@ -125,7 +125,10 @@ def read_checkpoint(
 ) -> tuple[dict[str, Any], bytes]:
     """Read and verify a checkpoint: (metadata, sidecar bytes)."""
     path = find_checkpoint(path)
-    meta = json.loads(path.read_bytes())
+    try:
+        meta = json.loads(read_small(path))
+    except ValueError as exc:
+        raise InputError(f"{path.name}: not a {FORMAT} checkpoint ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{path.name}: not a {FORMAT} checkpoint")
     check_schema(meta, expect_schema_sha256)
