@@ -37,13 +37,12 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..common import sha256_file
+from ..common import InputError, sha256_file
 from .arrow import from_numpy, repeat_strings
 from .channels import DEFAULT_WINDOW, REGISTRY, WindowSpec
 from .episode import read_episode
 from .schema import META_COLUMNS, SCHEMA_NAME, feature_names, schema_bytes
 from .windows import NS, episode_grid, grid_summary_stats_many, make_windows, window_ends
-from cis490.common import InputError
 
 __all__ = ["FEATURES_NAME", "MANIFEST_NAME", "PART_EPISODES", "EpisodeIndex", "EpisodeRef", "BuildSummary",
            "usable_episodes", "episode_windows",

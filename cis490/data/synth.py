@@ -34,11 +34,10 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from ..common import atomic_write
+from ..common import InputError, atomic_write
 from .channels import HOST_COUNTERS, HOST_GAUGES, PHASES, PROC_COUNTERS, PROC_GAUGES
 from .world import (BENIGN_PROFILES, HOSTS, PROFILE_WEIGHTS, WORKLOADS, HostSpec, Signals, apply_sample,
                     apply_workload, benign_weights, clean_timeline, draw_timeline, is_benign, samples_of)
-from cis490.common import InputError
 
 __all__ = ["SynthConfig", "SynthReport", "EpisodePlan", "plan_store", "render_episode", "episode_phases",
            "pack_episode", "synthesize", "COLLECTOR_VERSION"]

@@ -37,10 +37,9 @@ import numpy as np
 
 from .arrow import from_numpy
 from .channels import DEFAULT_WINDOW, REGISTRY, WindowSpec
-from ..common import sha256_file
+from ..common import InputError, sha256_file
 from .features import BuildSummary, EpisodeRef, episode_windows, start_build, window_meta_columns
 from .schema import SCHEMA_NAME
-from cis490.common import InputError
 
 __all__ = ["MANIFEST_NAME", "SHARD_EPISODES", "build_tensors", "WINDOW_COLUMNS"]
 
