@@ -332,3 +332,10 @@ def parse_hyper_args(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
 
 __all__ += ["HyperError", "parse_hyper_args", "validate_config"]
+
+
+# A job process stopped by SIGTERM/SIGUSR1 that saved its resume state exits with this
+# status (EX_TEMPFAIL of sysexits.h): the worker releases the job, not counted, and the
+# next attempt continues from that state (docs/SPOOL.md, "Resume state").
+EXIT_RESUMABLE = 75
+__all__ += ["EXIT_RESUMABLE"]

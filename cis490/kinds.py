@@ -12,6 +12,7 @@
 - requires: the training stack (``torch`` for the nets, ``xgboost`` for gbt; the
   extra ``train``) and, for minirocket, ``aeon`` (the extra ``minirocket``);
 - the driver answers ``--estimate-memory``;
+- resumable (``--resume-dir``): every model but minirocket; uses CUDA: the five nets;
 - ``PYTHONPATH``: the directory holding this package, so a bare checkout works.
 
 Every entry point that runs or enqueues model jobs imports this module:
@@ -39,6 +40,9 @@ _REQUIRES: dict[str, tuple[tuple[str, str], ...]] = {
     "minirocket": (("aeon", "minirocket"),),
 }
 _NETS_REQUIRE = (("torch", "train"),)
+# the models whose driver keeps a resume state (--resume-dir; minirocket restarts from scratch)
+RESUMABLE = frozenset({"gbt", "mlp", "cnn", "gru", "lstm", "transformer"})
+_CPU_ONLY = frozenset({"gbt", "minirocket"})  # xgboost as configured, aeon: never on a GPU
 
 
 def _train_args(spec, out_dir: str, data_paths: Mapping[str, str],
@@ -69,7 +73,8 @@ def model_kind(name: str) -> kinds.JobKind:
         name=name, config=configs.CONFIGS[name], driver=DRIVER, build_args=_train_args,
         modes=configs.MODES, data_keys=DATA_KEYS,
         requires=_REQUIRES.get(name, _NETS_REQUIRE), estimates_memory=True,
-        pythonpath=(_PACKAGE_PARENT,))
+        pythonpath=(_PACKAGE_PARENT,), resumable=name in RESUMABLE,
+        uses_cuda=name not in _CPU_ONLY)
 
 
 def register_all() -> None:

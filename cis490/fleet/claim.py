@@ -52,6 +52,9 @@ class WorkerInfo:
     id: str
     capability: Capability
     started_at: float = field(default_factory=time.time)
+    # where the worker runs beyond its host, e.g. {"slurm": {job_id, task, restart_count, ...}}
+    # for a Slurm pilot: in its worker record and in every attempt record
+    extra: dict = field(default_factory=dict)
 
     @classmethod
     def create(cls, host_id: str | None = None, capability: Capability | None = None,
@@ -63,7 +66,7 @@ class WorkerInfo:
 
     def record(self) -> dict:
         return {"worker": self.id, "pid": os.getpid(), "started_at": self.started_at,
-                "capability": self.capability.to_dict()}
+                "capability": self.capability.to_dict(), **self.extra}
 
 
 def register(spool: Spool, worker: WorkerInfo) -> Path:
@@ -370,6 +373,7 @@ class Claim:
             "name": spec.name, "job_id": spec.id, "attempt": number, "worker": worker.id,
             "host_id": worker.capability.host_id, "hostname": socket.gethostname(),
             "pid": os.getpid(), "outcome": Outcome.RUNNING.value, "claimed_at": time.time(),
+            **worker.extra,
         }
         # not fsynced: after a power cut a missing "running" record costs at most
         # an attempt that is not counted; every final outcome below is durable
@@ -548,9 +552,11 @@ class Claim:
         """claimed → failed; ``fault`` (``faults.Fault``) says whose fault it was."""
         self._finish(JobState.FAILED, outcome=Outcome.FAILED.value, error=reason[-4000:], fault=fault, **extra)
 
-    def release(self, reason: str = "worker stopping (SIGTERM)", *, fault: str | None = None) -> None:
+    def release(self, reason: str = "worker stopping (SIGTERM)", *, fault: str | None = None,
+                **extra) -> None:
         """Give the job back; this attempt does not count."""
-        extra = {"fault": fault} if fault else {}
+        if fault:
+            extra["fault"] = fault
         self._finish(JobState.PENDING, outcome=Outcome.RELEASED.value, error=reason, **extra)
 
     def mark_lost(self) -> None:

@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import sys
+import time
 from typing import Callable, Sequence
 from pathlib import Path
 
@@ -307,9 +308,71 @@ def cmd_work(args) -> int:
                   f"CUDA {'yes' if info.capability.cuda else 'no'})")
         return 1 if problems else 0
     mode = (WorkerMode.ONCE if args.once else WorkerMode.DRAIN if args.drain else WorkerMode.DAEMON).value
+    deadline, task = None, None
+    if args.deadline is not None:
+        from cis490.fleet.walltime import parse_deadline
+
+        try:
+            deadline = parse_deadline(args.deadline)
+        except ValueError as exc:
+            raise SpoolError(str(exc)) from None
+    if args.slurm:
+        from cis490.fleet import slurm
+
+        task = slurm.SlurmTask.from_env()
+        if task is None:
+            raise SpoolError("--slurm: no SLURM_JOB_ID here (run it from an sbatch script: "
+                             "`cis490-spool slurm submit`)")
+        info.extra["slurm"] = task.record()
+        end = task.end() - slurm.signal_lead_s()
+        deadline = end if deadline is None else min(deadline, end)
+        logging.getLogger("cis490.worker").info(
+            "slurm pilot %s (restart %d) on %s: claiming what fits before %s", task.task,
+            task.restart_count, task.node or "?", time.strftime("%H:%M:%S", time.localtime(deadline)))
     opts = WorkerOptions(mode=mode, slots=args.slots, poll_s=args.poll_s, max_jobs=args.max_jobs,
-                         work_root=Path(args.work_dir) if args.work_dir else None)
-    return Worker(spool, info, opts).run()
+                         work_root=Path(args.work_dir) if args.work_dir else None,
+                         deadline=deadline, cuda_only=args.cuda_only,
+                         release_grace_s=args.release_grace_s)
+    worker = Worker(spool, info, opts)
+    code = worker.run()
+    if task is not None and worker.stopped_by in ("SIGUSR1", "deadline"):
+        # the time limit is near: come back for the work that is left (the spool decides
+        # who runs what, so a requeue never duplicates a job); SIGTERM (scancel, a
+        # preemption) never requeues: a person or Slurm itself decided
+        slurm.requeue_self(task, work_left=worker.work_left(),
+                           log=logging.getLogger("cis490.worker"))
+    return code
+
+
+def cmd_slurm(args) -> int:
+    from cis490.fleet import slurm
+
+    spool = _open(args)
+    if args.slurm_verb == "submit":
+        opts = slurm.PilotOptions(
+            pilots=args.pilots, throttle=args.throttle, time_min=args.time,
+            signal_lead_s=args.signal_lead, cpus_per_task=args.cpus_per_task, mem=args.mem,
+            gres=args.gres, partition=args.partition, account=args.account,
+            extra=tuple(args.extra or ()), python=args.python, requeue_cap=args.requeue_cap,
+            slots=args.slots, log_dir=args.log_dir, host_id=args.host_id)
+        job_id, path, text = slurm.submit(spool, opts, dry_run=args.dry_run)
+        if args.dry_run:
+            print(text, end="")
+            return 0
+        print(job_id)
+        print(f"submitted {opts.pilots} pilot(s) as Slurm job {job_id} ({path}); "
+              f"`cis490-spool slurm status` lists them", file=sys.stderr)
+        return 0
+    if args.slurm_verb == "status":
+        rows = slurm.status(spool)
+        lines = [f"{r['id']:<16} {r['state']:<12} elapsed {r['elapsed']:>10} of {r['limit']:<10} {r['reason']}"
+                 for r in rows]
+        _print(args, rows, "\n".join(lines) if lines else "no pilots of this spool in the Slurm queue")
+        return 0
+    jobs = slurm.cancel(spool)
+    print(f"cancelled Slurm job(s) {', '.join(jobs)}; their running jobs go back to pending/"
+          if jobs else "no pilots of this spool in the Slurm queue")
+    return 0
 
 
 def cmd_keygen(args) -> int:
@@ -403,7 +466,45 @@ def build_parser(extra_verbs: Sequence[Callable] = ()) -> argparse.ArgumentParse
     sp.add_argument("--poll-s", type=float, default=5.0, help="polling fallback interval")
     sp.add_argument("--max-jobs", type=int, default=None)
     sp.add_argument("--work-dir", default=None, help="local scratch directory for job outputs")
+    sp.add_argument("--deadline", default=None, metavar="WHEN",
+                    help="claim only jobs expected to finish before WHEN (+MINUTES, epoch seconds or "
+                         "ISO time), then stop: running jobs save their state and go back to pending/")
+    sp.add_argument("--slurm", action="store_true",
+                    help="a Slurm pilot: deadline from the job's walltime less CIS490_SIGNAL_LEAD; "
+                         "on SIGUSR1 requeue this array task if work is left (docs/SLURM.md)")
+    sp.add_argument("--cuda-only", action="store_true",
+                    help="claim only jobs that use a GPU or ask for CUDA (a GPU pilot)")
+    sp.add_argument("--release-grace-s", type=float, default=30.0, metavar="S",
+                    help="when stopping, how long a job may take to save its state before SIGKILL")
     sp.add_argument("--quiet", action="store_true")
+    sp = verb("slurm", cmd_slurm, "Slurm pilot jobs on this spool: submit, status, cancel (docs/SLURM.md)")
+    ssub = sp.add_subparsers(dest="slurm_verb", metavar="ACTION")
+    ssub.required = True
+    sb = ssub.add_parser("submit", help="write an sbatch array script under slurm/ and submit it")
+    sb.add_argument("--pilots", type=int, default=1, metavar="N", help="array tasks (default 1)")
+    sb.add_argument("--throttle", type=int, default=None, metavar="K", help="at most K pilots at once (%%K)")
+    sb.add_argument("--time", type=int, default=60, metavar="MINUTES", help="walltime per pilot (default 60)")
+    sb.add_argument("--signal-lead", type=int, default=300, metavar="SECONDS",
+                    help="USR1 this long before the time limit (default 300, more than 60)")
+    sb.add_argument("--cpus-per-task", type=int, default=None, metavar="C")
+    sb.add_argument("--mem", default=None, metavar="M", help="e.g. 16G")
+    sb.add_argument("--gres", default=None, metavar="G", help="e.g. gpu:1 (such pilots claim only GPU jobs)")
+    sb.add_argument("--partition", default=None, metavar="P")
+    sb.add_argument("--account", default=None, metavar="A")
+    sb.add_argument("--extra", action="append", metavar="OPTION",
+                    help="a raw sbatch option, e.g. --extra=--qos=long (repeatable)")
+    sb.add_argument("--slots", type=int, default=None, help="parallel jobs per pilot (default: the host policy)")
+    sb.add_argument("--requeue-cap", type=int, default=3, metavar="N",
+                    help="a pilot requeues itself at most N times (SLURM_RESTART_COUNT; default 3)")
+    sb.add_argument("--python", default=sys.executable,
+                    help="the Python the pilots run (a venv on the shared filesystem; default: this one)")
+    sb.add_argument("--log-dir", default=None, help="Slurm's output files (default: SPOOL/slurm/logs)")
+    sb.add_argument("--host-id", default=None,
+                    help="the pilots' host id, for [hosts.ID] in the manifest (default: each node's name)")
+    sb.add_argument("--dry-run", action="store_true", help="print the script; submit nothing")
+    st = ssub.add_parser("status", help="this spool's pilots in squeue")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    ssub.add_parser("cancel", help="scancel this spool's pilots (their jobs go back to pending/)")
     for add in extra_verbs:  # verbs of the layers above the coordinator (cis490.spool_cli: demo)
         add(verb)
     return p

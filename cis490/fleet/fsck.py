@@ -37,6 +37,8 @@ Stray temp files (the atomic writer's ``.DEST.PID.NONCE.tmp``) untouched for
   worker, and this one's worker died between its claiming rename and its
   record. The job is never lost: a crash mid-repair leaves the spec parked in
   ``tmp/``, and the next sweep puts it back;
+- the resume state of a done job (``attempts/NAME/resume/``: its worker died
+  between storing the artifact and removing the state) is removed;
 - a corrupt entry is left as it is, and said so.
 """
 
@@ -158,6 +160,10 @@ def fsck(spool: Spool, *, older_than_s: float = store.STALE_WRITE_S,
                 elif digest not in digests.get(mm, set()):
                     findings.append(Finding("error", f"done/{loc.path.name}",
                                             f"its artifact models/{mm}/{str(digest)[:12]}… is missing or corrupt"))
+                if os.path.lexists(spool.resume_dir(name)):
+                    findings.append(Finding("warning", f"attempts/{name}/resume",
+                                            "resume state of a done job (its worker stopped before removing "
+                                            "it); `fsck --repair` removes it"))
             elif state is JobState.CLAIMED and not any(a.worker == loc.worker for a in attempts):
                 findings.append(Finding("warning", f"claimed/{loc.path.name}",
                                         "no attempt record for this claim (worker died right after claiming?); "
@@ -256,6 +262,12 @@ def repair(spool: Spool, *, older_than_s: float = store.STALE_WRITE_S,
         shutil.rmtree(path, ignore_errors=True)
         out.append(Repair(f"tmp/{path.name}", "deleted what was left of a removed store entry", True))
     out += _repair_claims(spool, now)
+    for loc in spool.scan(JobState.DONE):
+        leftover = spool.resume_dir(spool.name_of(loc))
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+            out.append(Repair(f"attempts/{spool.name_of(loc)}/resume",
+                              "removed the resume state of a done job", True))
     return out
 
 

@@ -16,7 +16,14 @@ field names its *kind*, and the kind says:
 - ``estimates_memory``: the driver answers ``--estimate-memory`` (the
   worker's memory admission asks it before claiming);
 - ``pythonpath``: directories the driver needs on ``PYTHONPATH`` (a
-  checkout run without installation).
+  checkout run without installation);
+- ``resumable``: the driver takes ``--resume-dir DIR``: it keeps a resume
+  state ``DIR/resume.ckpt`` there (every epoch, and when SIGTERM/SIGUSR1 stops
+  it, then exiting ``EXIT_RESUMABLE``) and continues from one it finds there;
+  the worker carries that state through the spool (docs/SPOOL.md, "Resume
+  state");
+- ``uses_cuda``: the driver trains on a GPU when it has one (a pilot with
+  ``--cuda-only`` claims only such jobs, or jobs whose constraints ask for CUDA).
 
 The coordinator registers one kind itself, ``smoke`` (``cis490.fleet.smoke``:
 the whole worker path without training). The ML pipeline registers one kind
@@ -57,6 +64,8 @@ class JobKind:
     requires: tuple[tuple[str, str], ...] = ()  # (distribution, pip extra)
     estimates_memory: bool = False
     pythonpath: tuple[str, ...] = ()
+    resumable: bool = False
+    uses_cuda: bool = False
 
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
         """``base`` with the kind's ``pythonpath`` put in front of ``PYTHONPATH``."""
@@ -139,4 +148,4 @@ def _smoke_args(spec: Any, out_dir: str, data_paths: Mapping[str, str],
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 SMOKE = register(JobKind(name="smoke", config=SmokeConfig, driver="cis490.fleet.smoke",
-                         build_args=_smoke_args, pythonpath=(_PACKAGE_PARENT,)))
+                         build_args=_smoke_args, pythonpath=(_PACKAGE_PARENT,), resumable=True))

@@ -219,6 +219,10 @@ class Layout:
     def attempt_record(self, name: str, number: int, worker: str) -> Path:
         return self.attempts_dir(name) / f"{number}@{worker}.json"
 
+    def resume_dir(self, name: str) -> Path:
+        """Where a job's resume state lives between attempts (one writer: the claim's owner)."""
+        return self.attempts_dir(name) / "resume"
+
     def progress_record(self, name: str, number: int, worker: str) -> Path:
         return self.attempts_dir(name) / f"{number}@{worker}.progress.json"
 

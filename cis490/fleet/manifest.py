@@ -70,7 +70,8 @@ class ManifestError(SpoolError):
 
 
 JOB_KEYS = {"model", "mode", "hyper", "split_recipe", "train_hosts", "seed", "split_seed",
-            "priority", "require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts"}
+            "priority", "expected_minutes", "require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib",
+            "allowed_hosts"}
 CONSTRAINT_KEYS = ("require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts")
 HOST_KEYS = {"allow_jobs", "deny_jobs", "slots", "data"}
 MAX_SEEDS = 64

@@ -120,6 +120,9 @@ class JobSpec:
     # seed of the train/val/test carve-out (make_split); None = the same as `seed`.
     # Training seeds of one manifest list share one split seed (docs/SPOOL.md).
     split_seed: int | None = None
+    # how long the job is expected to train, in minutes (the manifest's `expected_minutes`):
+    # a worker with a deadline claims only jobs that fit (docs/SLURM.md); not part of the id
+    expected_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.split_seed is not None and self.split_seed == self.seed:
@@ -157,6 +160,8 @@ class JobSpec:
         }
         if self.split_seed is not None:  # absent otherwise: older specs keep their bytes
             d["split_seed"] = self.split_seed
+        if self.expected_minutes is not None:  # likewise (older workers ignore the field)
+            d["expected_minutes"] = self.expected_minutes
         return d
 
     def to_bytes(self) -> bytes:
@@ -243,12 +248,17 @@ def build_spec(raw: dict, *, check_kind: bool = True) -> JobSpec:
             isinstance(value, str) and len(value) == 64 and all(ch in "0123456789abcdef" for ch in value)
         ):
             raise SpecError(f"data.{key} must be one of schema_sha256/validation_sha256 = 64 hex digits")
+    expected = _get(raw, "expected_minutes", (int, float), None)
+    if expected is not None:
+        if not 0 < expected <= 525600:  # also refuses NaN and inf
+            raise SpecError(f"expected_minutes must be in (0, 525600], not {expected!r}")
+        expected = float(expected)
     enq = _get(raw, "enqueued_ns", (int,), 0)
     signature = raw.get("signature")
     if signature is not None and not isinstance(signature, dict):
         raise SpecError("field 'signature' must be an object")
     return JobSpec(model, mode, hyper, recipe, train_hosts, seed, priority, constraints,
-                   dict(sorted(data.items())), enq, signature, split_seed)
+                   dict(sorted(data.items())), enq, signature, split_seed, expected)
 
 
 def parse_spec(data: bytes, expected_name: str | None = None) -> JobSpec:

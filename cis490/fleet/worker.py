@@ -10,7 +10,18 @@ Each job runs as ``python -m cis490.fleet.child <worker pid> <driver> ...``:
 no shell, argv built from the validated spec only, its own process group,
 and it dies with the worker. Every ``heartbeat_s`` the slot touches its claim;
 a vanished claim (cancel or sweep) is a lost lease and kills the job at once.
-SIGTERM: stop claiming, stop the jobs, release their claims (not counted).
+SIGTERM or SIGUSR1 (a Slurm pilot's time-limit warning), or the worker's
+``deadline`` passing: stop claiming, ask the jobs to stop (SIGTERM: a
+resumable job saves its resume state and exits ``EXIT_RESUMABLE``), release
+their claims (not counted). With a deadline the worker claims only jobs that
+fit before it (``cis490.fleet.walltime``).
+
+Resume state (docs/SPOOL.md): a resumable kind's job runs with
+``--resume-dir WORKDIR/resume``; before the job starts the worker copies the
+spool's ``attempts/NAME/resume/resume.ckpt`` (left by an earlier attempt)
+there, after every heartbeat it publishes a changed local state back to the
+spool (the claim's owner is its one writer), and when the job is done it
+removes the spool's copy.
 
 An unavailable spool (``cis490.fleet.faults``: EIO, ENOTCONN, ESTALE, ENOSPC,
 EROFS, …) is waited out in every mode: the worker never exits for one, keeps
@@ -30,6 +41,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -40,15 +52,18 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from cis490.common import EXIT_RESUMABLE, atomic_writer
 from cis490.fleet.capability import Verdict
 from cis490.fleet.claim import Claim, Claimer, WorkerInfo, register
 from cis490.fleet.faults import Fault, Outage, Watchdog, hang_limit_s
 from cis490.fleet import kinds, layout
+from cis490.fleet import attempts as att
 from cis490.fleet.attempts import Outcome
 from cis490.fleet.layout import SpoolError, is_ambiguous_eperm, is_spool_unavailable
 from cis490.fleet.memory import PENDING, MemoryGate
 from cis490.fleet.spec import SpecError, driver_argv
 from cis490.fleet.spool import LeaseLost, Spool
+from cis490.fleet.walltime import Durations
 
 log = logging.getLogger("cis490.worker")
 LOOP = "worker loop"  # the outage site of the worker's own pass (sweep, liveness, claims)
@@ -71,11 +86,13 @@ class WorkerOptions:
     mode: str = WorkerMode.DAEMON.value  # a WorkerMode value
     slots: int | None = None         # None: the host's manifest policy (default 1)
     poll_s: float = 5.0              # polling fallback for network filesystems
-    release_grace_s: float = 10.0    # SIGTERM → SIGKILL of a job when stopping
+    release_grace_s: float = 30.0    # SIGTERM → SIGKILL of a job when stopping (it saves its state)
     max_jobs: int | None = None      # stop after this many jobs (tests, benchmarks)
     work_root: Path | None = None    # local scratch for job outputs
     lock_dir: Path | None = None     # host-local slot locks
     watch: bool = True               # use watchdog in daemon mode
+    deadline: float | None = None    # seconds since the epoch: claim only what fits, stop then
+    cuda_only: bool = False          # claim only jobs that use or want a GPU (a GPU pilot)
 
 
 def self_test(spool: Spool, worker_id: str) -> list[str]:
@@ -120,9 +137,6 @@ def self_test(spool: Spool, worker_id: str) -> list[str]:
     return problems
 
 
-# what a progress record may hold (the driver's --progress-fd lines)
-PROGRESS_KEYS = ("epoch", "epochs", "loss", "val_macro_f1", "epoch_fraction")
-
 
 class Worker:
     def __init__(self, spool: Spool, info: WorkerInfo, options: WorkerOptions | None = None):
@@ -132,7 +146,10 @@ class Worker:
         self.wake = threading.Event()
         self.claimer = Claimer(spool, info)
         self.memory = MemoryGate()
-        self.claimer.gate = self._memory_verdict
+        self.claimer.gate = self._gate
+        self.durations = Durations(spool)
+        self.stopped_by: str | None = None  # SIGTERM, SIGUSR1, deadline (None: it ran out of work)
+        self.released: list[str] = []       # jobs given back because the worker stopped
         self._estimates: dict[str, int | None] = {}
         self._refused: set[str] = set()  # jobs whose refusal was logged
         self.running: dict[str, threading.Thread] = {}
@@ -159,7 +176,11 @@ class Worker:
                 continue
         return len(self._locks)
 
-    def stop(self, *_args) -> None:
+    def stop(self, signum=None, _frame=None, *, why: str | None = None) -> None:
+        if self.stopped_by is None:
+            if why is None and signum is not None:
+                why = signal.Signals(signum).name
+            self.stopped_by = why
         self.stopping.set()
         self.wake.set()
 
@@ -182,6 +203,8 @@ class Worker:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
+            if hasattr(signal, "SIGUSR1"):  # a Slurm pilot's warning before its time limit
+                signal.signal(signal.SIGUSR1, self.stop)
         problems = self._until_available("self-test", lambda: self_test(self.spool, self.info.id))
         if problems is None:
             return 0  # stopped while the spool was unavailable
@@ -253,6 +276,10 @@ class Worker:
         hb = self.spool.settings.heartbeat_s
         claiming = True  # `once` stops claiming after its first fill
         while not self.stopping.is_set():
+            if self.opts.deadline is not None and time.time() >= self.opts.deadline:
+                log.warning("deadline reached: stopping (running jobs save their state and go back)")
+                self.stop(why="deadline")
+                break
             try:
                 with self.watchdog.watch(LOOP):
                     record, claiming = self._step(slots, record, claiming, hb)
@@ -318,11 +345,56 @@ class Worker:
     _last_error = ""
     _next_sweep = 0.0
 
+    def work_left(self) -> bool:
+        """After stopping: would a fresh run of this worker (a requeued pilot, with a window
+        as long as this one's) find a job to claim? Judged by a fresh scan, with the GPU
+        filter and the expected durations; unknown (the spool did not answer): yes."""
+        try:
+            names = Claimer(self.spool, self.info).scan()
+            window = (None if self.opts.deadline is None
+                      else self.opts.deadline - self.info.started_at)
+            for name in names:
+                try:
+                    spec = self.spool.read_spec(self.spool.path_of(layout.JobState.PENDING, name))
+                except (SpecError, FileNotFoundError):
+                    continue
+                if self.opts.cuda_only and not self._gpu_job(spec):
+                    continue
+                if window is not None:
+                    est, _why = self.durations.expected_s(spec)
+                    if est is not None and est > window:
+                        continue  # could not fit a whole walltime: not a reason to come back
+                return True
+            return False
+        except OSError:
+            return True
+
     def _reap(self) -> None:
         with self._lock:
             for name, t in list(self.running.items()):
                 if not t.is_alive():
                     del self.running[name]
+
+    def _gate(self, spec) -> Verdict:
+        """The last checks before claiming ``spec``: a GPU pilot's kind filter, the
+        deadline, then memory admission."""
+        if self.opts.cuda_only and not self._gpu_job(spec):
+            return Verdict(False, "this worker takes only GPU jobs (--cuda-only)")
+        if self.opts.deadline is not None:
+            verdict = self.durations.verdict(spec, now=time.time(), started=self.info.started_at,
+                                             deadline=self.opts.deadline)
+            if not verdict.ok:
+                if spec.name not in self._refused:
+                    log.info("not claiming %s: %s", spec.name, verdict.reason)
+                    self._refused.add(spec.name)
+                return verdict
+        return self._memory_verdict(spec)
+
+    @staticmethod
+    def _gpu_job(spec) -> bool:
+        """A job for a GPU pilot: its kind trains on a GPU, or its constraints ask for CUDA."""
+        kind, c = kinds.get(spec.model), spec.constraints
+        return c.require_cuda or c.prefer_cuda or (kind is not None and kind.uses_cuda)
 
     def _memory_verdict(self, spec) -> Verdict:
         """Memory admission (cis490.fleet.memory): the job's estimate against the free share."""
@@ -496,7 +568,17 @@ class Worker:
                 why = f"cannot build the job's command: {exc}"
                 self._settle_on_spool(claim, "failing", lambda: claim.fail(why, fault=Fault.JOB.value))
                 return Outcome.FAILED.value
-            return self._supervise(claim, argv, workdir, out_dir, local_log, t_claim)
+            kind = kinds.get(claim.spec.model)
+            resume = None
+            if kind is not None and kind.resumable:
+                resume = Resume(self.spool, claim, workdir / "resume")
+                fetched = resume.fetch()  # an unavailable spool raises: released, not counted
+                if fetched:
+                    claim.record["resumed_from"] = fetched
+                    log.info("%s: continuing from the resume state of an earlier attempt (%d bytes)",
+                             claim.name, fetched["bytes"])
+                argv += ["--resume-dir", str(resume.local_dir)]
+            return self._supervise(claim, argv, workdir, out_dir, local_log, t_claim, resume)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -569,7 +651,7 @@ class Worker:
                 pass
             proc.wait()
 
-    def _supervise(self, claim, argv, workdir, out_dir, local_log, t_claim) -> str:
+    def _supervise(self, claim, argv, workdir, out_dir, local_log, t_claim, resume=None) -> str:
         hb = self.spool.settings.heartbeat_s
         claim.record["training_started"] = True  # a later withdrawal counts as a duplicate run
         with open(local_log, "wb") as logfh:
@@ -604,18 +686,22 @@ class Worker:
             else:
                 self.outage.clear(f"heartbeat {claim.name}")
                 self._quietly(claim, claim.publish_log, local_log)
+                if resume is not None:
+                    self._quietly(claim, resume.publish)
             if self.stopping.is_set():
                 self._kill(proc, self.opts.release_grace_s)
                 relay.join(timeout=5)
-                self._quietly(claim, claim.publish_log, local_log)
-                if self._settle_on_spool(claim, "releasing", claim.release):
-                    log.info("released %s", claim.name)
-                return Outcome.RELEASED.value
+                return self._release_stopped(claim, local_log, resume, time.monotonic() - t_start)
         t_end = time.monotonic()
         relay.join(timeout=5)
         self._quietly(claim, claim.publish_log, local_log)
         timings = {"claim_to_start_s": round(t_start - t_claim, 4),
                    "run_s": round(t_end - t_start, 4)}
+        if code == EXIT_RESUMABLE and resume is not None:
+            # stopped by a signal of its own (Slurm signals every process at its time limit,
+            # a person's kill): its state is saved, so the job goes back, not counted
+            return self._release_stopped(claim, local_log, resume, t_end - t_start,
+                                         why=f"the job was interrupted (exit {code}) and saved its state")
         if code != 0:
             tail = local_log.read_bytes()[-2000:].decode("utf-8", "replace").strip()
             last = tail.splitlines()[-1] if tail else "(no output)"
@@ -641,7 +727,81 @@ class Worker:
             return Outcome.RELEASED.value  # stopped meanwhile: the claim stays; a sweep gives the job back
         log.info("done %s → %s%s", claim.name, stored[-1].digest[:12],
                  "" if stored[-1].created else " (identical artifact already stored)")
+        if resume is not None:
+            self._quietly(claim, resume.discard)  # done: nothing to resume (fsck removes a leftover)
         return Outcome.DONE.value
+
+    def _release_stopped(self, claim: Claim, local_log: Path, resume: "Resume | None", run_s: float,
+                         why: str | None = None) -> str:
+        """Give back a job stopped mid-run (the worker stops, or the job was signalled):
+        its last resume state goes to the spool first; not counted."""
+        self._quietly(claim, claim.publish_log, local_log)
+        saved = False
+        if resume is not None:
+            self._quietly(claim, resume.publish)
+            saved = resume.published is not None
+        reason = why or f"worker stopping ({self.stopped_by or 'SIGTERM'})"
+        extra = {"interrupted_run_s": round(run_s, 3), "resume_saved": saved}
+        if self._settle_on_spool(claim, "releasing", lambda: claim.release(reason, **extra)):
+            log.info("released %s%s", claim.name, " (resume state saved)" if saved else "")
+            with self._lock:
+                self.released.append(claim.name)
+        return Outcome.RELEASED.value
+
+
+class Resume:
+    """One attempt's resume state: the job's local ``resume.ckpt`` and the spool's copy
+    (``attempts/NAME/resume/resume.ckpt``), whose one writer is the claim's owner."""
+
+    FILE = "resume.ckpt"
+
+    def __init__(self, spool: Spool, claim: Claim, local_dir: Path):
+        self.spool, self.claim, self.local_dir = spool, claim, local_dir
+        self.remote = spool.resume_dir(claim.name) / self.FILE
+        self.published: tuple[int, int] | None = None  # (mtime_ns, size) of the last copy
+
+    def fetch(self) -> dict | None:
+        """Copy the spool's state (if any) into the local directory: ``{"bytes", "sha256"}``."""
+        self.local_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            st = os.lstat(self.remote)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            att.quarantine(self.spool.root, self.remote, "a resume state that is not a regular file",
+                           self.claim.worker.id)
+            return None
+        digest = hashlib.sha256()
+        local = self.local_dir / self.FILE
+        with open(self.remote, "rb") as src, atomic_writer(local, durable=False) as dst:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+        st_local = os.stat(local)
+        self.published = (st_local.st_mtime_ns, st_local.st_size)  # the spool has it already
+        return {"bytes": st_local.st_size, "sha256": digest.hexdigest()}
+
+    def publish(self) -> None:
+        """Copy a changed local state to the spool (atomically; a reader sees a whole file)."""
+        local = self.local_dir / self.FILE
+        try:
+            st = os.stat(local)
+        except FileNotFoundError:
+            return
+        if (st.st_mtime_ns, st.st_size) == self.published:
+            return
+        att.real_dir(self.spool.root, self.remote.parent.parent, self.claim.worker.id)
+        att.real_dir(self.spool.root, self.remote.parent, self.claim.worker.id)
+        with open(local, "rb") as src, atomic_writer(self.remote, tmp_dir=self.spool.tmp) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        self.published = (st.st_mtime_ns, st.st_size)
+
+    def discard(self) -> None:
+        """Remove the spool's copy (the job is done)."""
+        try:
+            shutil.rmtree(self.remote.parent)
+        except FileNotFoundError:
+            pass
 
 
 def open_spool(spool_path: str | os.PathLike) -> Spool:
