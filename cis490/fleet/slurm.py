@@ -132,7 +132,9 @@ class SlurmTask:
         """The end of this job's walltime (seconds since the epoch)."""
         if self.end_time:
             return self.end_time
-        text = _run(["squeue", "-h", "-j", self.job_id, "-o", "%e"], env=self.env).strip()
+        # the task's own id: one task of an array runs under the array's id, and
+        # `squeue -j ARRAYID` lists every task of the array
+        text = _run(["squeue", "-h", "-j", self.task, "-o", "%e"], env=self.env).strip()
         return parse_slurm_time(text.splitlines()[0] if text else "")
 
 
@@ -267,6 +269,9 @@ def pilot_script(spool_root: Path, opts: PilotOptions, log_dir: Path) -> str:
         f"export PYTHONPATH={q(_PACKAGE_PARENT)}${{PYTHONPATH:+:$PYTHONPATH}}",
         f"export CIS490_SIGNAL_LEAD={opts.signal_lead_s}",
         f"export CIS490_REQUEUE_CAP={opts.requeue_cap}",
+        "# a USR1 before the pilot has installed its handler is dropped, not fatal (the",
+        "# pilot's deadline, the same moment, stops it anyway); the pilot then handles it",
+        "trap '' USR1",
         "# exec: the pilot becomes the batch shell, so it receives Slurm's USR1",
         "exec " + " ".join(q(a) for a in argv),
         "",

@@ -1,4 +1,4 @@
-"""Helpers shared by the loopback test beds (sshfs.py, syncthing.py).
+"""Helpers shared by the loopback test beds (sshfs.py, syncthing.py, slurm.py).
 
 Everything a bed starts is recorded in ``DIR/state.json`` so that ``down``
 can tear it down from another process, and ``up`` run twice is a no-op.

@@ -191,7 +191,7 @@ def test_the_end_time_comes_from_squeue_when_the_environment_lacks_it(spool, fak
     fake_slurm.squeue(end + "\n")
     task = slurm.SlurmTask.from_env({**pilot_env(fake_slurm, end_in_s=None)})
     assert abs(task.end() - (time.time() + 3600)) < 2
-    assert ["squeue", "-h", "-j", "101", "-o", "%e"] in fake_slurm.calls()
+    assert ["squeue", "-h", "-j", "100_1", "-o", "%e"] in fake_slurm.calls()  # the task, not the array
     fake_slurm.squeue("N/A\n")
     with pytest.raises(slurm.SlurmError, match="cannot read Slurm's end time"):
         task.end()

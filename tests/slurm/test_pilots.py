@@ -1,0 +1,199 @@
+"""Slurm pilots on a real single-node Slurm (the ``slurm_cluster`` bed): they drain a spool
+and leave the queue; 1-minute pilots warned 40 s early give their long job back with its
+resume state, and the next pilot continues it; a job that fits no walltime is never
+claimed; a pilot requeues its own array task when work is left (slow: two pilot runs).
+
+The jobs are smoke jobs, which keep a resume state exactly as the training driver does
+(``--resume-dir``, exit 75): what is tested here is the pilots and the spool, not the
+models (the driver's byte-identical resume is tested in tests/train).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cis490.fleet import JobState, Spool
+from cis490.fleet import slurm
+from cis490.fleet.attempts import counted_attempts
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = REPO / "bin" / "cis490-spool"
+
+
+def make_spool(tmp_path: Path, jobs: list[dict]) -> Spool:
+    """A spool with smoke jobs: each dict holds its hyper (and optionally expected_minutes)."""
+    spool = Spool.init(tmp_path / "spool", heartbeat_s=0.5, stale_after_s=20.0, max_attempts=3)
+    text = ""
+    for job in jobs:
+        hyper = ", ".join(f"{k} = {json.dumps(v)}" for k, v in job["hyper"].items())
+        extra = f"expected_minutes = {job['expected_minutes']}\n" if "expected_minutes" in job else ""
+        text += f'[[jobs]]\nmodel = "smoke"\nmode = "pilot"\n{extra}hyper = {{ {hyper} }}\n\n'
+    (tmp_path / "m.toml").write_text(text)
+    spool.reload(tmp_path / "m.toml")
+    return spool
+
+
+def names(spool: Spool, state: JobState) -> list[str]:
+    return sorted(spool.name_of(loc) for loc in spool.scan(state))
+
+
+def records(spool: Spool, name: str) -> list[dict]:
+    out = [json.loads(p.read_text()) for p in spool.attempts_dir(name).glob("*@*[0-9a-f].json")]
+    return sorted(out, key=lambda r: r["attempt"])
+
+
+def job_processes(name: str) -> list[int]:
+    """Processes (anywhere on this host) running job ``name``: orphans once no pilot runs."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            env = (d / "environ").read_bytes().split(b"\0")
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        if f"CIS490_JOB={name}".encode() in env and ") Z " not in stat:
+            pids.append(int(d.name))
+    return pids
+
+
+def submit_script(cluster, spool: Spool, opts: slurm.PilotOptions) -> str:
+    """sbatch the pilot script of ``opts`` as written (no option check: the tests use
+    leads a real submit refuses), with the cluster's environment; -> the array job id."""
+    log_dir = spool.root / "slurm" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    script = spool.root / "slurm" / "test-pilots.sbatch"
+    script.write_text(slurm.pilot_script(spool.root, opts, log_dir))
+    # sbatch itself, not cluster.sbatch: that one puts an --output on the command line,
+    # which would override the script's own
+    return cluster.run(["sbatch", "--parsable", str(script)]).stdout.strip().split(";")[0]
+
+
+def pilot_logs(spool: Spool) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
+                     for p in sorted((spool.root / "slurm" / "logs").glob("*.out")))
+
+
+def wait_until(pred, timeout: float, what: str, spool: Spool, cluster, step: float = 0.5):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    pytest.fail(f"timed out after {timeout:g}s: {what}\n{pilot_logs(spool)}\n{cluster.squeue()}", pytrace=False)
+
+
+def test_pilots_drain_the_spool_and_leave_the_queue(slurm_cluster, tmp_path):
+    spool = make_spool(tmp_path, [{"hyper": {"seconds": 1, "epochs": 2, "payload": f"d{i}"}} for i in range(4)])
+    r = slurm_cluster.run([sys.executable, str(BIN), "--spool", str(spool.root), "slurm", "submit",
+                           "--pilots", "2", "--time", "10", "--python", sys.executable])
+    job = r.stdout.strip()
+    assert job.isdigit(), r.stdout + r.stderr
+    slurm_cluster.wait_gone(job, timeout=90)
+    done = names(spool, JobState.DONE)
+    assert len(done) == 4, pilot_logs(spool)
+    assert names(spool, JobState.PENDING) == names(spool, JobState.CLAIMED) == []
+    tasks = set()
+    for name in done:
+        [rec] = records(spool, name)
+        assert rec["outcome"] == "done"
+        assert rec["slurm"]["array_job_id"] == job and rec["slurm"]["restart_count"] == 0
+        tasks.add(rec["slurm"]["task"])
+    assert tasks <= {f"{job}_0", f"{job}_1"}
+    st = slurm_cluster.run([sys.executable, str(BIN), "--spool", str(spool.root), "slurm", "status"])
+    assert "no pilots of this spool in the Slurm queue" in st.stdout
+    info = slurm_cluster.job_info(job)
+    assert {i["JobState"] for i in info} == {"COMPLETED"} and {i["Restarts"] for i in info} == {"0"}
+    assert not list(spool.workers_dir.glob("*.json"))  # each pilot removed its worker record
+
+
+def test_one_minute_pilots_warned_40_s_early_hand_their_long_job_on_with_its_state(slurm_cluster, tmp_path):
+    # A 1-minute pilot gets USR1 at Slurm's first timer check after its start (the lead
+    # plus Slurm's ~30 s anticipation exceed its walltime), and its deadline is 20 s in:
+    # each pilot trains the job for under 20 s, the job needs 30 s. Eight pilots one after
+    # the other (%1), no self-requeue (cap 0): the job moves from pilot to pilot through
+    # its state.
+    spool = make_spool(tmp_path, [{"hyper": {"seconds": 30, "epochs": 120, "payload": "long"}}])
+    [name] = names(spool, JobState.PENDING)
+    opts = slurm.PilotOptions(pilots=8, throttle=1, time_min=1, signal_lead_s=40, python=sys.executable,
+                              requeue_cap=0)
+    job = submit_script(slurm_cluster, spool, opts)
+    wait_until(lambda: names(spool, JobState.DONE) == [name], 420, "the long job done by the pilots",
+               spool, slurm_cluster)
+    slurm_cluster.wait_gone(job, timeout=120)  # the pilots after it find nothing and leave
+    recs = records(spool, name)
+    released = [r for r in recs if r["outcome"] == "released"]
+    assert released, f"no pilot was stopped mid-job: {recs}\n{pilot_logs(spool)}"
+    for r in released:
+        assert r["resume_saved"] is True and r["interrupted_run_s"] > 0
+        assert "SIGUSR1" in r["error"] or "deadline" in r["error"], r
+        assert r["slurm"]["array_job_id"] == job
+    assert [r["outcome"] for r in recs][-1] == "done"
+    assert counted_attempts(spool.attempts_dir(name)) == 1  # only the attempt that finished
+    # every attempt after a released one continued from a state (none restarted at 0)
+    for prev, nxt in zip(recs, recs[1:]):
+        if prev["outcome"] == "released":
+            assert nxt.get("resumed_from"), (prev, nxt)
+    resumed = [r for r in recs if r.get("resumed_from")]
+    log = next(spool.logs_dir(name).glob(f"{resumed[0]['attempt']}@*.log")).read_text()
+    assert "smoke: resuming from epoch" in log and "resuming from epoch 0" not in log
+    assert len({r["slurm"]["task"] for r in recs}) == len(recs)  # one attempt per pilot
+    assert not spool.resume_dir(name).exists()
+    assert job_processes(name) == []  # no orphan
+
+
+def test_a_job_that_fits_no_walltime_is_never_claimed(slurm_cluster, tmp_path):
+    spool = make_spool(tmp_path, [{"hyper": {"seconds": 1, "payload": "never"}, "expected_minutes": 30}])
+    [name] = names(spool, JobState.PENDING)
+    r = slurm_cluster.run([sys.executable, str(BIN), "--spool", str(spool.root), "slurm", "submit",
+                           "--pilots", "3", "--throttle", "1", "--time", "2", "--signal-lead", "61",
+                           "--python", sys.executable])
+    job = r.stdout.strip()
+    took = slurm_cluster.wait_gone(job, timeout=60)
+    assert took < 45, f"the pilots took {took:.0f} s to give up\n{pilot_logs(spool)}"
+    assert names(spool, JobState.PENDING) == [name]
+    assert records(spool, name) == []
+    assert "expected to take 30.0 min (expected_minutes)" in pilot_logs(spool)
+    info = slurm_cluster.job_info(job)
+    assert {i["Restarts"] for i in info} == {"0"}  # nothing to come back for: no requeue
+
+
+@pytest.mark.slow
+def test_a_warned_pilot_requeues_its_own_task_and_the_rerun_resumes_the_job(slurm_cluster, tmp_path):
+    # a 2-minute pilot, warned 40 s early: USR1 when <= ~70 s are left (50-80 s in), its
+    # deadline 80 s in; the job needs 100 s. It is released with its state, the pilot
+    # requeues ITS task (work is left, restarts 0 < cap 1), the task runs again ~cred_expire
+    # later with SLURM_RESTART_COUNT=1 and continues the job; at the next warning the cap
+    # is reached: no second requeue.
+    spool = make_spool(tmp_path, [{"hyper": {"seconds": 100, "epochs": 200, "payload": "rq"}}])
+    [name] = names(spool, JobState.PENDING)
+    opts = slurm.PilotOptions(pilots=1, time_min=2, signal_lead_s=40, python=sys.executable, requeue_cap=1)
+    job = submit_script(slurm_cluster, spool, opts)
+    wait_until(lambda: any(r.get("slurm", {}).get("restart_count") == 1 for r in records(spool, name)),
+               200, "an attempt by the requeued pilot", spool, slurm_cluster)
+    slurm_cluster.wait_gone(job, timeout=200)
+    recs = records(spool, name)
+    first, second = recs[0], recs[1]
+    assert first["outcome"] == "released" and first["resume_saved"], first
+    assert first["slurm"]["task"] == f"{job}_0" and first["slurm"]["restart_count"] == 0
+    assert second["slurm"]["task"] == f"{job}_0" and second["slurm"]["restart_count"] == 1
+    assert second["resumed_from"]["bytes"] > 0
+    log = next(spool.logs_dir(name).glob("2@*.log")).read_text()
+    assert "smoke: resuming from epoch" in log
+    assert counted_attempts(spool.attempts_dir(name)) == (1 if second["outcome"] == "done" else 0)
+    logs = pilot_logs(spool)
+    assert f"requeued {job}_0 (restart 1 of at most 1)" in logs
+    if second["outcome"] != "done":
+        assert "restarted 1 times (cap 1)" in logs
+    info = slurm_cluster.job_info(job)
+    assert {i["Restarts"] for i in info} == {"1"}
+    assert job_processes(name) == []

@@ -1,0 +1,183 @@
+"""What this Slurm really does, measured on the bed (docs/TESTBEDS.md has the figures).
+
+One test, ~100 s (a one-minute time limit is the shortest there is, and the limit
+is enforced up to ~30 s late), overlapping:
+
+- a batch job with ``--time=1 --signal=B:USR1@10``: when the batch shell gets USR1
+  and SIGTERM relative to the limit (``squeue -o %e`` read inside the job), whether a
+  child process gets SIGTERM too, and when it is SIGKILLed (KillWait later);
+  whether ``SLURM_JOB_END_TIME`` is in the job's environment;
+- an array ``--array=0-1%1`` whose task 0 runs ``scontrol requeue JOB_TASK`` on
+  itself (no ``--requeue`` option, ``JobRequeue=1``): the rerun's
+  ``SLURM_RESTART_COUNT`` and job id, and the delay until it runs again;
+- the same with ``--no-requeue``: refused.
+
+Figures go to bench/out/slurm_facts.json (and are printed with ``-s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+FACTS_JSON = REPO / "bench" / "out" / "slurm_facts.json"
+
+CHILD = """
+import json, signal, sys, time
+log = open(sys.argv[1], "a", buffering=1)
+def ev(what):
+    log.write(json.dumps({"t": time.time(), "who": "child", "ev": what}) + "\\n")
+for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGCONT):
+    signal.signal(s, lambda n, f: ev(signal.Signals(n).name))
+while True:
+    ev("alive")
+    time.sleep(0.25)
+"""
+
+SIGNAL_JOB = """#!{python}
+import json, os, signal, subprocess, sys, time
+log_path = sys.argv[1]
+log = open(log_path, "a", buffering=1)
+def ev(what, **kw):
+    log.write(json.dumps({{"t": time.time(), "who": "batch", "ev": what, **kw}}) + "\\n")
+e = subprocess.run(["squeue", "-h", "-j", os.environ["SLURM_JOB_ID"], "-o", "%e"],
+                   capture_output=True, text=True).stdout.strip()
+ev("start", squeue_e=e, end_epoch=time.mktime(time.strptime(e, "%Y-%m-%dT%H:%M:%S")),
+   job_end_time_env=os.environ.get("SLURM_JOB_END_TIME"),
+   job_start_time_env=os.environ.get("SLURM_JOB_START_TIME"))
+for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGCONT):
+    signal.signal(s, lambda n, f: ev(signal.Signals(n).name))
+subprocess.Popen([sys.executable, {child!r}, log_path + ".child"])
+while True:
+    time.sleep(0.25)
+"""
+
+REQUEUE_JOB = """#!{python}
+import json, os, signal, subprocess, sys, time
+tid = os.environ["SLURM_ARRAY_TASK_ID"]
+log = open(os.path.join(sys.argv[1], "task-" + tid), "a", buffering=1)
+def ev(what, **kw):
+    log.write(json.dumps({{"t": time.time(), "ev": what, **kw}}) + "\\n")
+ev("start", job_id=os.environ["SLURM_JOB_ID"], array_job_id=os.environ["SLURM_ARRAY_JOB_ID"],
+   restart_count=os.environ.get("SLURM_RESTART_COUNT"))
+signal.signal(signal.SIGTERM, lambda n, f: (ev("SIGTERM"), sys.exit(143)))
+if tid == "0" and os.environ.get("SLURM_RESTART_COUNT") is None:
+    r = subprocess.run(["scontrol", "requeue", os.environ["SLURM_ARRAY_JOB_ID"] + "_" + tid],
+                       capture_output=True, text=True)
+    ev("requeue", rc=r.returncode, out=(r.stdout + r.stderr).strip())
+    time.sleep(3)
+    ev("still running after requeue")
+ev("end")
+"""
+
+
+def record_fact(key: str, value) -> None:
+    FACTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        facts = json.loads(FACTS_JSON.read_text())
+    except (FileNotFoundError, ValueError):
+        facts = {}
+    facts[key] = value
+    facts["_updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    tmp = FACTS_JSON.with_suffix(".tmp")
+    tmp.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, FACTS_JSON)
+    print(f"\n[fact] {key} = {json.dumps(value, sort_keys=True)}")
+
+
+def _events(path: Path) -> list[dict]:
+    try:
+        return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _script(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def test_signal_time_limit_and_requeue(slurm_cluster, tmp_path):
+    c = slurm_cluster
+    child = tmp_path / "job_child.py"
+    child.write_text(CHILD)
+    sig_log = tmp_path / "signal.log"
+    sig_job = c.sbatch("--time=1", "--signal=B:USR1@10", "--job-name=fact-signal",
+                       script=_script(tmp_path / "job_signal.py", SIGNAL_JOB.format(python=sys.executable,
+                                                                                  child=str(child))),
+                       script_args=(sig_log,))
+    rq_dir = tmp_path / "requeue"
+    rq_dir.mkdir()
+    rq_script = _script(tmp_path / "job_requeue.py", REQUEUE_JOB.format(python=sys.executable))
+    rq_job = c.sbatch("--array=0-1%1", "--job-name=fact-requeue", script=rq_script, script_args=(rq_dir,))
+    c.wait_gone(rq_job, timeout=c.knobs["cred_expire_s"] + c.knobs["kill_wait_s"] + 40)
+
+    # -- requeue of an array task by itself, JobRequeue=1 and no --requeue option
+    t0 = _events(rq_dir / "task-0")
+    t1 = _events(rq_dir / "task-1")
+    starts = [e for e in t0 if e["ev"] == "start"]
+    req = next(e for e in t0 if e["ev"] == "requeue")
+    assert req["rc"] == 0, req
+    assert len(starts) == 2, t0
+    assert [s["restart_count"] for s in starts] == [None, "1"]
+    assert starts[0]["job_id"] == starts[1]["job_id"], "a requeued task keeps its job id"
+    assert not any(e["ev"] == "still running after requeue" for e in t0), "the requeue did not stop the task"
+    term = next(e for e in t0 if e["ev"] == "SIGTERM")
+    delay = starts[1]["t"] - req["t"]
+    assert delay < c.knobs["cred_expire_s"] + 15, delay  # cred_expire, then the next scheduling pass
+    record_fact("requeue_self_array_task", {
+        "scontrol_rc": req["rc"], "sigterm_after_s": round(term["t"] - req["t"], 3),
+        "rerun_after_s": round(delay, 2), "restart_count_on_rerun": starts[1]["restart_count"],
+        "same_job_id": True, "cred_expire_s": c.knobs["cred_expire_s"],
+        "other_task_ran_meanwhile": bool(t1) and t1[0]["t"] < starts[1]["t"], "version": c.version})
+
+    # -- the same with --no-requeue: refused, the task runs on
+    nr_dir = tmp_path / "norequeue"
+    nr_dir.mkdir()
+    nr_job = c.sbatch("--array=0", "--no-requeue", "--job-name=fact-norequeue", script=rq_script,
+                      script_args=(nr_dir,))
+    c.wait_gone(nr_job, timeout=30)
+    nr = next(e for e in _events(nr_dir / "task-0") if e["ev"] == "requeue")
+    assert nr["rc"] != 0 and "disabled" in nr["out"], nr
+    record_fact("requeue_with_no_requeue_option", {"scontrol_rc": nr["rc"], "message": nr["out"]})
+
+    # -- --signal=B:USR1@10 with --time=1, then the time limit
+    c.wait_gone(sig_job, timeout=150)
+    ev = _events(sig_log)
+    child_ev = _events(Path(str(sig_log) + ".child"))
+    start = next(e for e in ev if e["ev"] == "start")
+    end = start["end_epoch"]
+    usr1 = [e["t"] for e in ev if e["ev"] == "SIGUSR1"]
+    term_b = [e["t"] for e in ev if e["ev"] == "SIGTERM"]
+    term_c = [e["t"] for e in child_ev if e["ev"] == "SIGTERM"]
+    usr1_c = [e["t"] for e in child_ev if e["ev"] == "SIGUSR1"]
+    last_alive = max(e["t"] for e in child_ev if e["ev"] == "alive")
+    assert len(usr1) == 1 and not usr1_c, (ev, "B: signals the batch shell only")
+    assert term_b and term_c, "SIGTERM goes to every process of the job at the limit"
+    lead = end - usr1[0]
+    # the controller looks every ~30 s and sends the signal once the job is within
+    # sig_time + 30 s of its end: between 10 and ~40 s early here
+    assert 0 < lead <= 10 + 35, lead
+    over = term_b[0] - end
+    assert -1 <= over <= 35, over
+    kill_after = last_alive - term_c[0]
+    assert c.knobs["kill_wait_s"] - 2 <= kill_after <= c.knobs["kill_wait_s"] + 3, kill_after
+    info = c.job_info(sig_job)
+    record_fact("signal_and_time_limit", {
+        "time_limit_s": 60, "signal": "B:USR1@10", "usr1_before_end_s": round(lead, 2),
+        "sigterm_after_end_s": round(over, 2), "child_got_sigterm": True, "child_got_usr1": bool(usr1_c),
+        "sigkill_after_sigterm_s": round(kill_after, 2), "kill_wait_s": c.knobs["kill_wait_s"],
+        "final_state": info[0]["JobState"] if info else None, "squeue_e": start["squeue_e"],
+        "SLURM_JOB_END_TIME": start["job_end_time_env"], "SLURM_JOB_START_TIME": start["job_start_time_env"],
+        "version": c.version})
+    if info:
+        assert info[0]["JobState"] == "TIMEOUT", info
