@@ -100,6 +100,9 @@ class ArrayModel:
     kind: str = ""  # "summary" | "sequence"
     sidecar_ext: str = ""
     libraries: tuple[str, ...] = ("numpy",)
+    # whether ``_fit`` keeps and continues a resume state (``self.resume``, a
+    # ``cis490.models.resume.ResumeHook``); minirocket does not: it restarts from scratch
+    resumable: bool = False
 
     def __init__(
         self,
@@ -130,6 +133,7 @@ class ArrayModel:
         self.val_metrics: dict[str, Any] | None = None
         self.digests: dict[str, Any] = {}  # data digests/provenance for the checkpoint
         self.scratch_dir: str | None = None  # private local files of a fit (gbt's page cache)
+        self.resume = None  # a ResumeHook for the next fit (the driver's --resume-dir); never saved
 
     # -- input validation ----------------------------------------------------
 

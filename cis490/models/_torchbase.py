@@ -29,6 +29,7 @@ __all__ = ["TorchModel"]
 class TorchModel(ArrayModel):
     sidecar_ext = ".safetensors"
     libraries = ("numpy", "torch", "safetensors")
+    resumable = True
 
     net: nn.Module | None = None
 
@@ -57,6 +58,7 @@ class TorchModel(ArrayModel):
             self._build, self._prepare, X_train, y_train, X_val, y_val,
             cfg=self.config, class_weights=self.class_weights,
             n_classes=self.n_classes, seed=seed, on_epoch=on_epoch, on_step=on_step,
+            resume=self.resume,
         )
         return report
 

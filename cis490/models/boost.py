@@ -28,19 +28,42 @@ directory (measured: 400 k rows x 162 features, 170 MiB in memory against
 ~355 MiB). Both give the same trees, byte for byte, as
 the plain ``DMatrix`` of the whole array (checked when this was written with
 XGBoost 3.2, and by the tests: in-memory vs external vs array input).
+
+Resume (docs/MODELS.md, "Resuming"): the random draws of a round depend on
+nothing but ``(seed, round)``, so a fit continued from a saved booster draws
+what an uninterrupted one would. Two settings make it so (XGBoost 3.2's
+``src/learner.cc`` and ``src/tree/updater_quantile_hist.cc``):
+``seed_per_iteration = True`` reseeds XGBoost's global RNG at every round
+(``seed * 127 + round``; without it the RNG is seeded once per training call
+and a continuation would repeat the first rounds' draws), and every round
+starts with a fresh tree updater (``load_config(save_config())``): the hist
+updater keeps its column sampler, seeded once from the global RNG when it is
+first used, for its whole life, so a continuation's new updater would sample
+other columns. The rounds are :func:`_boost`'s, ``xgb.train``'s own loop
+(``Booster(params, cache, model_file=booster)``, ``update``, the
+``CallbackContainer``) except that a continuation numbers its rounds from the
+saved booster's count, as ``seed_per_iteration`` needs (``xgb.train``
+restarts at 0). These settings changed gbt's trees (and bytes) once, when
+resuming was introduced; same seed, same data still give the same bytes.
+After every round the state (the booster as UBJSON, early stopping, the
+history) is handed to the driver at most every ``save_every_s`` (2 s), and
+always after the last round and the round during which a signal asked to stop.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 import numpy as np
 import xgboost as xgb
+from xgboost.callback import CallbackContainer
 
 from cis490.models import rules
 from cis490.models.base import EpochRecord, FitReport, ProgressFn
 from cis490.models.configs import GBTConfig
+from cis490.models.resume import ResumeHook, ResumeState, TrainingInterrupted
 from cis490.common import InputError
 
 __all__ = ["ITER_ROWS", "RowBatches", "fit_xgb", "memory_budget_bytes", "quantile_matrix",
@@ -114,14 +137,20 @@ def xgb_params(cfg: GBTConfig, n_classes: int, seed: int) -> dict:
         "lambda": cfg.reg_lambda,
         "nthread": cfg.threads,
         "seed": seed,
+        "seed_per_iteration": True,  # a round's draws depend on (seed, round) only: resumable
         "eval_metric": "mlogloss",
         "verbosity": 0,
     }
 
 
+def _record_dict(r: EpochRecord) -> dict:
+    return {"epoch": r.epoch, "epochs": r.epochs, "loss": r.loss, "val_macro_f1": r.val_macro_f1,
+            "val_loss": r.val_loss, "lr": r.lr}
+
+
 class _F1EarlyStop(xgb.callback.TrainingCallback):
     def __init__(self, cfg: GBTConfig, on_epoch: ProgressFn | None, dval: xgb.DMatrix,
-                 y_val: np.ndarray, n_classes: int):
+                 y_val: np.ndarray, n_classes: int, resume: ResumeHook | None = None):
         super().__init__()
         self.cfg = cfg
         self.on_epoch = on_epoch
@@ -129,6 +158,10 @@ class _F1EarlyStop(xgb.callback.TrainingCallback):
         self.labels = rules.present_labels(y_val)  # one label set for every round
         self.stopper = rules.EarlyStopping(cfg.patience)
         self.history: list[EpochRecord] = []
+        self.resume = resume
+        self.done = False  # the last round or early stopping ended the training
+        self.interrupted: TrainingInterrupted | None = None
+        self.last_save = time.monotonic()
 
     def after_iteration(self, model, epoch: int, evals_log) -> bool:
         rnd = epoch + 1  # XGBoost counts from 0; our records count from 1
@@ -142,27 +175,114 @@ class _F1EarlyStop(xgb.callback.TrainingCallback):
         self.stopper.update(rnd, record.val_macro_f1)
         if self.on_epoch is not None:
             self.on_epoch(record)
-        return self.stopper.should_stop(rnd)
+        stop = self.stopper.should_stop(rnd)
+        if self.resume is None:
+            return stop
+        self.done = stop or rnd >= self.cfg.epochs
+        signame = self.resume.stop()
+        saved = False
+        if self.done or signame is not None or time.monotonic() - self.last_save >= self.resume.save_every_s:
+            saved = self.resume.save(self.state(model, rnd))
+            self.last_save = time.monotonic()
+        if signame is not None and not self.done:
+            self.interrupted = TrainingInterrupted(signame, rnd + 1, 0, saved)
+            return True
+        return stop
+
+    def state(self, booster: xgb.Booster, rounds: int) -> ResumeState:
+        meta = {"loop": "xgboost", "rounds": rounds, "done": self.done, "epochs": self.cfg.epochs,
+                "stopper": {"best_epoch": self.stopper.best_epoch, "best_score": self.stopper.best_score},
+                "history": [_record_dict(r) for r in self.history]}
+        return ResumeState(meta, {"booster": bytes(booster.save_raw(raw_format="ubj"))})
+
+    def restore(self, state: ResumeState) -> xgb.Booster:
+        """Continue from ``state``: the booster of its rounds (raises on anything that does
+        not fit this fit)."""
+        m = state.meta
+        if m.get("loop") != "xgboost":
+            raise ValueError(f"a {m.get('loop')!r} state, not the xgboost loop's")
+        rounds, done = m["rounds"], m["done"]
+        if not (isinstance(rounds, int) and isinstance(done, bool) and 1 <= rounds <= self.cfg.epochs):
+            raise ValueError(f"rounds {rounds!r} outside 1..{self.cfg.epochs}")
+        if m["epochs"] != self.cfg.epochs or len(m["history"]) != rounds:
+            raise ValueError("history does not match the rounds")
+        best_epoch, best_score = m["stopper"]["best_epoch"], m["stopper"]["best_score"]
+        if not (isinstance(best_epoch, int) and 1 <= best_epoch <= rounds and isinstance(best_score, float)):
+            raise ValueError("early-stopping state outside the rounds")
+        history = []
+        for d in m["history"]:
+            if not all(isinstance(d[k], (int, float)) for k in ("epoch", "loss", "val_macro_f1")):
+                raise TypeError("a history record of the wrong type")
+            history.append(EpochRecord(d["epoch"], d["epochs"], d["loss"], d["val_macro_f1"],
+                                       val_loss=d["val_loss"], lr=d["lr"]))
+        if [r.epoch for r in history] != list(range(1, rounds + 1)):
+            raise ValueError("history rounds are not 1..rounds")
+        booster = xgb.Booster(params={"nthread": self.cfg.threads})
+        booster.load_model(bytearray(state.blobs["booster"]))
+        if booster.num_boosted_rounds() != rounds:
+            raise ValueError(f"the booster has {booster.num_boosted_rounds()} rounds, not {rounds}")
+        self.history, self.done = history, done
+        self.stopper.best_epoch, self.stopper.best_score = best_epoch, best_score
+        return booster
+
+
+def _boost(params: dict, dtrain: xgb.DMatrix, evals: list, rounds: int,
+           callbacks: list, booster: xgb.Booster | None = None) -> xgb.Booster:
+    """``xgb.train(params, dtrain, rounds, evals=evals, callbacks=callbacks,
+    xgb_model=booster)``, its loop as XGBoost 3.2 writes it, except that a continuation
+    numbers its rounds on from ``booster``'s (``seed_per_iteration`` seeds a round by its
+    number) and that every round gets a fresh tree updater (module doc)."""
+    bst = xgb.Booster(params, [dtrain] + [d for d, _ in evals], model_file=booster)
+    start = 0 if booster is None else bst.num_boosted_rounds()
+    container = CallbackContainer(callbacks, metric=None, output_margin=False)
+    bst = container.before_training(bst)
+    for i in range(start, rounds):
+        if container.before_iteration(bst, i, dtrain, evals):
+            break
+        bst.load_config(bst.save_config())  # a new updater: its column sampler seeded this round
+        bst.update(dtrain, iteration=i)
+        if container.after_iteration(bst, i, dtrain, evals):
+            break
+    bst = container.after_training(bst)
+    return bst.reset()
 
 
 def fit_xgb(
     X_train, y_train: np.ndarray, X_val, y_val: np.ndarray, *,
     cfg: GBTConfig, class_weights: np.ndarray, n_classes: int, seed: int,
     on_epoch: ProgressFn | None = None, scratch: str | None = None,
-    budget: int | None = None,
+    budget: int | None = None, resume: ResumeHook | None = None,
 ) -> tuple[xgb.Booster, FitReport]:
-    """Boost up to ``cfg.epochs`` rounds; return the booster cut to its best round."""
+    """Boost up to ``cfg.epochs`` rounds; return the booster cut to its best round.
+
+    With ``resume``: continue from ``resume.state`` when it applies, hand the state to
+    ``resume.save`` (module doc), and stop with :class:`TrainingInterrupted` after the
+    round during which ``resume.stop()`` says so (its state saved first)."""
     dtrain = quantile_matrix(X_train, y_train, class_weights[y_train], threads=cfg.threads,
                              scratch=scratch, budget=budget)
     # val weighted like train, so its mlogloss is the nets' class-weighted val loss; the
     # weights change only that eval number, never the trees. Binned with train's cuts.
     dval = quantile_matrix(X_val, y_val, class_weights[y_val], threads=cfg.threads, ref=dtrain,
                            scratch=scratch, budget=budget)
-    stop = _F1EarlyStop(cfg, on_epoch, dval, np.asarray(y_val, dtype=np.int64), n_classes)
-    booster = xgb.train(
-        xgb_params(cfg, n_classes, seed), dtrain, num_boost_round=cfg.epochs,
-        evals=[(dtrain, "train"), (dval, "val")], verbose_eval=False, callbacks=[stop],
-    )
+    y_val = np.asarray(y_val, dtype=np.int64)
+    stop = _F1EarlyStop(cfg, on_epoch, dval, y_val, n_classes, resume)
+    booster = None
+    if resume is not None and resume.state is not None:
+        try:
+            booster = stop.restore(resume.state)
+        except Exception as exc:  # a state this fit cannot continue: from scratch, said once
+            resume.rejected(f"cannot continue from it ({type(exc).__name__}: {exc})")
+            stop, booster = _F1EarlyStop(cfg, on_epoch, dval, y_val, n_classes, resume), None
+        else:
+            rounds = len(stop.history)
+            resume.restored(rounds + 1, 0, rounds, tuple(stop.history))
+    if resume is not None:
+        resume.begin()
+    if not stop.done:
+        booster = _boost(xgb_params(cfg, n_classes, seed), dtrain,
+                         [(dtrain, "train"), (dval, "val")], cfg.epochs, [stop], booster)
+    if stop.interrupted is not None:
+        raise stop.interrupted
     best = stop.stopper.best_epoch
     booster = booster[:best]
     report = FitReport(epochs_run=len(stop.history), best_epoch=best,

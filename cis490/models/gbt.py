@@ -21,6 +21,7 @@ class GBTModel(ArrayModel):
     kind = "summary"
     sidecar_ext = ".xgb.json"
     libraries = ("numpy", "xgboost")
+    resumable = True
 
     booster: xgb.Booster | None = None
 
@@ -29,7 +30,7 @@ class GBTModel(ArrayModel):
         self.booster, report = boost.fit_xgb(
             X_train, y_train, X_val, y_val,  # streamed in batches (boost.RowBatches)
             cfg=self.config, class_weights=self.class_weights, n_classes=self.n_classes,
-            seed=seed, on_epoch=on_epoch, scratch=self.scratch_dir,
+            seed=seed, on_epoch=on_epoch, scratch=self.scratch_dir, resume=self.resume,
         )
         return report
 

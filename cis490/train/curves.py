@@ -13,7 +13,9 @@ beside the bundle, outside its digest (``cis490.fleet.store``). One writer
 per job; the TensorBoard scalars are the ``metrics.jsonl`` numbers, at step =
 epoch (``TAGS``). A number that is unknown or not finite is ``null`` in
 ``metrics.jsonl`` and absent from the events. ``seconds`` is wall time from
-the previous epoch's end (the first: from the start of the fit).
+the previous epoch's end (the first: from the start of the fit); a resumed fit
+(``--resume-dir``) first replays the epochs of the earlier attempts, with
+``seconds`` null (their times are not kept).
 ``metrics.jsonl`` is published atomically when the writer closes.
 """
 
@@ -63,17 +65,20 @@ class CurveWriter:
     def start(self) -> None:
         self.last = time.perf_counter()
 
-    def epoch(self, rec) -> dict:
+    def epoch(self, rec, *, replayed: bool = False) -> dict:
+        """One epoch's row; ``replayed``: an epoch of an earlier attempt (seconds unknown)."""
         now = time.perf_counter()
         row = {"epoch": int(rec.epoch), "train_loss": _number(rec.loss),
                "val_loss": _number(getattr(rec, "val_loss", None)),
                "val_macro_f1": _number(rec.val_macro_f1),
-               "lr": _number(getattr(rec, "lr", None)), "seconds": now - self.last}
+               "lr": _number(getattr(rec, "lr", None)),
+               "seconds": None if replayed else now - self.last}
         self.rows.append(row)
         for key, tag in TAGS.items():
             if row[key] is not None:
                 self._scalar(tag, row[key], row["epoch"])
-        self.last = now  # this writing counts towards the next epoch: the rows sum to the fit
+        if not replayed:
+            self.last = now  # this writing counts towards the next epoch: the rows sum to the fit
         return row
 
     def close(self) -> None:

@@ -21,6 +21,24 @@ and data; ``--curves DIR`` (outside ``--out``) receives the training curves,
 ``metrics.jsonl`` and ``tensorboard/`` (``cis490.train.curves``: wall times,
 never byte-identical), nothing without it; logs go to stderr. Exit 0 on
 success, 1 on an operational error, 2 on a usage error.
+
+Resuming (docs/MODELS.md, "Resuming"): with ``--resume-dir DIR`` (outside
+``--out``) the driver continues from ``DIR/resume.ckpt`` when that file is this
+very job's (its fingerprint: model, mode, resolved config, ``--seed``, split seed
+and recipe, train hosts, the validation and schema sha256, the train/val episode
+digests and window counts, input shape, library versions, device, file format);
+a foreign, truncated or corrupt file is ignored with one line on stderr
+(``ignoring resume state DIR/resume.ckpt: <why>``) and training starts from
+scratch. While it trains it rewrites that file atomically after every epoch (gbt:
+every boosting round, at most every 2 s, and always the last). SIGTERM or SIGUSR1
+then finish the current batch (round), save the state, log ``interrupted by
+SIGTERM: resume state saved (epoch E, batch B)`` and exit 75
+(``cis490.common.EXIT_RESUMABLE``); a signal before training starts (while the
+data loads) exits 75 at once with nothing new saved. The resumed run's ``--out``
+is byte-identical to an uninterrupted run's; it first replays the earlier epochs
+to ``--progress-fd`` and ``--curves``. minirocket keeps no resume state (it
+restarts from scratch). Without ``--resume-dir`` no signal handler is installed
+and no state is written. The driver deletes nothing in ``DIR``.
 """
 
 from __future__ import annotations
@@ -30,18 +48,23 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from cis490.models import configs
-from cis490.common import UserError, os_error_line
+from cis490.models.resume import ResumeState, TrainingInterrupted
+from cis490.common import EXIT_RESUMABLE, UserError, atomic_write, os_error_line
 
 __all__ = ["main"]
 
 PROG = "cis490.train.run"
+RESUME_FILE = "resume.ckpt"  # in --resume-dir
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")  # with --resume-dir: save the state, exit EXIT_RESUMABLE
 
 
 class DriverError(UserError):
@@ -88,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "without training (what a worker asks before it claims the job)")
     p.add_argument("--expect-schema-sha256", default=None, metavar="HEX")
     p.add_argument("--expect-validation-sha256", default=None, metavar="HEX")
+    p.add_argument("--resume-dir", default=None, metavar="DIR",
+                   help=f"keep a resume state DIR/{RESUME_FILE} (every epoch; on SIGTERM/SIGUSR1 "
+                        f"save it and exit {EXIT_RESUMABLE}) and continue from this job's state "
+                        "found there; outside --out")
     return p
 
 
@@ -180,11 +207,17 @@ class _TrainProgress:
         self.line = None
         self.where = ""
         self.batches = False
+        self.done_before = 0  # batches (rounds) of a resumed fit done by earlier attempts
 
     def _start(self, total: int, unit: str) -> None:
         from cis490.progress import LineProgress
 
-        self.line = LineProgress(self.label, total, unit=unit, detail=lambda: self.where)
+        self.line = LineProgress(self.label, max(0, total - self.done_before), unit=unit,
+                                 detail=lambda: self.where)
+
+    def resumed(self, units_done: int) -> None:
+        """The fit continues after ``units_done`` batches (rounds): count what is left."""
+        self.done_before = int(units_done)
 
     def step(self, epoch: int, epochs: int, batch: int, batches: int) -> None:
         if self.line is None:
@@ -208,6 +241,124 @@ class _TrainProgress:
 
 def _log(msg: str) -> None:
     print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+
+class _Stopped(BaseException):
+    """A stop signal before training began (nothing to save): exit EXIT_RESUMABLE at once.
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signame: str, where: str):
+        super().__init__(signame)
+        self.signame, self.where = signame, where
+
+
+class _StopSignals:
+    """SIGTERM / SIGUSR1 while the driver runs with ``--resume-dir``.
+
+    Before training begins (loading, normalising, a model that keeps no state) a signal
+    raises :class:`_Stopped` at once; once the loop begins (``begin``, called by it) it only
+    sets ``signame``, which the loop asks after every batch (round) to save its state and
+    stop (``TrainingInterrupted``); after the fit it is ignored (the checkpoint is written,
+    exit 0). Installed in the main thread (``cis490.fleet.child`` runs the driver there);
+    ``uninstall`` puts the previous handlers back."""
+
+    def __init__(self) -> None:
+        self.signame: str | None = None
+        self.training = False
+        self.where = "before training"
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            _log("not in the main thread: SIGTERM/SIGUSR1 keep their handlers (no resume on a signal)")
+            return
+        for name in STOP_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        self.training = True  # never raise from here on
+        for sig, old in self._old.items():
+            signal.signal(sig, signal.SIG_DFL if old is None else old)
+        self._old.clear()
+
+    def _handle(self, signum: int, _frame) -> None:
+        self.signame = signal.Signals(signum).name
+        if not self.training:
+            raise _Stopped(self.signame, self.where)
+
+    def begin(self) -> None:
+        self.training = True
+
+    def stop(self) -> str | None:
+        return self.signame
+
+
+def _difference(have: Any, want: Any, path: str = "") -> str | None:
+    """Where two JSON values first differ (``key.sub: theirs, this job: ours``), or None."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        for key in sorted(set(have) | set(want)):
+            if key not in have or key not in want:
+                return f"{path}{key}: {'missing' if key not in have else 'unexpected'}"
+            diff = _difference(have[key], want[key], f"{path}{key}.")
+            if diff:
+                return diff
+        return None
+    if have == want and type(have) is type(want):
+        return None
+
+    def short(v: Any) -> str:
+        text = json.dumps(v, sort_keys=True)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    return f"{path.rstrip('.') or 'fingerprint'}: {short(have)}, this job: {short(want)}"
+
+
+class _ResumeFile:
+    """``--resume-dir DIR``: ``DIR/resume.ckpt``, read once if it is this job's, rewritten
+    atomically (``cis490.common.atomic_write``: a reader copying it sees a whole file)."""
+
+    def __init__(self, directory: str, fingerprint: dict[str, Any]) -> None:
+        self.dir = Path(directory)
+        self.path = self.dir / RESUME_FILE
+        self.fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back (lists, not tuples)
+        self.write_failed = False
+
+    def ignore(self, why: str) -> None:
+        _log(f"ignoring resume state {self.path}: {why}")
+
+    def load(self) -> ResumeState | None:
+        from cis490.models import resume
+
+        try:
+            fingerprint, state = resume.decode(resume.read_file(self.path))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self.ignore(os_error_line(exc))
+            return None
+        except resume.ResumeFileError as exc:
+            self.ignore(str(exc))
+            return None
+        diff = _difference(fingerprint, self.fingerprint)
+        if diff is not None:
+            self.ignore(f"it belongs to another job ({diff})")
+            return None
+        return state
+
+    def save(self, state: ResumeState) -> bool:
+        from cis490.models import resume
+
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, resume.encode(self.fingerprint, state))
+        except OSError as exc:  # training goes on; said once
+            if not self.write_failed:
+                _log(f"cannot write resume state {self.path}: {os_error_line(exc)}")
+                self.write_failed = True
+            return False
+        return True
 
 
 def _split_args(args: argparse.Namespace) -> tuple[list[str] | None, int]:
@@ -263,7 +414,28 @@ def _scratch(args: argparse.Namespace):
         args.scratch = None
 
 
-def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
+def _fingerprint(args: argparse.Namespace, cfg: configs.TrainConfig, d, digests: dict[str, str],
+                 split_seed: int, shape: dict[str, Any], libraries: tuple[str, ...]) -> dict[str, Any]:
+    """What makes a resume state this job's (``--resume-dir``): anything that would change
+    the checkpoint's bytes."""
+    from cis490.models import resume
+    from cis490.models.checkpoint import library_versions
+    from cis490.train import data as train_data
+
+    device = _device_record(args.model).get("device", "cpu")
+    return {
+        "format": resume.FORMAT, "model": args.model, "mode": args.mode,
+        "config": configs.config_to_dict(cfg), "seed": args.seed, "split_seed": split_seed,
+        "split_recipe": args.split_recipe, "train_hosts": list(d.train_hosts),
+        "validation_sha256": digests["validation"], "schema_sha256": digests["schema"],
+        "train_episodes_sha256": train_data.episodes_digest(d.train_episodes),
+        "val_episodes_sha256": train_data.episodes_digest(d.val_episodes),
+        "n_train": len(d.y_train), "n_val": len(d.y_val), "input": shape,
+        "libraries": library_versions(*libraries), "device": device,
+    }
+
+
+def train(args: argparse.Namespace, cfg: configs.TrainConfig, signals: _StopSignals | None = None) -> Path:
     """Check, load train+val, fit, save; return the checkpoint path."""
     from cis490 import models
     from cis490.data.channels import PHASES
@@ -315,12 +487,40 @@ def train(args: argparse.Namespace, cfg: configs.TrainConfig) -> Path:
         if fd_step is not None:
             fd_step(epoch, epochs, batch, batches)
 
+    if args.resume_dir is not None:
+        from cis490.models.resume import ResumeHook
+
+        rfile = _ResumeFile(args.resume_dir, _fingerprint(args, cfg, d, digests, split_seed, shape,
+                                                          model.libraries))
+
+        def on_restored(epoch: int, batch: int, units_done: int, history) -> None:
+            _log(f"{args.model}/{args.mode}: resuming from epoch {epoch}, batch {batch} ({rfile.path})")
+            lines.resumed(units_done)
+            for rec in history:  # the epochs before: the curves and the worker's progress are whole
+                if curves is not None:
+                    curves.epoch(rec, replayed=True)
+                if fd_writer is not None:
+                    fd_writer(rec)
+
+        if model.resumable:
+            model.resume = ResumeHook(
+                state=rfile.load(), save=rfile.save, restored=on_restored, rejected=rfile.ignore,
+                stop=signals.stop if signals is not None else (lambda: None),
+                begin=signals.begin if signals is not None else (lambda: None))
+        else:
+            if os.path.lexists(rfile.path):
+                rfile.ignore(f"{args.model} keeps no resume state (it restarts from scratch)")
+            if signals is not None:
+                signals.where = f"during the fit ({args.model} keeps no resume state)"
+
     started, cpu_started = time.perf_counter(), time.process_time()  # logged, never stored
     if curves is not None:
         curves.start()
     try:
         report = model.fit(d.X_train, d.y_train, d.X_val, d.y_val, seed=args.seed,
                            on_epoch=on_epoch, on_step=on_step)
+        if signals is not None:
+            signals.begin()  # trained: a signal from here on is ignored, the checkpoint is written
     finally:
         if curves is not None:
             curves.close()
@@ -357,6 +557,10 @@ def main(argv: list[str] | None = None) -> int:
         out, curves = Path(args.out).resolve(), Path(args.curves).resolve()
         if out == curves or out in curves.parents or curves in out.parents:
             parser.error("--curves must lie outside --out (the curves never enter the checkpoint)")
+    if args.resume_dir is not None:
+        out, rdir = Path(args.out).resolve(), Path(args.resume_dir).resolve()
+        if out == rdir or out in rdir.parents:
+            parser.error("--resume-dir must lie outside --out (--out receives exactly the checkpoint)")
     try:
         cfg = resolve_config(args.model, args.hyper, args.epochs)
     except configs.HyperError as exc:
@@ -370,9 +574,20 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         return 0
+    signals = None
+    if args.resume_dir is not None:
+        signals = _StopSignals()
+        signals.install()
     try:
         with _scratch(args):
-            path = train(args, cfg)
+            path = train(args, cfg, signals)
+    except _Stopped as exc:  # before training: nothing of this attempt to keep
+        _log(f"interrupted by {exc.signame} {exc.where}: no resume state saved")
+        return EXIT_RESUMABLE
+    except TrainingInterrupted as exc:
+        saved = "resume state saved" if exc.saved else "resume state NOT saved (see above)"
+        _log(f"interrupted by {exc.signame}: {saved} (epoch {exc.epoch}, batch {exc.batch})")
+        return EXIT_RESUMABLE
     except UserError as exc:  # DriverError, bad data, a refused schema: one line
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
@@ -382,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the environment's answer (no such file, disk full): one line
         print(f"{PROG}: error: {os_error_line(exc)}", file=sys.stderr)
         return 1
+    finally:
+        if signals is not None:
+            signals.uninstall()
     # anything else is a bug: Python prints its traceback and exits 1
     _log(f"wrote {path.name}")
     return 0
