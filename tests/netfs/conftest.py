@@ -15,7 +15,6 @@ reason. ``.ci/run`` installs sshfs, openssh-server and syncthing.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.facts import record_fact as _record_fact
 
 REPO = Path(__file__).resolve().parents[2]
 BEDS = REPO / "scripts" / "testbed"
@@ -64,17 +65,7 @@ def seconds_until(pred, timeout: float = 20.0, step: float = 0.02) -> float | No
 
 def record_fact(key: str, value) -> None:
     """Merge one measured figure into bench/out/netfs_facts.json (and print it)."""
-    FACTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        facts = json.loads(FACTS_JSON.read_text())
-    except (FileNotFoundError, ValueError):
-        facts = {}
-    facts[key] = value
-    facts["_updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tmp = FACTS_JSON.with_suffix(".tmp")
-    tmp.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, FACTS_JSON)
-    print(f"\n[fact] {key} = {json.dumps(value, sort_keys=True)}")
+    _record_fact(FACTS_JSON, key, value)
 
 
 @dataclass

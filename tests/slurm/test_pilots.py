@@ -20,6 +20,7 @@ import pytest
 from cis490.fleet import JobState, Spool
 from cis490.fleet import slurm
 from cis490.fleet.attempts import counted_attempts
+from tests.fleet.test_worker import job_pids as job_processes  # processes running job NAME
 
 pytestmark = pytest.mark.slurm
 
@@ -47,22 +48,6 @@ def names(spool: Spool, state: JobState) -> list[str]:
 def records(spool: Spool, name: str) -> list[dict]:
     out = [json.loads(p.read_text()) for p in spool.attempts_dir(name).glob("*@*[0-9a-f].json")]
     return sorted(out, key=lambda r: r["attempt"])
-
-
-def job_processes(name: str) -> list[int]:
-    """Processes (anywhere on this host) running job ``name``: orphans once no pilot runs."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            env = (d / "environ").read_bytes().split(b"\0")
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        if f"CIS490_JOB={name}".encode() in env and ") Z " not in stat:
-            pids.append(int(d.name))
-    return pids
 
 
 def submit_script(cluster, spool: Spool, opts: slurm.PilotOptions) -> str:

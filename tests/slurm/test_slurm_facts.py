@@ -18,12 +18,12 @@ Figures go to bench/out/slurm_facts.json (and are printed with ``-s``).
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.facts import record_fact as _record_fact
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -80,17 +80,8 @@ ev("end")
 
 
 def record_fact(key: str, value) -> None:
-    FACTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        facts = json.loads(FACTS_JSON.read_text())
-    except (FileNotFoundError, ValueError):
-        facts = {}
-    facts[key] = value
-    facts["_updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tmp = FACTS_JSON.with_suffix(".tmp")
-    tmp.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, FACTS_JSON)
-    print(f"\n[fact] {key} = {json.dumps(value, sort_keys=True)}")
+    """Merge one measured figure into bench/out/slurm_facts.json (and print it)."""
+    _record_fact(FACTS_JSON, key, value)
 
 
 def _events(path: Path) -> list[dict]:
