@@ -335,8 +335,9 @@ def cmd_work(args) -> int:
                          release_grace_s=args.release_grace_s)
     worker = Worker(spool, info, opts)
     code = worker.run()
-    if task is not None and worker.stopped_by in ("SIGUSR1", "deadline"):
-        # the time limit is near: come back for the work that is left (the spool decides
+    if task is not None and code == 0 and worker.stopped_by in ("SIGUSR1", "deadline", None):
+        # the time limit is near, or what is left did not fit the rest of this walltime:
+        # come back (a fresh walltime) for work a whole one could take (the spool decides
         # who runs what, so a requeue never duplicates a job); SIGTERM (scancel, a
         # preemption) never requeues: a person or Slurm itself decided
         slurm.requeue_self(task, work_left=worker.work_left(),

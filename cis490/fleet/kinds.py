@@ -66,6 +66,12 @@ class JobKind:
     pythonpath: tuple[str, ...] = ()
     resumable: bool = False
     uses_cuda: bool = False
+    # a job of a resumable kind that does not resume after all (spec -> bool), e.g. by its hyper
+    resumable_when: Callable[[Any], bool] | None = None
+
+    def resumes(self, spec: Any) -> bool:
+        """Whether a job of this kind keeps a resume state (``resumable``, and ``resumable_when``)."""
+        return self.resumable and (self.resumable_when is None or bool(self.resumable_when(spec)))
 
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
         """``base`` with the kind's ``pythonpath`` put in front of ``PYTHONPATH``."""
@@ -131,6 +137,7 @@ class SmokeConfig:
     fail: bool = False     # exit non-zero after running (tests the fail path)
     payload: str = ""      # copied into the artifact (distinct payload → distinct digest)
     epochs: int = 2
+    resume: bool = True    # keep a resume state (--resume-dir); false: a kind that restarts
 
     def __post_init__(self) -> None:
         if not 0 <= self.seconds <= 86400:  # also refuses NaN and inf
@@ -148,4 +155,5 @@ def _smoke_args(spec: Any, out_dir: str, data_paths: Mapping[str, str],
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 SMOKE = register(JobKind(name="smoke", config=SmokeConfig, driver="cis490.fleet.smoke",
-                         build_args=_smoke_args, pythonpath=(_PACKAGE_PARENT,), resumable=True))
+                         build_args=_smoke_args, pythonpath=(_PACKAGE_PARENT,), resumable=True,
+                         resumable_when=lambda spec: spec.hyper.get("resume", True)))

@@ -14,7 +14,7 @@ A pilot (``--slurm``) knows from its environment:
   ``SLURM_RESTART_COUNT``, ``SLURMD_NODENAME``), which go into its worker
   record and its attempt records;
 - its end: ``SLURM_JOB_END_TIME`` (seconds since the epoch), else
-  ``squeue -h -j JOB -o %e``; its deadline is that end less the signal lead
+  ``squeue -h -j JOB_TASK -o %e``; its deadline is that end less the signal lead
   (``CIS490_SIGNAL_LEAD``, written into the script), and it claims only jobs
   that fit before it (``cis490.fleet.walltime``).
 
@@ -222,13 +222,22 @@ class PilotOptions:
                 raise SlurmError(f"--extra {e!r}: one sbatch option per --extra, e.g. '--qos=long'")
         if self.host_id is not None and not HOST_RE.match(self.host_id):
             raise SlurmError(f"--host-id {self.host_id!r}: letters, digits, '.', '_', '-'")
+        if self.log_dir is not None and _unsafe_path(self.log_dir):
+            raise SlurmError(f"--log-dir {self.log_dir!r}: no spaces, quotes, '%' or newlines (an "
+                             f"#SBATCH line cannot quote them)")
         if self.requeue_cap < 0:
             raise SlurmError("--requeue-cap must be >= 0")
         return self
 
     @property
     def wants_gpu(self) -> bool:
-        return bool(self.gres) and "gpu" in self.gres
+        """The pilots get a GPU (``--gres gpu:...``, or a GPU option through ``--extra``)."""
+        return ("gpu" in (self.gres or "")) or any(e.startswith(("--gpus", "--gres=gpu", "-G"))
+                                                   for e in self.extra)
+
+
+def _unsafe_path(path) -> bool:
+    return any(ch in str(path) for ch in " \t\n\r\"'%\\")
 
 
 def pilot_script(spool_root: Path, opts: PilotOptions, log_dir: Path) -> str:
@@ -290,6 +299,9 @@ def submit(spool, opts: PilotOptions, *, dry_run: bool = False,
            env: Mapping[str, str] | None = None) -> tuple[str | None, Path | None, str]:
     """Write the script (unless ``dry_run``) and submit it: ``(job id, script path, script)``."""
     opts.validate()
+    if opts.log_dir is None and _unsafe_path(spool.root):
+        raise SlurmError(f"the spool's path {str(spool.root)!r} has a space, quote or '%', which an "
+                         f"#SBATCH --output line cannot quote: give --log-dir a plain path")
     if dry_run:
         log_dir = Path(opts.log_dir) if opts.log_dir else spool.root / SLURM_DIR / "logs"
         return None, None, pilot_script(spool.root, opts, log_dir)
@@ -334,7 +346,15 @@ def status(spool, *, env: Mapping[str, str] | None = None) -> list[dict]:
     ids = [r["job_id"] for r in submitted(spool)]
     if not ids:
         return []
-    text = _run(["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T|%M|%l|%R"], env=env)
+    # only this user's jobs named as pilots: the ids come from a shared directory, and a
+    # stray record must not make `slurm cancel` cancel someone's other job
+    try:
+        text = _run(["squeue", "-h", "-r", "--me", f"--name={JOB_NAME}", "-j", ",".join(ids),
+                     "-o", "%i|%T|%M|%l|%R"], env=env)
+    except SlurmError as exc:
+        if "Invalid job id" in str(exc):  # every listed job ended and the controller forgot it
+            return []
+        raise
     rows = []
     for line in text.splitlines():
         parts = line.strip().split("|")

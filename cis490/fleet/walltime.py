@@ -7,13 +7,16 @@ claims a job it asks :meth:`Durations.verdict`:
 - the job's expected duration is the spec's ``expected_minutes`` (the
   manifest's), else the longest completed attempt (``timings.run_s``) of any
   job of the same model and mode on this spool, else unknown;
-- a job of a kind that cannot resume (it restarts from scratch) needs at
-  least as long as the longest run of it that a deadline or a signal cut
-  short (``interrupted_run_s`` of its released attempts): so a job that cannot
-  fit this walltime is not claimed again and again;
+- a job of a kind that cannot resume (it restarts from scratch) needs more
+  than the longest run of it that a deadline or a signal cut short
+  (``interrupted_run_s`` of its released attempts), by ``CUT_SHORT_MARGIN``:
+  a window about as long as the one that cut it short does not take it
+  again, so a job that cannot fit a walltime is not claimed again and again;
 - a known duration fits when it is at most the time left before the deadline;
   an unknown one is claimed only in the first half of the worker's window
-  (from its start to its deadline).
+  (from its start to its deadline), and so is a job of a resumable kind
+  longer than the whole window (it continues from its state on the next
+  worker: a long job still progresses on a fleet of short pilots).
 
 The lookups read attempt records only (``attempts/NAME/N@W.json``), cached
 for ``CACHE_S`` per model and mode.
@@ -32,6 +35,7 @@ from cis490.fleet.capability import Verdict
 __all__ = ["CACHE_S", "Durations", "parse_deadline"]
 
 CACHE_S = 300.0
+CUT_SHORT_MARGIN = 1.25  # a job cut short after T seconds is expected to need 1.25 T
 
 
 def parse_deadline(text: str, now: float | None = None) -> float:
@@ -108,20 +112,25 @@ class Durations:
     def expected_s(self, spec) -> tuple[float | None, str]:
         """``(seconds or None, where the number comes from)``."""
         kind = kinds.get(spec.model)
-        floor = 0.0 if kind is not None and kind.resumable else self.interrupted(spec.name)
+        floor = 0.0 if kind is not None and kind.resumes(spec) else self.interrupted(spec.name)
         if spec.expected_minutes is not None:
             est, why = spec.expected_minutes * 60, "expected_minutes"
         else:
             est = self.longest_done(spec.model, spec.mode)
             why = f"longest completed {spec.model}/{spec.mode} attempt"
+        floor *= CUT_SHORT_MARGIN
         if floor and (est is None or floor > est):
-            return floor, "an earlier attempt was cut short after that long (it cannot resume)"
+            return floor, (f"an earlier attempt was cut short after {floor / CUT_SHORT_MARGIN / 60:.1f} min "
+                           f"and it cannot resume")
         return est, why
 
     def verdict(self, spec, *, now: float, started: float, deadline: float) -> Verdict:
         """Does ``spec`` fit before ``deadline`` (all in seconds since the epoch)?"""
         left = deadline - now
         est, why = self.expected_s(spec)
+        kind = kinds.get(spec.model)
+        if est is not None and est > deadline - started and kind is not None and kind.resumes(spec):
+            est = None  # longer than any window like this one: it goes on from its state next time
         if est is None:
             half = started + (deadline - started) / 2
             if now <= half:

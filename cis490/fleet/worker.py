@@ -35,6 +35,7 @@ released (not counted), never failed.
 from __future__ import annotations
 
 import enum
+import errno
 import hashlib
 import json
 import logging
@@ -67,6 +68,9 @@ from cis490.fleet.walltime import Durations
 
 log = logging.getLogger("cis490.worker")
 LOOP = "worker loop"  # the outage site of the worker's own pass (sweep, liveness, claims)
+STOP_POLL_S = 0.5     # how often a job's supervisor looks for a stop between heartbeats
+RELEASE_RETRY_S = 60.0  # how long a stopping worker retries giving a job back through an outage
+MAX_RESUME_BYTES = 8 << 30  # a resume state larger than this is not read (quarantined)
 
 
 # what a progress record may hold (the driver's --progress-fd lines)
@@ -362,7 +366,9 @@ class Worker:
                     continue
                 if window is not None:
                     est, _why = self.durations.expected_s(spec)
-                    if est is not None and est > window:
+                    kind = kinds.get(spec.model)
+                    resumes = kind is not None and kind.resumes(spec)
+                    if est is not None and est > window and not resumes:
                         continue  # could not fit a whole walltime: not a reason to come back
                 return True
             return False
@@ -570,7 +576,7 @@ class Worker:
                 return Outcome.FAILED.value
             kind = kinds.get(claim.spec.model)
             resume = None
-            if kind is not None and kind.resumable:
+            if kind is not None and kind.resumes(claim.spec):
                 resume = Resume(self.spool, claim, workdir / "resume")
                 fetched = resume.fetch()  # an unavailable spool raises: released, not counted
                 if fetched:
@@ -660,34 +666,38 @@ class Worker:
         t_start = time.monotonic()
         relay = threading.Thread(target=self._relay_progress, args=(claim, rfd), daemon=True)
         relay.start()
+        next_beat = time.monotonic() + hb
         while True:
             try:
-                code = proc.wait(timeout=hb)
+                # short waits: a stop is acted on within STOP_POLL_S, not a heartbeat later
+                code = proc.wait(timeout=max(0.01, min(STOP_POLL_S, next_beat - time.monotonic())))
                 break
             except subprocess.TimeoutExpired:
                 pass
-            try:
-                with self.watchdog.watch(f"heartbeat {claim.name}"):
-                    claim.heartbeat()
-            except LeaseLost:
-                self._kill(proc, 0)  # lost lease or withdrawn: stop at once
-                relay.join(timeout=5)
-                self._quietly(claim, claim.publish_log, local_log)
-                self._quietly(claim, claim.mark_lost)
-                raise
-            except OSError as exc:
-                if not self._spool_down(exc, f"heartbeat {claim.name}"):
-                    self._kill(proc, 0)  # the job must not outlive its supervisor's error
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + hb
+                try:
+                    with self.watchdog.watch(f"heartbeat {claim.name}"):
+                        claim.heartbeat()
+                except LeaseLost:
+                    self._kill(proc, 0)  # lost lease or withdrawn: stop at once
                     relay.join(timeout=5)
+                    self._quietly(claim, claim.publish_log, local_log)
+                    self._quietly(claim, claim.mark_lost)
                     raise
-                # the spool is unavailable: the job keeps training (it needs the spool
-                # only when it ends); the heartbeat is retried next period
-                self.outage.hit(exc, f"heartbeat {claim.name}")
-            else:
-                self.outage.clear(f"heartbeat {claim.name}")
-                self._quietly(claim, claim.publish_log, local_log)
-                if resume is not None:
-                    self._quietly(claim, resume.publish)
+                except OSError as exc:
+                    if not self._spool_down(exc, f"heartbeat {claim.name}"):
+                        self._kill(proc, 0)  # the job must not outlive its supervisor's error
+                        relay.join(timeout=5)
+                        raise
+                    # the spool is unavailable: the job keeps training (it needs the spool
+                    # only when it ends); the heartbeat is retried next period
+                    self.outage.hit(exc, f"heartbeat {claim.name}")
+                else:
+                    self.outage.clear(f"heartbeat {claim.name}")
+                    self._quietly(claim, claim.publish_log, local_log)
+                    if resume is not None:
+                        self._quietly(claim, resume.publish)
             if self.stopping.is_set():
                 self._kill(proc, self.opts.release_grace_s)
                 relay.join(timeout=5)
@@ -697,6 +707,12 @@ class Worker:
         self._quietly(claim, claim.publish_log, local_log)
         timings = {"claim_to_start_s": round(t_start - t_claim, 4),
                    "run_s": round(t_end - t_start, 4)}
+        if code != 0 and self.stopping.is_set():
+            # the job ended while its worker stops: signalled with it (Slurm and systemd signal
+            # every process; a kind without a resume state dies of the SIGTERM): not its fault
+            return self._release_stopped(claim, local_log, resume, t_end - t_start,
+                                         why=f"worker stopping ({self.stopped_by or 'SIGTERM'}); "
+                                             f"the job ended with exit {code}")
         if code == EXIT_RESUMABLE and resume is not None:
             # stopped by a signal of its own (Slurm signals every process at its time limit,
             # a person's kill): its state is saved, so the job goes back, not counted
@@ -733,19 +749,39 @@ class Worker:
 
     def _release_stopped(self, claim: Claim, local_log: Path, resume: "Resume | None", run_s: float,
                          why: str | None = None) -> str:
-        """Give back a job stopped mid-run (the worker stops, or the job was signalled):
-        its last resume state goes to the spool first; not counted."""
+        """Give back a job stopped mid-run (the worker stops, or the job was signalled): its
+        last resume state goes to the spool first; not counted. The state and the release
+        are retried while the spool is unavailable, for ``RELEASE_RETRY_S`` even when the
+        worker is stopping (else the claim stays and a sweep, much later, counts it)."""
         self._quietly(claim, claim.publish_log, local_log)
-        saved = False
-        if resume is not None:
-            self._quietly(claim, resume.publish)
-            saved = resume.published is not None
         reason = why or f"worker stopping ({self.stopped_by or 'SIGTERM'})"
-        extra = {"interrupted_run_s": round(run_s, 3), "resume_saved": saved}
-        if self._settle_on_spool(claim, "releasing", lambda: claim.release(reason, **extra)):
-            log.info("released %s%s", claim.name, " (resume state saved)" if saved else "")
-            with self._lock:
-                self.released.append(claim.name)
+        site = f"releasing {claim.name}"
+        until = time.monotonic() + RELEASE_RETRY_S
+        while True:
+            try:
+                with self.watchdog.watch(site):
+                    # our lease first: a worker cut off from the spool must not overwrite
+                    # the state of the job's next owner (LeaseLost: _run_job records it)
+                    claim.heartbeat()
+                    if resume is not None:
+                        resume.publish()
+                    extra = {"interrupted_run_s": round(run_s, 3),
+                             "resume_saved": resume is not None and resume.published is not None,
+                             "resume_progress": resume is not None and resume.progressed}
+                    claim.release(reason, **extra)
+                break
+            except LeaseLost:
+                raise
+            except OSError as exc:
+                if not self._spool_down(exc, site) or time.monotonic() > until:
+                    raise
+                claim.note_unreachable(time.monotonic())
+                self.outage.hit(exc, site)
+                time.sleep(min(self.outage.backoff(site), max(0.1, until - time.monotonic())))
+        self.outage.clear(site)
+        log.info("released %s%s", claim.name, " (resume state saved)" if extra["resume_saved"] else "")
+        with self._lock:
+            self.released.append(claim.name)
         return Outcome.RELEASED.value
 
 
@@ -759,24 +795,42 @@ class Resume:
         self.spool, self.claim, self.local_dir = spool, claim, local_dir
         self.remote = spool.resume_dir(claim.name) / self.FILE
         self.published: tuple[int, int] | None = None  # (mtime_ns, size) of the last copy
+        self.progressed = False  # this attempt published a state of its own
 
     def fetch(self) -> dict | None:
-        """Copy the spool's state (if any) into the local directory: ``{"bytes", "sha256"}``."""
+        """Copy the spool's state (if any) into the local directory: ``{"bytes", "sha256"}``.
+        Read without following a link or blocking on a FIFO, at most ``MAX_RESUME_BYTES``;
+        anything else where the state belongs is quarantined and the job starts afresh."""
         self.local_dir.mkdir(parents=True, exist_ok=True)
+        root, by = self.spool.root, self.claim.worker.id
+        att.real_dir(root, self.remote.parent.parent, by)  # attempts/NAME, attempts/NAME/resume:
+        att.real_dir(root, self.remote.parent, by)         # directories, never links
         try:
-            st = os.lstat(self.remote)
+            fd = os.open(self.remote, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_BINARY", 0))
         except FileNotFoundError:
             return None
-        if not stat.S_ISREG(st.st_mode):
-            att.quarantine(self.spool.root, self.remote, "a resume state that is not a regular file",
-                           self.claim.worker.id)
-            return None
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EACCES):
+                raise  # the spool's answer (EIO, ENOTCONN, ...): the caller releases the job
+            fd = None
         digest = hashlib.sha256()
         local = self.local_dir / self.FILE
-        with open(self.remote, "rb") as src, atomic_writer(local, durable=False) as dst:
-            while chunk := src.read(1 << 20):
-                digest.update(chunk)
-                dst.write(chunk)
+        try:
+            st = os.fstat(fd) if fd is not None else None
+            if st is None or not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RESUME_BYTES:
+                what = (f"larger than {MAX_RESUME_BYTES} bytes" if st is not None and stat.S_ISREG(st.st_mode)
+                        else "not a regular file")
+                att.quarantine(root, self.remote, f"a resume state that is {what}", by)
+                return None
+            with os.fdopen(fd, "rb", closefd=True) as src, atomic_writer(local, durable=False) as dst:
+                fd = None
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    dst.write(chunk)
+        finally:
+            if fd is not None:
+                os.close(fd)
         st_local = os.stat(local)
         self.published = (st_local.st_mtime_ns, st_local.st_size)  # the spool has it already
         return {"bytes": st_local.st_size, "sha256": digest.hexdigest()}
@@ -795,6 +849,7 @@ class Resume:
         with open(local, "rb") as src, atomic_writer(self.remote, tmp_dir=self.spool.tmp) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         self.published = (st.st_mtime_ns, st.st_size)
+        self.progressed = True
 
     def discard(self) -> None:
         """Remove the spool's copy (the job is done)."""

@@ -265,6 +265,7 @@ class _StopSignals:
     def __init__(self) -> None:
         self.signame: str | None = None
         self.training = False
+        self.deferred = False  # a signal came inside a library callback: stop at ``begin``
         self.where = "before training"
         self._old: dict[int, Any] = {}
 
@@ -283,16 +284,39 @@ class _StopSignals:
             signal.signal(sig, signal.SIG_DFL if old is None else old)
         self._old.clear()
 
-    def _handle(self, signum: int, _frame) -> None:
+    def _handle(self, signum: int, frame) -> None:
         self.signame = signal.Signals(signum).name
         if not self.training:
+            if _in_library_callback(frame):
+                # Python code called back from C (XGBoost's DataIter builds its matrices so,
+                # through ctypes): an exception raised here would be swallowed by ctypes,
+                # which XGBoost reads as "no more batches" (a silently truncated matrix).
+                # Stop at the next safe point instead: ``begin``.
+                self.deferred = True
+                return
             raise _Stopped(self.signame, self.where)
 
     def begin(self) -> None:
+        if self.deferred and not self.training:
+            raise _Stopped(self.signame or "SIGTERM", self.where)
         self.training = True
 
     def stop(self) -> str | None:
         return self.signame
+
+
+# libraries that call Python back from C (ctypes), where an exception must not be raised
+_CALLBACK_LIBRARIES = ("xgboost",)
+
+
+def _in_library_callback(frame) -> bool:
+    """Whether ``frame`` runs inside a callback of one of ``_CALLBACK_LIBRARIES``."""
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if any(name == lib or name.startswith(lib + ".") for lib in _CALLBACK_LIBRARIES):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _difference(have: Any, want: Any, path: str = "") -> str | None:
@@ -422,9 +446,15 @@ def _fingerprint(args: argparse.Namespace, cfg: configs.TrainConfig, d, digests:
     from cis490.models.checkpoint import library_versions
     from cis490.train import data as train_data
 
+    from cis490 import __version__
+
     device = _device_record(args.model).get("device", "cpu")
+    if device == "cuda":  # another GPU model or CUDA build gives other bytes: its own state
+        import torch
+
+        device = f"cuda:{torch.cuda.get_device_name()}:cuda {torch.version.cuda}:cudnn {torch.backends.cudnn.version()}"
     return {
-        "format": resume.FORMAT, "model": args.model, "mode": args.mode,
+        "format": resume.FORMAT, "cis490": __version__, "model": args.model, "mode": args.mode,
         "config": configs.config_to_dict(cfg), "seed": args.seed, "split_seed": split_seed,
         "split_recipe": args.split_recipe, "train_hosts": list(d.train_hosts),
         "validation_sha256": digests["validation"], "schema_sha256": digests["schema"],

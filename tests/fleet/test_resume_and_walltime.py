@@ -27,11 +27,13 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="us
 
 
 def smoke_job(spool, tmp_path, *, seconds: float, epochs: int, expected: float | None = None,
-              payload: str = "r", mode: str = "check") -> str:
+              payload: str = "r", mode: str = "check", resume: bool = True) -> str:
+    """A smoke job; ``resume=False``: one of a kind that cannot resume (restarts from scratch)."""
     m = tmp_path / f"m-{payload}.toml"
     extra = f"expected_minutes = {expected}\n" if expected is not None else ""
+    no_resume = "" if resume else ", resume = false"
     m.write_text(f'[[jobs]]\nmodel = "smoke"\nmode = "{mode}"\n{extra}'
-                 f'hyper = {{ seconds = {seconds}, epochs = {epochs}, payload = "{payload}" }}\n')
+                 f'hyper = {{ seconds = {seconds}, epochs = {epochs}, payload = "{payload}"{no_resume} }}\n')
     before = set(names(spool, JobState.PENDING))
     spool.reload(m)
     [name] = set(names(spool, JobState.PENDING)) - before
@@ -96,7 +98,7 @@ def test_a_job_interrupted_by_its_own_signal_is_released_not_failed(spool, tmp_p
 
 
 def test_a_worker_with_a_deadline_claims_only_what_fits_and_exits(spool, tmp_path):
-    too_long = smoke_job(spool, tmp_path, seconds=0.1, epochs=1, expected=10, payload="long")
+    too_long = smoke_job(spool, tmp_path, seconds=0.1, epochs=1, expected=10, payload="long", resume=False)
     short = smoke_job(spool, tmp_path, seconds=0.1, epochs=1, expected=0.5, payload="short")
     t0 = time.monotonic()
     r = cli("--spool", str(spool.root), "work", "--drain", "--poll-s", "0.2", "--deadline", "+2",
@@ -166,18 +168,46 @@ def test_fit_verdicts_known_unknown_and_first_half_rule(spool):
     assert not late.ok and "first half" in late.reason
 
 
-def test_a_job_that_cannot_resume_needs_at_least_its_longest_cut_short_run(spool, monkeypatch):
-    from cis490.fleet import kinds
-
-    smoke = kinds.get("smoke")
-    monkeypatch.setitem(kinds._KINDS, "smoke", type(smoke)(**{**smoke.__dict__, "resumable": False}))
-    spec = build_spec({"model": "smoke", "mode": "check", "expected_minutes": 1})
+def test_a_job_that_cannot_resume_needs_more_than_its_longest_cut_short_run(spool):
+    spec = build_spec({"model": "smoke", "mode": "check", "expected_minutes": 1,
+                       "hyper": {"resume": False}})
     _write_attempt(spool, spec.name, 1, {"outcome": "released", "interrupted_run_s": 300.0})
     d = Durations(spool, cache_s=0)
     est, why = d.expected_s(spec)
-    assert est == 300.0 and "cut short" in why
-    monkeypatch.setitem(kinds._KINDS, "smoke", smoke)  # resumable: progress is kept, no floor
-    assert d.expected_s(spec)[0] == 60.0
+    assert est == 375.0 and "cut short after 5.0 min" in why  # 1.25 x the run that was cut short
+    # a window as long as the one that cut it short (300 s and a bit) does not take it again
+    assert not d.verdict(spec, now=1000.0, started=1000.0, deadline=1000.0 + 330).ok
+    resumable = build_spec({"model": "smoke", "mode": "check", "expected_minutes": 1})
+    _write_attempt(spool, resumable.name, 1, {"outcome": "released", "interrupted_run_s": 300.0})
+    assert d.expected_s(resumable)[0] == 60.0  # it resumes: its progress is kept, no floor
+
+
+def test_a_resumable_job_longer_than_any_window_is_taken_early_in_one_and_goes_on_in_the_next(spool):
+    d = Durations(spool, cache_s=0)
+    started, deadline = 1000.0, 1000.0 + 3600
+    long_resumable = build_spec({"model": "smoke", "mode": "check", "expected_minutes": 120})
+    assert d.verdict(long_resumable, now=started + 60, started=started, deadline=deadline).ok
+    late = d.verdict(long_resumable, now=started + 1900, started=started, deadline=deadline)
+    assert not late.ok and "first half" in late.reason
+    long_restarting = build_spec({"model": "smoke", "mode": "check", "expected_minutes": 120,
+                                  "hyper": {"resume": False}})
+    assert not d.verdict(long_restarting, now=started + 60, started=started, deadline=deadline).ok
+
+
+def test_a_job_that_cannot_resume_stopped_at_the_deadline_is_released_and_not_retaken(spool, tmp_path):
+    name = smoke_job(spool, tmp_path, seconds=60, epochs=60, payload="nr", resume=False)
+    r = cli("--spool", str(spool.root), "work", "--drain", "--poll-s", "0.2", "--deadline", "+0.1",
+            timeout=90)
+    assert r.returncode == 0, r.stderr
+    [rec] = records(spool, name)
+    assert rec["outcome"] == "released" and rec["resume_saved"] is False  # it died of the SIGTERM
+    assert not spool.resume_dir(name).exists()
+    assert counted_attempts(spool.attempts_dir(name)) == 0
+    # a second worker with a window of the same length does not take it again
+    r = cli("--spool", str(spool.root), "work", "--drain", "--poll-s", "0.2", "--deadline", "+0.1",
+            timeout=90)
+    assert r.returncode == 0 and len(records(spool, name)) == 1, r.stderr
+    assert "cut short" in r.stderr
 
 
 def test_deadline_parsing():

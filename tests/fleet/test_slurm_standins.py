@@ -110,10 +110,27 @@ def test_submit_writes_the_script_into_the_spool_and_status_and_cancel_use_its_i
     assert st.returncode == 0, st.stderr
     rows = json.loads(st.stdout)
     assert [r["state"] for r in rows] == ["RUNNING", "PENDING"]
-    assert fake_slurm.calls()[-1][:5] == ["squeue", "-h", "-r", "-j", "4242"]
+    assert fake_slurm.calls()[-1][:7] == ["squeue", "-h", "-r", "--me", "--name=cis490-pilot", "-j", "4242"]
     c = cli("--spool", str(spool.root), "slurm", "cancel", env=fake_slurm.env)
     assert c.returncode == 0 and "4242" in c.stdout
     assert fake_slurm.calls()[-1] == ["scancel", "4242"]
+
+
+def test_status_of_pilots_the_controller_has_forgotten_is_empty(spool, fake_slurm):
+    (spool.root / "slurm" / "submitted").mkdir(parents=True)
+    (spool.root / "slurm" / "submitted" / "9.json").write_text('{"job_id": "9"}')
+    squeue = Path(fake_slurm.env["PATH"].split(os.pathsep)[0]) / "squeue"
+    squeue.write_text(squeue.read_text().replace('cat "$FAKE_DIR/squeue.out"',
+                                                 'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1'))
+    r = cli("--spool", str(spool.root), "slurm", "status", env=fake_slurm.env)
+    assert r.returncode == 0 and "no pilots of this spool" in r.stdout, r.stderr
+    c = cli("--spool", str(spool.root), "slurm", "cancel", env=fake_slurm.env)
+    assert c.returncode == 0 and not [x for x in fake_slurm.calls() if x[0] == "scancel"]
+
+
+def test_a_log_dir_an_sbatch_line_cannot_hold_is_refused(spool, fake_slurm):
+    r = cli("--spool", str(spool.root), "slurm", "submit", "--log-dir", "/tmp/my logs", env=fake_slurm.env)
+    assert r.returncode == 1 and "no spaces" in r.stderr and fake_slurm.calls() == []
 
 
 def test_status_without_slurm_on_path_is_one_line(spool, tmp_path):
@@ -178,7 +195,7 @@ def test_sigterm_releases_but_never_requeues(spool, fake_slurm, tmp_path):
 
 def test_no_requeue_when_no_work_fits_a_walltime(spool, fake_slurm, tmp_path):
     # end in 400 s, lead 61: a window of ~339 s; a 30-minute job can never fit one
-    name = smoke_job(spool, tmp_path, seconds=1, epochs=1, expected=30, payload="never")
+    name = smoke_job(spool, tmp_path, seconds=1, epochs=1, expected=30, payload="never", resume=False)
     proc = start_pilot(spool.root, pilot_env(fake_slurm))
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out

@@ -137,7 +137,10 @@ def test_one_minute_pilots_warned_40_s_early_hand_their_long_job_on_with_its_sta
 
 
 def test_a_job_that_fits_no_walltime_is_never_claimed(slurm_cluster, tmp_path):
-    spool = make_spool(tmp_path, [{"hyper": {"seconds": 1, "payload": "never"}, "expected_minutes": 30}])
+    # a job of a kind that cannot resume (a resumable one longer than a walltime is taken
+    # early in each and goes on from its state: tests/fleet/test_resume_and_walltime.py)
+    spool = make_spool(tmp_path, [{"hyper": {"seconds": 1, "payload": "never", "resume": False},
+                                   "expected_minutes": 30}])
     [name] = names(spool, JobState.PENDING)
     r = slurm_cluster.run([sys.executable, str(BIN), "--spool", str(spool.root), "slurm", "submit",
                            "--pilots", "3", "--throttle", "1", "--time", "2", "--signal-lead", "61",

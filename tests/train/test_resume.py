@@ -329,3 +329,26 @@ def test_minirocket_keeps_no_state_and_says_so_once(demo_data, tmp_path, capsys)
                      "minirocket keeps no resume state (it restarts from scratch)"]
     assert [p.name for p in rdir.iterdir()] == ["resume.ckpt"]
     assert (rdir / "resume.ckpt").read_bytes() == b"an earlier attempt's"  # deleted nothing
+
+
+def test_a_signal_inside_xgboosts_data_callback_is_deferred_to_the_start_of_training():
+    """XGBoost builds its matrices by calling Python back through ctypes, which swallows an
+    exception raised there (XGBoost would read it as "no more batches": a truncated matrix).
+    A stop signal that lands inside such a callback only marks the stop; ``begin`` (the loop
+    about to train, in plain Python) then exits as before training."""
+    import signal as _signal
+    import sys as _sys
+
+    from cis490.train.run import _in_library_callback, _Stopped, _StopSignals
+
+    stops = _StopSignals()
+    ns = {"__name__": "xgboost.core", "stops": stops, "sys": _sys, "SIG": _signal.SIGTERM}
+    exec("def _next_wrapper():\n    stops._handle(SIG, sys._getframe())\n", ns)
+    ns["_next_wrapper"]()  # inside the "library": no exception
+    assert stops.deferred and stops.signame == "SIGTERM"
+    with pytest.raises(_Stopped):
+        stops.begin()
+    assert not _in_library_callback(_sys._getframe())
+    plain = _StopSignals()
+    with pytest.raises(_Stopped):  # anywhere else before training: at once
+        plain._handle(_signal.SIGTERM, _sys._getframe())
