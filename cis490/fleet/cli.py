@@ -329,13 +329,21 @@ def cmd_work(args) -> int:
         logging.getLogger("cis490.worker").info(
             "slurm pilot %s (restart %d) on %s: claiming what fits before %s", task.task,
             task.restart_count, task.node or "?", time.strftime("%H:%M:%S", time.localtime(deadline)))
+    lock_dir = None
+    if task is not None:
+        # the host-local slot locks keep overlapping cron runs apart; pilots sharing a node
+        # each have their own allocation, so each Slurm job has its own locks
+        import tempfile
+
+        lock_dir = Path(tempfile.gettempdir()) / "cis490-locks" / f"slurm-{task.job_id}"
     opts = WorkerOptions(mode=mode, slots=args.slots, poll_s=args.poll_s, max_jobs=args.max_jobs,
                          work_root=Path(args.work_dir) if args.work_dir else None,
                          deadline=deadline, cuda_only=args.cuda_only,
-                         release_grace_s=args.release_grace_s)
+                         release_grace_s=args.release_grace_s, lock_dir=lock_dir)
     worker = Worker(spool, info, opts)
     code = worker.run()
-    if task is not None and code == 0 and worker.stopped_by in ("SIGUSR1", "deadline", None):
+    if task is not None and code == 0 and worker.worked and \
+            worker.stopped_by in ("SIGUSR1", "deadline", None):
         # the time limit is near, or what is left did not fit the rest of this walltime:
         # come back (a fresh walltime) for work a whole one could take (the spool decides
         # who runs what, so a requeue never duplicates a job); SIGTERM (scancel, a

@@ -154,6 +154,7 @@ class Worker:
         self.durations = Durations(spool)
         self.stopped_by: str | None = None  # SIGTERM, SIGUSR1, deadline (None: it ran out of work)
         self.released: list[str] = []       # jobs given back because the worker stopped
+        self.worked = False                 # it got its slots and went to work
         self._estimates: dict[str, int | None] = {}
         self._refused: set[str] = set()  # jobs whose refusal was logged
         self.running: dict[str, threading.Thread] = {}
@@ -221,6 +222,7 @@ class Worker:
         if slots == 0:
             log.warning("all %d slot(s) of this host are held by another worker run; exiting", wanted)
             return 0
+        self.worked = True
         self.watchdog.start()
         record = self._until_available("registering", lambda: register(self.spool, self.info))
         if record is None:
