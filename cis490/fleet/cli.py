@@ -342,14 +342,18 @@ def cmd_work(args) -> int:
                          release_grace_s=args.release_grace_s, lock_dir=lock_dir)
     worker = Worker(spool, info, opts)
     code = worker.run()
-    if task is not None and code == 0 and worker.worked and \
-            worker.stopped_by in ("SIGUSR1", "deadline", None):
+    if task is not None and code == 0 and worker.worked:
         # the time limit is near, or what is left did not fit the rest of this walltime:
         # come back (a fresh walltime) for work a whole one could take (the spool decides
-        # who runs what, so a requeue never duplicates a job); SIGTERM (scancel, a
-        # preemption) never requeues: a person or Slurm itself decided
-        slurm.requeue_self(task, work_left=worker.work_left(),
-                           log=logging.getLogger("cis490.worker"))
+        # who runs what, so a requeue never duplicates a job). Never after a SIGTERM:
+        # scancel sends one too, and Slurm lets a task being cancelled requeue itself
+        # (measured on 22.05), so a cancelled pilot would come back
+        wlog = logging.getLogger("cis490.worker")
+        if worker.stopped_by in ("SIGUSR1", "deadline", None):
+            slurm.requeue_self(task, work_left=worker.work_left(), log=wlog)
+        else:
+            wlog.info("slurm: stopped by %s (scancel, a preemption or the hard limit): not "
+                      "requeueing %s", worker.stopped_by, task.task)
     return code
 
 

@@ -580,7 +580,13 @@ class Worker:
             resume = None
             if kind is not None and kind.resumes(claim.spec):
                 resume = Resume(self.spool, claim, workdir / "resume")
-                fetched = resume.fetch()  # an unavailable spool raises: released, not counted
+                t0 = time.monotonic()
+                try:
+                    with self.watchdog.watch(f"fetching the resume state of {claim.name}"):
+                        fetched = resume.fetch()  # an unavailable spool raises: released, not counted
+                finally:
+                    if time.monotonic() - t0 > self.watchdog.limit_s:
+                        claim.note_unreachable(t0)  # it hung: a sweep may have taken the claim
                 if fetched:
                     claim.record["resumed_from"] = fetched
                     log.info("%s: continuing from the resume state of an earlier attempt (%d bytes)",

@@ -240,3 +240,27 @@ def test_fsck_reports_and_repair_removes_the_resume_state_of_a_done_job(spool, t
     assert any(x.repaired and "resume state" in x.action for x in repair(spool))
     assert not spool.resume_dir(name).exists()
     assert not [f for f in fsck(spool)[0] if "resume state" in f.what]
+
+
+def test_a_crashed_workers_job_is_swept_and_its_next_attempt_resumes_from_the_last_published_state(
+        spool, tmp_path):
+    name = smoke_job(spool, tmp_path, seconds=12, epochs=40, payload="crash")
+    state = spool.resume_dir(name) / "resume.ckpt"
+    proc = start_worker(spool.root, "--drain")
+    try:
+        wait_for(lambda: state.exists() and json.loads(state.read_text())["epoch"] >= 3, timeout=30)
+        proc.kill()  # SIGKILL: nothing released, the job dies with its worker
+        proc.wait()
+    finally:
+        proc.kill()
+    wait_for(lambda: not job_pids(name), timeout=5)
+    saved = json.loads(state.read_text())["epoch"]
+    wait_for(lambda: spool.sweep().requeued == (name,), timeout=15)  # stale after 2 s
+    done = cli("--spool", str(spool.root), "work", "--drain", "--poll-s", "0.2", "--host-id", "h2", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert names(spool, JobState.DONE) == [name]
+    first, second = records(spool, name)
+    assert first["outcome"] == "running"  # what a dead worker leaves (it counts, as any crash)
+    assert second["outcome"] == "done" and second["resumed_from"]["bytes"] > 0
+    log = next(spool.logs_dir(name).glob("2@*.log")).read_text()
+    assert f"smoke: resuming from epoch {saved}" in log

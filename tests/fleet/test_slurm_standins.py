@@ -189,8 +189,11 @@ def test_no_requeue_past_the_restart_cap(spool, fake_slurm, tmp_path):
 
 
 def test_sigterm_releases_but_never_requeues(spool, fake_slurm, tmp_path):
-    _signal_pilot_mid_job(spool, fake_slurm, tmp_path, signal.SIGTERM)
+    # scancel sends SIGTERM too, and Slurm lets a task being cancelled requeue itself
+    # (tests/slurm: test_slurm_cancel_...): a requeue here would bring a cancelled pilot back
+    _name, out = _signal_pilot_mid_job(spool, fake_slurm, tmp_path, signal.SIGTERM)
     assert not [c for c in fake_slurm.calls() if c[0] == "scontrol"]
+    assert "stopped by SIGTERM" in out and "not requeueing 100_1" in out
 
 
 def test_no_requeue_when_no_work_fits_a_walltime(spool, fake_slurm, tmp_path):

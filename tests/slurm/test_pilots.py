@@ -187,3 +187,27 @@ def test_a_warned_pilot_requeues_its_own_task_and_the_rerun_resumes_the_job(slur
     info = slurm_cluster.job_info(job)
     assert {i["Restarts"] for i in info} == {"1"}
     assert job_processes(name) == []
+
+
+def test_slurm_cancel_gives_the_job_back_with_its_state_and_the_pilot_does_not_come_back(slurm_cluster, tmp_path):
+    spool = make_spool(tmp_path, [{"hyper": {"seconds": 120, "epochs": 240, "payload": "cancel"}}])
+    [name] = names(spool, JobState.PENDING)
+    cli = [sys.executable, str(BIN), "--spool", str(spool.root)]
+    job = slurm_cluster.run([*cli, "slurm", "submit", "--time", "10", "--python", sys.executable]).stdout.strip()
+    state = spool.resume_dir(name) / "resume.ckpt"
+    wait_until(state.exists, 60, "the pilot's job to save a state", spool, slurm_cluster)
+    st = slurm_cluster.run([*cli, "slurm", "status"])
+    assert f"{job}_0" in st.stdout and "RUNNING" in st.stdout, st.stdout
+    c = slurm_cluster.run([*cli, "slurm", "cancel"])
+    assert job in c.stdout
+    slurm_cluster.wait_gone(job, timeout=60)
+    time.sleep(3)  # a requeue would show the task pending again
+    assert slurm_cluster.squeue(job) == []
+    assert names(spool, JobState.PENDING) == [name], pilot_logs(spool)
+    [rec] = records(spool, name)
+    assert rec["outcome"] == "released" and rec["resume_saved"], rec
+    assert counted_attempts(spool.attempts_dir(name)) == 0
+    assert f"stopped by SIGTERM (scancel, a preemption or the hard limit): not requeueing {job}_0" \
+        in pilot_logs(spool)
+    assert {i["Restarts"] for i in slurm_cluster.job_info(job)} == {"0"}
+    assert job_processes(name) == []
