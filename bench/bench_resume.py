@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cis490.common import EXIT_RESUMABLE  # light: no numpy/torch
+from _store import build_store  # noqa: E402  (bench/ is this script's own directory)
 
 MODELS = ("gbt", "mlp", "gru")
 # budgets that run to the end (no early stop); full ~5-10 s a run on the shared 2-core machine
@@ -80,42 +81,6 @@ SAVED_LINE = re.compile(r"interrupted by (\w+): resume state saved \(epoch (\d+)
 RESUMING_LINE = re.compile(r"resuming from epoch (\d+), batch (\d+)")
 FINAL_LINE = re.compile(rb"cis490\.train\.run: (wrote |interrupted by )")
 COUNT_LINE = re.compile(r"(\d+) train windows \((\d+) episodes\), (\d+) val windows")
-
-
-# -- data ---------------------------------------------------------------------------------
-
-def _complete(data: Path) -> bool:
-    return ((data / "tensors" / "tensors_v1.json").is_file()
-            and (data / "features" / "features_window_v1.parquet").exists()
-            and (data / "features" / "feature_schema_v1.json").is_file()
-            and (data / "validation_v1.parquet").is_file())
-
-
-def build_data(out: Path, episodes: int, duration: int) -> tuple[Path, float | None]:
-    """The store under ``out/data-<episodes>x<duration>`` (reused when complete); (dir, build s or None)."""
-    data = out / f"data-{episodes}x{duration}"
-    if _complete(data):
-        return data, None
-    tmp = out / f".{data.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    steps = [
-        ["synth", "--out", str(tmp / "store"), "--episodes-per-host", str(episodes),
-         "--duration-s", str(duration), "--hosts", "2"],
-        ["validate", "--store", str(tmp / "store"), "--out", str(tmp / "validation_v1.parquet")],
-        ["features", "--validation", str(tmp / "validation_v1.parquet"), "--store",
-         str(tmp / "store"), "--out-dir", str(tmp / "features")],
-        ["tensors", "--validation", str(tmp / "validation_v1.parquet"), "--store",
-         str(tmp / "store"), "--out-dir", str(tmp / "tensors")],
-    ]
-    t0 = time.perf_counter()
-    for step in steps:
-        subprocess.run([sys.executable, "-m", "cis490", *step, "--quiet"], check=True, cwd=ROOT,
-                       stdout=subprocess.DEVNULL)
-    if data.exists():  # an unfinished build
-        shutil.rmtree(data)
-    tmp.rename(data)
-    return data, time.perf_counter() - t0
 
 
 def driver_argv(data: Path, model: str, hyper: dict, out: Path, resume_dir: Path | None) -> list[str]:
@@ -376,7 +341,7 @@ def main() -> int:
     load0 = os.getloadavg()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data, built_s = build_data(out, args.episodes_per_host, args.duration_s)
+    data, built_s = build_store(out, args.episodes_per_host, args.duration_s)
     print(f"data: {data} ({'built in %.1f s' % built_s if built_s is not None else 'reused'})")
     print(f"machine: {os.cpu_count()} cores, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at start"
           + (f"; {args.note}" if args.note else ""), flush=True)

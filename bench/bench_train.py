@@ -29,7 +29,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _store import ROOT, build_store  # bench/ is this script's own directory
+
 MODELS = ("gbt", "mlp", "cnn", "gru", "lstm", "transformer", "minirocket")
 MODES = ("realistic", "oracle")
 FIT_LINE = re.compile(r"fit ([0-9.]+) s wall, ([0-9.]+) s CPU, ([0-9]+) train windows/s")
@@ -37,24 +38,9 @@ COUNT_LINE = re.compile(r"([0-9]+) train windows .* ([0-9]+) val windows")
 
 
 def build_data(out: Path, episodes: int, duration: int) -> Path:
-    data = out / f"data-{episodes}x{duration}"
-    if (data / "tensors").exists():
-        return data
-    data.mkdir(parents=True, exist_ok=True)
-    py = [sys.executable, "-m", "cis490"]
-    steps = [
-        ["synth", "--out", str(data / "store"), "--episodes-per-host", str(episodes),
-         "--duration-s", str(duration), "--hosts", "2"],
-        ["validate", "--store", str(data / "store"), "--out", str(data / "validation_v1.parquet")],
-        ["features", "--validation", str(data / "validation_v1.parquet"), "--store",
-         str(data / "store"), "--out-dir", str(data / "features")],
-        ["tensors", "--validation", str(data / "validation_v1.parquet"), "--store",
-         str(data / "store"), "--out-dir", str(data / "tensors")],
-    ]
-    t0 = time.perf_counter()
-    for step in steps:
-        subprocess.run(py + step + ["--quiet"], check=True, cwd=ROOT)
-    print(f"data built in {time.perf_counter() - t0:.1f} s -> {data}")
+    data, built_s = build_store(out, episodes, duration)
+    if built_s is not None:
+        print(f"data built in {built_s:.1f} s -> {data}")
     return data
 
 

@@ -345,9 +345,11 @@ def cmd_work(args) -> int:
     if task is not None and code == 0 and worker.worked:
         # the time limit is near, or what is left did not fit the rest of this walltime:
         # come back (a fresh walltime) for work a whole one could take (the spool decides
-        # who runs what, so a requeue never duplicates a job). Never after a SIGTERM:
-        # scancel sends one too, and Slurm lets a task being cancelled requeue itself
-        # (measured on 22.05), so a cancelled pilot would come back
+        # who runs what, so a requeue never duplicates a job). A preemption that warns
+        # with the job's signal is a USR1 too. Never after a SIGTERM that came first:
+        # scancel sends one, and Slurm lets a task being cancelled requeue itself
+        # (measured on 22.05), so a cancelled pilot would come back; the limit's own
+        # SIGTERM finds the pilot already stopping for its deadline or USR1
         wlog = logging.getLogger("cis490.worker")
         if worker.stopped_by in ("SIGUSR1", "deadline", None):
             slurm.requeue_self(task, work_left=worker.work_left(), log=wlog)

@@ -19,13 +19,16 @@ A pilot (``--slurm``) knows from its environment:
   that fit before it (``cis490.fleet.walltime``).
 
 The script asks for ``--signal=B:USR1@LEAD``: Slurm signals the batch shell
-only, which is why the script ``exec``s the pilot. On SIGUSR1 (or SIGTERM, or
-its deadline) the pilot stops claiming, its jobs save their resume state and
+only, which is why the script ``exec``s the pilot. On SIGUSR1 (the time
+limit near, or a preemption where the cluster warns with the job's signal), or
+its deadline, the pilot stops claiming, its jobs save their resume state and
 go back to ``pending/`` (not counted), and then — when claimable work remains
 and ``SLURM_RESTART_COUNT`` is below the cap (``CIS490_REQUEUE_CAP``, default
 3) — it requeues its own array task only (``scontrol requeue
 JOB_TASK``; requeueing ``SLURM_JOB_ID`` of an array task would requeue the
-whole array). It exits 0 either way.
+whole array). A SIGTERM (scancel, a preemption without the job's signal) does
+the same but never requeues: a task being cancelled may still requeue itself,
+and would come back (docs/SLURM.md). It exits 0 either way.
 """
 
 from __future__ import annotations

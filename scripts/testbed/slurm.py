@@ -10,7 +10,10 @@ searchable by all, munged checks that — /tmp/NAME is, a pytest ``tmp_path`` is
 
     munge/munge.key           a fresh key (mungekey, else 1 KiB from /dev/urandom)
     munge/munge.socket        munged's socket (AuthInfo=socket=... points Slurm at it)
-    slurm.conf                generated: one node (from ``slurmd -C``), partition ``debug``
+    slurm.conf                generated: one node (from ``slurmd -C``), partitions ``debug``
+                              (the default) and ``urgent`` (a higher tier: its jobs preempt
+                              debug's, PreemptMode=CANCEL after GraceTime, with the job's
+                              own --signal as the warning)
     state/                    StateSaveLocation
     spool/                    SlurmdSpoolDir
     log/{munged,slurmctld,slurmd}.log    the daemons' logs; log/*.out their stdout/stderr
@@ -49,12 +52,14 @@ from _common import (  # noqa: E402
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 INSTALL = "Debian: apt-get install slurmctld slurmd slurm-client munge"
 PARTITION = "debug"
+URGENT = "urgent"  # a higher PriorityTier on the same node: its jobs preempt debug's (CANCEL)
 
 # knobs that make the bed fast; docs/TESTBEDS.md has what each one changes
 DEFAULTS = {
     "cred_expire_s": 10,     # also how long a requeued job waits before it may start again (Slurm: 120)
     "kill_wait_s": 5,        # SIGTERM → SIGKILL at the time limit / on scancel (Slurm: 30)
     "min_job_age_s": 10,     # a finished job stays visible to scontrol this long (Slurm: 300)
+    "grace_time_s": 30,      # a preempted debug job's warning → its cancel (Slurm: 0)
 }
 
 
@@ -179,11 +184,18 @@ def write_conf(root: Path, node: dict, ports: tuple[int, int], sock: Path, knobs
         "MessageTimeout=10",
         "InactiveLimit=0",
         "JobRequeue=1",
+        # preemption as many clusters have it: a job of the higher tier cancels a debug job
+        # after GraceTime, and the job's own --signal (the pilots' USR1) is its warning
+        "PreemptType=preempt/partition_prio",
+        "PreemptMode=CANCEL",
+        "SlurmctldParameters=preempt_send_user_signal",
         "ReturnToService=2",
         "SlurmdTimeout=300",
         "SlurmctldTimeout=300",
         f"NodeName={name} NodeAddr=127.0.0.1 NodeHostname={host} {hw} RealMemory={mem} State=UNKNOWN",
-        f"PartitionName={PARTITION} Nodes={name} Default=YES MaxTime=INFINITE State=UP",
+        f"PartitionName={PARTITION} Nodes={name} Default=YES MaxTime=INFINITE State=UP PriorityTier=1 "
+        f"PreemptMode=CANCEL GraceTime={knobs['grace_time_s']}",
+        f"PartitionName={URGENT} Nodes={name} Default=NO MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF",
         "",
     ]
     conf = root / "slurm.conf"
@@ -203,7 +215,8 @@ def log_tails(root: Path, *names: str, n: int = 1500) -> str:
 
 
 def node_state(root: Path) -> str:
-    r = run([binaries()["sinfo"], "-h", "-N", "-o", "%T"], env=env(root), timeout=15)
+    # -p: the node is in both partitions, and `sinfo -N` prints it once per partition
+    r = run([binaries()["sinfo"], "-h", "-N", "-p", PARTITION, "-o", "%T"], env=env(root), timeout=15)
     return r.stdout.strip() if r.returncode == 0 else ""
 
 
@@ -369,11 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cred-expire-s", type=int, default=DEFAULTS["cred_expire_s"])
     ap.add_argument("--kill-wait-s", type=int, default=DEFAULTS["kill_wait_s"])
     ap.add_argument("--min-job-age-s", type=int, default=DEFAULTS["min_job_age_s"])
+    ap.add_argument("--grace-time-s", type=int, default=DEFAULTS["grace_time_s"])
     args = ap.parse_args(argv)
     try:
         if args.action == "up":
-            print(json.dumps(up(args.dir, cred_expire_s=args.cred_expire_s, kill_wait_s=args.kill_wait_s,
-                                min_job_age_s=args.min_job_age_s), indent=1, sort_keys=True))
+            st = up(args.dir, cred_expire_s=args.cred_expire_s, kill_wait_s=args.kill_wait_s,
+                    min_job_age_s=args.min_job_age_s, grace_time_s=args.grace_time_s)
+            print(json.dumps(st, indent=1, sort_keys=True))
         elif args.action == "down":
             down(args.dir)
         else:

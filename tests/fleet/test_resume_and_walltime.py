@@ -44,20 +44,33 @@ def records(spool, name: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(spool.attempts_dir(name).glob("*@*[0-9a-f].json"))]
 
 
-def test_a_stopped_job_leaves_its_state_in_the_spool_and_the_next_attempt_resumes_from_it(spool, tmp_path):
-    name = smoke_job(spool, tmp_path, seconds=16, epochs=40)  # 0.4 s an epoch
+def signal_mid_job(spool, proc, name: str, sig, *, min_epoch: int = 0, then=None) -> str:
+    """Once job ``name`` of worker ``proc`` has published a resume state of epoch >=
+    ``min_epoch``, send ``sig`` to the worker (and ``then`` 0.2 s later, if given); -> its
+    output. Checks that it exited 0 leaving no job process, the job back in ``pending/``
+    with no attempt counted."""
     state = spool.resume_dir(name) / "resume.ckpt"
-    proc = start_worker(spool.root)
     try:
-        wait_for(lambda: state.exists() and json.loads(state.read_text())["epoch"] >= 2, timeout=30)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        wait_for(lambda: job_pids(name))
+        wait_for(lambda: state.exists() and json.loads(state.read_text())["epoch"] >= min_epoch, timeout=30)
+        proc.send_signal(sig)
+        if then is not None:  # a second signal while it stops (the limit's SIGTERM, say)
+            time.sleep(0.2)
+            proc.send_signal(then)
+        out, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 0, out
     assert not job_pids(name)
     assert names(spool, JobState.PENDING) == [name]
     assert counted_attempts(spool.attempts_dir(name)) == 0
+    return out
+
+
+def test_a_stopped_job_leaves_its_state_in_the_spool_and_the_next_attempt_resumes_from_it(spool, tmp_path):
+    name = smoke_job(spool, tmp_path, seconds=16, epochs=40)  # 0.4 s an epoch
+    state = spool.resume_dir(name) / "resume.ckpt"
+    signal_mid_job(spool, start_worker(spool.root), name, signal.SIGTERM, min_epoch=2)
     [first] = records(spool, name)
     assert first["outcome"] == "released" and first["resume_saved"] is True
     assert first["interrupted_run_s"] > 1

@@ -15,11 +15,10 @@ import pytest
 
 from cis490.fleet import JobState
 from cis490.fleet import slurm
-from cis490.fleet.attempts import counted_attempts
 
 from .conftest import BIN, cli
-from .test_resume_and_walltime import records, smoke_job
-from .test_worker import job_pids, names, wait_for
+from .test_resume_and_walltime import records, signal_mid_job, smoke_job
+from .test_worker import names
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and process groups")
 
@@ -156,20 +155,9 @@ def start_pilot(root: Path, env: dict) -> subprocess.Popen:
                             text=True)
 
 
-def _signal_pilot_mid_job(spool, fake, tmp_path, sig, **env_kw):
+def _signal_pilot_mid_job(spool, fake, tmp_path, sig, *, then=None, **env_kw):
     name = smoke_job(spool, tmp_path, seconds=60, epochs=60, payload=f"p{sig}")
-    proc = start_pilot(spool.root, pilot_env(fake, **env_kw))
-    try:
-        wait_for(lambda: job_pids(name))
-        wait_for(lambda: (spool.resume_dir(name) / "resume.ckpt").exists(), timeout=30)
-        proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, out
-    assert not job_pids(name)
-    assert names(spool, JobState.PENDING) == [name]
-    assert counted_attempts(spool.attempts_dir(name)) == 0
+    out = signal_mid_job(spool, start_pilot(spool.root, pilot_env(fake, **env_kw)), name, sig, then=then)
     return name, out
 
 
@@ -194,6 +182,15 @@ def test_sigterm_releases_but_never_requeues(spool, fake_slurm, tmp_path):
     _name, out = _signal_pilot_mid_job(spool, fake_slurm, tmp_path, signal.SIGTERM)
     assert not [c for c in fake_slurm.calls() if c[0] == "scontrol"]
     assert "stopped by SIGTERM" in out and "not requeueing 100_1" in out
+
+
+def test_the_time_limits_sigterm_during_a_warned_stop_does_not_undo_the_requeue(spool, fake_slurm, tmp_path):
+    # a pilot still stopping for its USR1 (or deadline) when the limit's SIGTERM comes acts
+    # on the first reason: the job is released with its state and the task requeued
+    name, out = _signal_pilot_mid_job(spool, fake_slurm, tmp_path, signal.SIGUSR1, then=signal.SIGTERM)
+    [rec] = records(spool, name)
+    assert rec["outcome"] == "released" and "SIGUSR1" in rec["error"] and rec["resume_saved"], rec
+    assert ["scontrol", "requeue", "100_1"] in fake_slurm.calls(), out
 
 
 def test_no_requeue_when_no_work_fits_a_walltime(spool, fake_slurm, tmp_path):

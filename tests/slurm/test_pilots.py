@@ -211,3 +211,46 @@ def test_slurm_cancel_gives_the_job_back_with_its_state_and_the_pilot_does_not_c
         in pilot_logs(spool)
     assert {i["Restarts"] for i in slurm_cluster.job_info(job)} == {"0"}
     assert job_processes(name) == []
+
+
+def node_cpus(cluster) -> int:
+    [info] = [ln for ln in cluster.run(["scontrol", "show", "node", "-o", cluster.node]).stdout.splitlines() if ln]
+    return int(next(kv for kv in info.split() if kv.startswith("CPUTot=")).split("=", 1)[1])
+
+
+def test_a_preempted_pilot_gives_its_job_back_and_requeues_itself(slurm_cluster, tmp_path):
+    # The bed's `urgent` partition preempts `debug` (PreemptMode=CANCEL after GraceTime,
+    # preempt_send_user_signal): the pilot, holding the whole node, gets its USR1 at once,
+    # hands its job back with its state, requeues its task, and the rerun (once the urgent
+    # job is done) continues the job where the preempted pilot stopped.
+    c = slurm_cluster
+    cpus = node_cpus(c)
+    spool = make_spool(tmp_path, [{"hyper": {"seconds": 120, "epochs": 240, "payload": "preempt"}}])
+    [name] = names(spool, JobState.PENDING)
+    opts = slurm.PilotOptions(pilots=1, time_min=10, signal_lead_s=300, cpus_per_task=cpus,
+                              python=sys.executable, requeue_cap=1)
+    job = submit_script(c, spool, opts)
+    state = spool.resume_dir(name) / "resume.ckpt"
+    wait_until(state.exists, 60, "the pilot's job to save a state", spool, c)
+    urgent = c.sbatch("-p", "urgent", "-c", str(cpus), "--job-name=urgent", wrap="sleep 3")
+    wait_until(lambda: any(r.get("slurm", {}).get("restart_count") == 1 for r in records(spool, name)),
+               c.knobs["grace_time_s"] + c.knobs["cred_expire_s"] + 60, "an attempt by the requeued pilot",
+               spool, c)
+    rerun_t = time.time()
+    # the rerun trains on: it publishes a newer state (at its heartbeats) than the one it got
+    wait_until(lambda: state.exists() and state.stat().st_mtime > rerun_t, 60,
+               "the rerun to publish a newer state", spool, c)
+    c.run(["scancel", job])  # (`slurm cancel` knows only what `slurm submit` submitted)
+    c.wait_gone(job, timeout=60)
+    first, second = records(spool, name)[:2]
+    assert first["outcome"] == "released" and first["resume_saved"] and "SIGUSR1" in first["error"], first
+    assert first["slurm"]["task"] == second["slurm"]["task"] == f"{job}_0"
+    assert second["resumed_from"]["bytes"] > 0, second
+    assert second["outcome"] in ("released", "done"), second
+    assert f"requeued {job}_0 (restart 1 of at most 1)" in pilot_logs(spool)
+    urgent_info = c.job_info(urgent)
+    assert not urgent_info or urgent_info[0]["JobState"] == "COMPLETED", urgent_info
+    assert names(spool, JobState.CLAIMED) == []
+    # neither the preemption nor the cancel spent an attempt (unless the rerun finished it)
+    assert counted_attempts(spool.attempts_dir(name)) == (1 if second["outcome"] == "done" else 0)
+    assert job_processes(name) == []

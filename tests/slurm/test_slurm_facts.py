@@ -10,7 +10,13 @@ is enforced up to ~30 s late), overlapping:
 - an array ``--array=0-1%1`` whose task 0 runs ``scontrol requeue JOB_TASK`` on
   itself (no ``--requeue`` option, ``JobRequeue=1``): the rerun's
   ``SLURM_RESTART_COUNT`` and job id, and the delay until it runs again;
-- the same with ``--no-requeue``: refused.
+- the same with ``--no-requeue``: refused;
+
+and, ~40 s more, a preemption: a job of the ``urgent`` partition (a higher
+PriorityTier) preempts a ``--signal=B:USR1@300`` job of ``debug``
+(``PreemptMode=CANCEL``, ``GraceTime``, ``preempt_send_user_signal``): when the
+batch shell gets USR1 and SIGTERM, what ``squeue -o %e`` says meanwhile, and the
+preempted job's final state.
 
 Figures go to bench/out/slurm_facts.json (and are printed with ``-s``).
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +84,29 @@ if tid == "0" and os.environ.get("SLURM_RESTART_COUNT") is None:
     ev("still running after requeue")
 ev("end")
 """
+
+
+PREEMPT_JOB = """#!{python}
+import json, os, signal, subprocess, sys, time
+log = open(sys.argv[1], "a", buffering=1)
+def ev(what, **kw):
+    log.write(json.dumps({{"t": time.time(), "who": "batch", "ev": what, **kw}}) + "\\n")
+def end():
+    return subprocess.run(["squeue", "-h", "-j", os.environ["SLURM_JOB_ID"], "-o", "%e"],
+                          capture_output=True, text=True).stdout.strip()
+def on_signal(n, f):
+    ev(signal.Signals(n).name, squeue_e=end())
+ev("start", squeue_e=end())
+for s in (signal.SIGTERM, signal.SIGUSR1):
+    signal.signal(s, on_signal)
+subprocess.Popen([sys.executable, {child!r}, sys.argv[1] + ".child"])
+while True:
+    time.sleep(0.25)
+"""
+
+
+def _epoch(slurm_time: str) -> float:
+    return time.mktime(time.strptime(slurm_time, "%Y-%m-%dT%H:%M:%S"))
 
 
 def record_fact(key: str, value) -> None:
@@ -178,3 +208,49 @@ def test_signal_time_limit_and_requeue(slurm_cluster, tmp_path):
         "version": c.version})
     if info:
         assert info[0]["JobState"] == "TIMEOUT", info
+
+
+def test_preemption_warns_with_the_job_signal_then_cancels(slurm_cluster, tmp_path):
+    c = slurm_cluster
+    [node] = [ln for ln in c.run(["scontrol", "show", "node", "-o", c.node]).stdout.splitlines() if ln]
+    cpus = next(kv for kv in node.split() if kv.startswith("CPUTot=")).split("=", 1)[1]
+    child = tmp_path / "job_child.py"
+    child.write_text(CHILD)
+    log = tmp_path / "preempt.log"
+    low = c.sbatch(f"--cpus-per-task={cpus}", "--time=10", "--signal=B:USR1@300", "--job-name=fact-preempted",
+                   script=_script(tmp_path / "job_preempt.py",
+                                  PREEMPT_JOB.format(python=sys.executable, child=str(child))),
+                   script_args=(log,))
+    t0 = time.monotonic()
+    while not (log.exists() and Path(str(log) + ".child").exists()) and time.monotonic() - t0 < 30:
+        time.sleep(0.2)
+    assert log.exists(), c.squeue()
+    time.sleep(1)
+    t_urgent = time.time()
+    urgent = c.sbatch("-p", "urgent", f"--cpus-per-task={cpus}", "--job-name=fact-preemptor", wrap="sleep 2")
+    grace = c.knobs["grace_time_s"]
+    c.wait_gone(low, timeout=grace + c.knobs["kill_wait_s"] + 30)
+    c.wait_gone(urgent, timeout=30)
+    ev = _events(log)
+    child_ev = _events(Path(str(log) + ".child"))
+    usr1 = [e for e in ev if e["ev"] == "SIGUSR1"]
+    term = [e for e in ev if e["ev"] == "SIGTERM"]
+    assert len(usr1) == 1 and not any(e["ev"] == "SIGUSR1" for e in child_ev), (ev, "B: the batch shell only")
+    warned_after = usr1[0]["t"] - t_urgent
+    assert warned_after < 10, warned_after  # at once, not at signal time (300 s before a 10-min limit)
+    # the warning sets the end to now + GraceTime
+    new_end = _epoch(usr1[0]["squeue_e"])
+    assert abs(new_end - (usr1[0]["t"] + grace)) <= 3, (usr1[0], grace)
+    child_term = [e["t"] for e in child_ev if e["ev"] == "SIGTERM"]
+    first_term = min([e["t"] for e in term] + child_term)
+    cancelled_after = first_term - usr1[0]["t"]
+    assert grace - 2 <= cancelled_after <= grace + 5, cancelled_after
+    info = c.job_info(low)
+    record_fact("preemption", {
+        "preempt_mode": "CANCEL", "grace_time_s": grace, "preempt_send_user_signal": True,
+        "usr1_after_preemptor_submitted_s": round(warned_after, 2),
+        "end_after_usr1_s": round(new_end - usr1[0]["t"], 2), "sigterm_after_usr1_s": round(cancelled_after, 2),
+        "batch_got_sigterm": bool(term), "child_got_sigterm": bool(child_term), "child_got_usr1": False,
+        "final_state": info[0]["JobState"] if info else None, "version": c.version})
+    if info:
+        assert info[0]["JobState"] == "PREEMPTED", info
