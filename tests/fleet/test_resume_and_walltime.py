@@ -51,7 +51,7 @@ def signal_mid_job(spool, proc, name: str, sig, *, min_epoch: int = 0, then=None
     with no attempt counted."""
     state = spool.resume_dir(name) / "resume.ckpt"
     try:
-        wait_for(lambda: job_pids(name))
+        wait_for(lambda: job_pids(name), timeout=30)
         wait_for(lambda: state.exists() and json.loads(state.read_text())["epoch"] >= min_epoch, timeout=30)
         proc.send_signal(sig)
         if then is not None:  # a second signal while it stops (the limit's SIGTERM, say)

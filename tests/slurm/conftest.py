@@ -48,10 +48,10 @@ class SlurmCluster:
     conf: Path                  # root/slurm.conf
     env: dict                   # os.environ + SLURM_CONF: pass to every sbatch/squeue/scontrol/scancel
     node: str                   # the one node's name (this host's short name)
-    partition: str              # "debug" (the default partition)
+    partition: str              # "debug" (the default partition; a job in "urgent" preempts its jobs)
     version: str                # `sinfo -V`, e.g. "slurm-wlm 22.05.8"
     logs: dict                  # {"munged"|"slurmctld"|"slurmd": Path}
-    knobs: dict                 # {"cred_expire_s", "kill_wait_s", "min_job_age_s"}
+    knobs: dict                 # {"cred_expire_s", "kill_wait_s", "min_job_age_s", "grace_time_s"}
     up_s: float                 # seconds the bed took to come up
     jobs_dir: Path = field(init=False)  # default place of the jobs' output files
     state: dict = field(repr=False, default_factory=dict)
@@ -127,6 +127,12 @@ class SlurmCluster:
             if rec:
                 out.append(rec)
         return out
+
+    def cpus(self) -> int:
+        """The node's CPU count (``scontrol show node`` CPUTot): a job asking for all of them
+        holds the whole node."""
+        [line] = [ln for ln in self.run(["scontrol", "show", "node", "-o", self.node]).stdout.splitlines() if ln]
+        return int(next(kv for kv in line.split() if kv.startswith("CPUTot=")).split("=", 1)[1])
 
     def log_tails(self, n: int = 1500) -> str:
         return slurm_bed.log_tails(self.root, n=n)

@@ -1,7 +1,9 @@
 """Slurm pilots on a real single-node Slurm (the ``slurm_cluster`` bed): they drain a spool
 and leave the queue; 1-minute pilots warned 40 s early give their long job back with its
 resume state, and the next pilot continues it; a job that fits no walltime is never
-claimed; a pilot requeues its own array task when work is left (slow: two pilot runs).
+claimed; a pilot requeues its own array task when work is left (slow: two pilot runs);
+a pilot preempted by the bed's ``urgent`` partition (warned with its USR1) gives its job
+back with its state and requeues itself, and its rerun continues the job.
 
 The jobs are smoke jobs, which keep a resume state exactly as the training driver does
 (``--resume-dir``, exit 75): what is tested here is the pilots and the spool, not the
@@ -213,18 +215,13 @@ def test_slurm_cancel_gives_the_job_back_with_its_state_and_the_pilot_does_not_c
     assert job_processes(name) == []
 
 
-def node_cpus(cluster) -> int:
-    [info] = [ln for ln in cluster.run(["scontrol", "show", "node", "-o", cluster.node]).stdout.splitlines() if ln]
-    return int(next(kv for kv in info.split() if kv.startswith("CPUTot=")).split("=", 1)[1])
-
-
 def test_a_preempted_pilot_gives_its_job_back_and_requeues_itself(slurm_cluster, tmp_path):
     # The bed's `urgent` partition preempts `debug` (PreemptMode=CANCEL after GraceTime,
     # preempt_send_user_signal): the pilot, holding the whole node, gets its USR1 at once,
     # hands its job back with its state, requeues its task, and the rerun (once the urgent
     # job is done) continues the job where the preempted pilot stopped.
     c = slurm_cluster
-    cpus = node_cpus(c)
+    cpus = c.cpus()
     spool = make_spool(tmp_path, [{"hyper": {"seconds": 120, "epochs": 240, "payload": "preempt"}}])
     [name] = names(spool, JobState.PENDING)
     opts = slurm.PilotOptions(pilots=1, time_min=10, signal_lead_s=300, cpus_per_task=cpus,
@@ -233,10 +230,18 @@ def test_a_preempted_pilot_gives_its_job_back_and_requeues_itself(slurm_cluster,
     state = spool.resume_dir(name) / "resume.ckpt"
     wait_until(state.exists, 60, "the pilot's job to save a state", spool, c)
     urgent = c.sbatch("-p", "urgent", "-c", str(cpus), "--job-name=urgent", wrap="sleep 3")
+    # the preemptor runs (the node is the pilot's until the preemption) and completes; read
+    # it now, before the controller forgets it (MinJobAge after its end)
+    done = wait_until(lambda: [i for i in c.job_info(urgent) if i["JobState"] == "COMPLETED"], 60,
+                      "the preemptor to run and complete", spool, c, step=0.2)
+    urgent_end = slurm.parse_slurm_time(done[0]["EndTime"])
     wait_until(lambda: any(r.get("slurm", {}).get("restart_count") == 1 for r in records(spool, name)),
                c.knobs["grace_time_s"] + c.knobs["cred_expire_s"] + 60, "an attempt by the requeued pilot",
                spool, c)
     rerun_t = time.time()
+    # the rerun waited its turn behind the preemptor
+    rerun = next(r for r in records(spool, name) if r.get("slurm", {}).get("restart_count") == 1)
+    assert urgent_end <= rerun["claimed_at"] + 1, (done, rerun)
     # the rerun trains on: it publishes a newer state (at its heartbeats) than the one it got
     wait_until(lambda: state.exists() and state.stat().st_mtime > rerun_t, 60,
                "the rerun to publish a newer state", spool, c)
@@ -248,8 +253,6 @@ def test_a_preempted_pilot_gives_its_job_back_and_requeues_itself(slurm_cluster,
     assert second["resumed_from"]["bytes"] > 0, second
     assert second["outcome"] in ("released", "done"), second
     assert f"requeued {job}_0 (restart 1 of at most 1)" in pilot_logs(spool)
-    urgent_info = c.job_info(urgent)
-    assert not urgent_info or urgent_info[0]["JobState"] == "COMPLETED", urgent_info
     assert names(spool, JobState.CLAIMED) == []
     # neither the preemption nor the cancel spent an attempt (unless the rerun finished it)
     assert counted_attempts(spool.attempts_dir(name)) == (1 if second["outcome"] == "done" else 0)

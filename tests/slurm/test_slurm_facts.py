@@ -89,13 +89,14 @@ ev("end")
 PREEMPT_JOB = """#!{python}
 import json, os, signal, subprocess, sys, time
 log = open(sys.argv[1], "a", buffering=1)
-def ev(what, **kw):
-    log.write(json.dumps({{"t": time.time(), "who": "batch", "ev": what, **kw}}) + "\\n")
+def ev(what, t=None, **kw):
+    log.write(json.dumps({{"t": t or time.time(), "who": "batch", "ev": what, **kw}}) + "\\n")
 def end():
     return subprocess.run(["squeue", "-h", "-j", os.environ["SLURM_JOB_ID"], "-o", "%e"],
                           capture_output=True, text=True).stdout.strip()
 def on_signal(n, f):
-    ev(signal.Signals(n).name, squeue_e=end())
+    t = time.time()  # the signal's time, before squeue (which may take a while under load)
+    ev(signal.Signals(n).name, t, squeue_e=end())
 ev("start", squeue_e=end())
 for s in (signal.SIGTERM, signal.SIGUSR1):
     signal.signal(s, on_signal)
@@ -212,8 +213,7 @@ def test_signal_time_limit_and_requeue(slurm_cluster, tmp_path):
 
 def test_preemption_warns_with_the_job_signal_then_cancels(slurm_cluster, tmp_path):
     c = slurm_cluster
-    [node] = [ln for ln in c.run(["scontrol", "show", "node", "-o", c.node]).stdout.splitlines() if ln]
-    cpus = next(kv for kv in node.split() if kv.startswith("CPUTot=")).split("=", 1)[1]
+    cpus = c.cpus()
     child = tmp_path / "job_child.py"
     child.write_text(CHILD)
     log = tmp_path / "preempt.log"
@@ -244,7 +244,7 @@ def test_preemption_warns_with_the_job_signal_then_cancels(slurm_cluster, tmp_pa
     child_term = [e["t"] for e in child_ev if e["ev"] == "SIGTERM"]
     first_term = min([e["t"] for e in term] + child_term)
     cancelled_after = first_term - usr1[0]["t"]
-    assert grace - 2 <= cancelled_after <= grace + 5, cancelled_after
+    assert grace - 2 <= cancelled_after <= grace + 10, cancelled_after
     info = c.job_info(low)
     record_fact("preemption", {
         "preempt_mode": "CANCEL", "grace_time_s": grace, "preempt_send_user_signal": True,
