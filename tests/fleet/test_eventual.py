@@ -4,6 +4,7 @@ in tests/netfs."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -55,9 +56,13 @@ def test_rival_claim_loser_withdraws_and_winner_keeps_it(espool, tmp_path):
     me = worker_info("a")
     claim = claim_next(espool, me)
     assert claim is not None
-    rivals = [f"rival-{i}" for i in range(20)]
-    winner_rival = next(r for r in rivals if Claim.rank(name, r) < Claim.rank(name, me.id))
-    loser_rival = next(r for r in rivals if Claim.rank(name, r) > Claim.rank(name, me.id))
+    # our worker id is random, so its rank may beat (or lose to) any short list of rivals:
+    # draw rival names until there is one of each
+    rivals = (f"rival-{i}" for i in itertools.count())
+    mine = Claim.rank(name, me.id)
+    winner_rival = next(r for r in rivals if Claim.rank(name, r) < mine)
+    rivals = (f"rival-{i}" for i in itertools.count())
+    loser_rival = next(r for r in rivals if Claim.rank(name, r) > mine)
     fake_rival_claim(espool, name, loser_rival)
     claim.heartbeat()  # we win against this one: no exception, our file stays
     assert claim.path.exists()
