@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from cis490.fleet.slurm import parse_slurm_time
 from tests.facts import record_fact as _record_fact
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -104,10 +105,6 @@ subprocess.Popen([sys.executable, {child!r}, sys.argv[1] + ".child"])
 while True:
     time.sleep(0.25)
 """
-
-
-def _epoch(slurm_time: str) -> float:
-    return time.mktime(time.strptime(slurm_time, "%Y-%m-%dT%H:%M:%S"))
 
 
 def record_fact(key: str, value) -> None:
@@ -239,7 +236,7 @@ def test_preemption_warns_with_the_job_signal_then_cancels(slurm_cluster, tmp_pa
     warned_after = usr1[0]["t"] - t_urgent
     assert warned_after < 10, warned_after  # at once, not at signal time (300 s before a 10-min limit)
     # the warning sets the end to now + GraceTime
-    new_end = _epoch(usr1[0]["squeue_e"])
+    new_end = parse_slurm_time(usr1[0]["squeue_e"])
     assert abs(new_end - (usr1[0]["t"] + grace)) <= 3, (usr1[0], grace)
     child_term = [e["t"] for e in child_ev if e["ev"] == "SIGTERM"]
     first_term = min([e["t"] for e in term] + child_term)
